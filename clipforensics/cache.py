@@ -1,0 +1,160 @@
+"""The feature cache: one HDF5 file per extraction run, self-describing and checked on read.
+
+Schema (N images that decoded, D embedding dims):
+    /image_embeddings          N x D float16   projected image embedding, before L2 normalisation
+    /path /label /manipulation /video /target /source   N   manifest columns (utf-8 strings, label int8)
+    /failed/path /failed/reason                          images that could not be read, and why
+    /prompts/<set>/text /embedding /label                prompts, their float32 embeddings, class 0/1
+    attributes: model, pretrained, weights_fingerprint, init_seed, image_size, mean, std,
+                precision, manifest_hash, data_root, package_version, created, ...
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .atomic import atomic_path
+from .errors import UserError
+from .manifest import COLUMNS
+
+SCHEMA_VERSION = 1
+STRING_COLUMNS = tuple(c for c in COLUMNS if c != "label")
+# Attributes that decide what the embeddings mean: two caches (or a cache and a request) that
+# differ in any of these must never be mixed.
+IDENTITY_KEYS = ("model", "pretrained", "weights_fingerprint", "init_seed", "image_size", "precision",
+                 "manifest_hash")
+_STR = h5py.string_dtype("utf-8")
+
+
+@dataclass
+class PromptEmbeddings:
+    texts: list[str]
+    embeddings: np.ndarray
+    labels: np.ndarray
+
+
+@dataclass
+class FeatureCache:
+    """A cache read into memory (100k x 512 float16 is ~100 MB)."""
+
+    path: Path
+    attrs: dict[str, Any]
+    manifest: pd.DataFrame
+    embeddings: np.ndarray
+    prompts: dict[str, PromptEmbeddings] = field(default_factory=dict)
+    failed: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["path", "reason"]))
+
+    def identity(self) -> dict[str, Any]:
+        return {k: self.attrs.get(k) for k in IDENTITY_KEYS}
+
+
+def _encode_attr(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, (list, tuple, dict)) or value is None else value
+
+
+def _decode_attr(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, str) and value[:1] in "[{n":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def write_cache(path: str | Path, *, embeddings: np.ndarray, manifest: pd.DataFrame, attrs: Mapping[str, Any],
+                prompts: Mapping[str, PromptEmbeddings], failed: pd.DataFrame) -> Path:
+    """Write a complete cache atomically: the final path appears only once everything is on disk."""
+    path = Path(path)
+    if len(embeddings) != len(manifest):
+        raise ValueError("one embedding per manifest row expected")
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as h5:
+            rows = max(1, min(1024, len(embeddings)))
+            h5.create_dataset("image_embeddings", data=embeddings.astype(np.float16),
+                              chunks=(rows, embeddings.shape[1]))
+            for col in STRING_COLUMNS:
+                h5.create_dataset(col, data=manifest[col].astype(str).to_numpy(dtype=object), dtype=_STR)
+            h5.create_dataset("label", data=manifest["label"].to_numpy(dtype=np.int8))
+            grp = h5.create_group("failed")
+            for col in ("path", "reason"):
+                grp.create_dataset(col, data=failed[col].astype(str).to_numpy(dtype=object), dtype=_STR)
+            for name, p in prompts.items():
+                g = h5.create_group(f"prompts/{name}")
+                g.create_dataset("text", data=np.array(p.texts, dtype=object), dtype=_STR)
+                g.create_dataset("embedding", data=p.embeddings.astype(np.float32))
+                g.create_dataset("label", data=np.asarray(p.labels, dtype=np.int8))
+            full = {**attrs, "schema_version": SCHEMA_VERSION, "package_version": __version__,
+                    "n_images": len(embeddings), "n_failed": len(failed)}
+            for key, value in full.items():
+                h5.attrs[key] = _encode_attr(value)
+    return path
+
+
+def _strings(ds: h5py.Dataset) -> list[str]:
+    return [s.decode() if isinstance(s, bytes) else s for s in ds[()]]
+
+
+def read_attrs(path: str | Path) -> dict[str, Any]:
+    """Only the attributes (cheap): used to check a cache before loading it."""
+    with _open(path) as h5:
+        return {k: _decode_attr(v) for k, v in h5.attrs.items()}
+
+
+def _open(path: str | Path) -> h5py.File:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"cache not found: {path}")
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise UserError(f"{path} is not a readable HDF5 cache (corrupted or incomplete?): {exc}") from None
+    if "image_embeddings" not in h5 or "schema_version" not in h5.attrs:
+        h5.close()
+        raise UserError(f"{path} is not a clipforensics feature cache (no /image_embeddings)")
+    return h5
+
+
+def read_cache(path: str | Path, expect: Mapping[str, Any] | None = None) -> FeatureCache:
+    """Load a cache; if `expect` is given, any identity attribute that differs is an error."""
+    path = Path(path)
+    try:
+        with _open(path) as h5:
+            attrs = {k: _decode_attr(v) for k, v in h5.attrs.items()}
+            if expect:
+                check_identity(attrs, expect, what=str(path))
+            manifest = pd.DataFrame({col: _strings(h5[col]) for col in STRING_COLUMNS})
+            manifest.insert(1, "label", h5["label"][()].astype(np.int64))
+            manifest = manifest[list(COLUMNS)]
+            embeddings = h5["image_embeddings"][()]
+            failed = pd.DataFrame({c: _strings(h5["failed"][c]) for c in ("path", "reason")})
+            prompts = {
+                name: PromptEmbeddings(_strings(g["text"]), g["embedding"][()], g["label"][()].astype(np.int64))
+                for name, g in h5.get("prompts", {}).items()
+            }
+    except (OSError, KeyError) as exc:
+        raise UserError(f"{path} is damaged: {exc}") from None
+    return FeatureCache(path, attrs, manifest, embeddings, prompts, failed)
+
+
+def check_identity(actual: Mapping[str, Any], expect: Mapping[str, Any], what: str) -> None:
+    """Raise a UserError naming every identity attribute that differs between two settings."""
+    diffs = [f"{k}: {actual.get(k)!r} != {expect[k]!r}" for k in IDENTITY_KEYS
+             if k in expect and _norm(actual.get(k)) != _norm(expect[k])]
+    if diffs:
+        raise UserError(f"{what} was made with other settings ({'; '.join(diffs)})")
+
+
+def _norm(value: Any) -> Any:
+    return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict, tuple)) else value

@@ -1,0 +1,267 @@
+"""Bulk CLIP inference, split as reader -> mapper -> writer (after clip-retrieval):
+
+reader: a DataLoader whose workers decode and preprocess images (bad files become a reason, not a crash);
+mapper: the model, batched, in inference mode;
+writer: finished chunks of rows, each saved atomically under `<out>.parts/`, then one cache file.
+
+A kill -9 loses at most the chunk in progress; the rerun skips every finished chunk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from . import cache as cache_mod
+from .atomic import atomic_path, write_json
+from .errors import UserError
+from .manifest import ManifestSettings, manifest_hash, scan
+from .models import LoadedModel, ModelSettings, load_model
+from .prompts import PROMPT_SETS, get_prompt_set
+from .settings import option, to_dict
+
+
+@dataclass
+class ExtractSettings:
+    out: str = option(None, "cache file to write, e.g. cache/NAME.h5", required=True, metavar="FILE")
+    batch_size: int = option(64, "images per forward pass")
+    workers: int = option(2, "DataLoader worker processes that decode images (0: decode in the main process)")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N", metavar="DEVICE")
+    precision: str = option("auto", "auto (fp16 autocast on CUDA, bf16 weights on CPU), fp32, fp16, bf16",
+                            choices=("auto", "fp32", "fp16", "bf16"))
+    prompt_sets: tuple[str, ...] = option(tuple(PROMPT_SETS), "prompt sets to embed (comma list)")
+    limit: int | None = option(None, "use at most N images, spread evenly over the manifest (trial runs)")
+    chunk_size: int = option(512, "rows per resumable chunk: a crash redoes at most one chunk")
+    overwrite: bool = option(False, "replace an existing cache (or unfinished parts) made with other settings")
+
+
+class ImageFiles(Dataset):
+    """Reader: decodes one image; an unreadable file yields a zero tensor and the reason."""
+
+    def __init__(self, root: Path, paths: list[str], preprocess, image_size: int) -> None:
+        self.root, self.paths, self.preprocess, self.image_size = root, paths, preprocess, image_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str]:
+        try:
+            with Image.open(self.root / self.paths[i]) as img:
+                img.load()
+                return self.preprocess(img.convert("RGB")), i, ""
+        except Exception as exc:  # any decode failure is data, not a crash
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+            return torch.zeros(3, self.image_size, self.image_size), i, reason
+
+
+def _collate(batch: list[tuple[torch.Tensor, int, str]]) -> tuple[torch.Tensor, list[int], list[str]]:
+    images, idx, reasons = zip(*batch)
+    return torch.stack(images), list(idx), list(reasons)
+
+
+class ChunkStore:
+    """Finished chunks of a run in progress: `<out>.parts/chunk-<k>.npz`, each written atomically."""
+
+    def __init__(self, out: Path) -> None:
+        self.dir = out.with_name(out.name + ".parts")
+
+    def path(self, k: int) -> Path:
+        return self.dir / f"chunk-{k:06d}.npz"
+
+    def done(self) -> set[int]:
+        return {int(p.stem.split("-")[1]) for p in self.dir.glob("chunk-*.npz")} if self.dir.exists() else set()
+
+    def save(self, k: int, embeddings: np.ndarray, reasons: list[str]) -> None:
+        with atomic_path(self.path(k), suffix=".npz") as tmp:
+            np.savez(tmp, embeddings=embeddings.astype(np.float16), reasons=np.array(reasons, dtype=str))
+
+    def load(self, k: int) -> tuple[np.ndarray, list[str]]:
+        with np.load(self.path(k)) as z:
+            return z["embeddings"], [str(r) for r in z["reasons"]]
+
+    def identity_file(self) -> Path:
+        return self.dir / "identity.json"
+
+    def start(self, identity: dict[str, Any], overwrite: bool) -> None:
+        """Resume only a run with the same identity; anything else is refused or wiped."""
+        if self.identity_file().exists():
+            old = json.loads(self.identity_file().read_text())
+            if old != identity:
+                if not overwrite:
+                    raise UserError(f"unfinished parts in {self.dir} were made with other settings; "
+                                    "rerun with --overwrite to discard them")
+                shutil.rmtree(self.dir)
+        elif self.dir.exists():
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.identity_file(), identity)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Refuse a second extraction writing the same cache at the same time."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = out.with_name(out.name + ".lock")
+    with open(lock_path, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"another extraction is writing {out} (lock {lock_path} is held)") from None
+        try:
+            yield
+        finally:
+            lock_path.unlink(missing_ok=True)
+
+
+def spread_rows(df: pd.DataFrame, limit: int | None) -> pd.DataFrame:
+    """At most `limit` rows, evenly spread so that every class and video range is represented."""
+    if limit is None or limit >= len(df):
+        return df
+    if limit < 1:
+        raise UserError("--limit must be at least 1")
+    keep = np.unique(np.linspace(0, len(df) - 1, limit).round().astype(int))
+    return df.iloc[keep].reset_index(drop=True)
+
+
+def _batches(chunks: list[int], n_rows: int, chunk_size: int, batch_size: int) -> list[list[int]]:
+    """Batches never straddle chunks, so a chunk is complete exactly when its last batch is."""
+    out = []
+    for k in chunks:
+        rows = range(k * chunk_size, min((k + 1) * chunk_size, n_rows))
+        out += [list(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)]
+    return out
+
+
+def embed_prompts(loaded: LoadedModel, names: tuple[str, ...]) -> dict[str, cache_mod.PromptEmbeddings]:
+    out = {}
+    for name in names:
+        ps = get_prompt_set(name)
+        emb = loaded.encode_texts(list(ps.texts)).numpy()
+        out[name] = cache_mod.PromptEmbeddings(list(ps.texts), emb, np.array(ps.labels))
+    return out
+
+
+def extract(manifest_settings: ManifestSettings, model_settings: ModelSettings,
+            settings: ExtractSettings, extra_attrs: dict[str, Any] | None = None) -> Path:
+    """Run (or resume) one extraction and return the cache path.
+
+    `extra_attrs` are recorded in the cache too (e.g. the LoRA stage links its cache to the base cache).
+    """
+    out = Path(settings.out)
+    for name in settings.prompt_sets:
+        get_prompt_set(name)
+    if settings.batch_size < 1 or settings.chunk_size < 1 or settings.workers < 0:
+        raise UserError("--batch-size and --chunk-size must be positive, --workers non-negative")
+    manifest = spread_rows(scan(manifest_settings), settings.limit)
+    loaded = load_model(model_settings, settings.device, settings.precision)
+    identity = {k: loaded.identity[k] for k in cache_mod.IDENTITY_KEYS if k in loaded.identity}
+    identity.update(manifest_hash=manifest_hash(manifest), chunk_size=settings.chunk_size,
+                    prompt_sets=list(settings.prompt_sets))
+    with output_lock(out):
+        if out.exists():
+            if not settings.overwrite:
+                _refuse_or_accept_existing(out, identity)
+                return out
+        store = ChunkStore(out)
+        store.start(identity, settings.overwrite)
+        _run_chunks(loaded, manifest, store, manifest_settings, settings)
+        return _assemble(out, store, loaded, manifest, {**identity, **(extra_attrs or {})}, manifest_settings,
+                         model_settings, settings)
+
+
+def _refuse_or_accept_existing(out: Path, identity: dict[str, Any]) -> None:
+    attrs = cache_mod.read_attrs(out)
+    cache_mod.check_identity(attrs, identity, what=f"existing cache {out} (use --overwrite to replace it)")
+    if attrs.get("prompt_sets") != identity["prompt_sets"]:
+        raise UserError(f"existing cache {out} holds prompt sets {attrs.get('prompt_sets')}; "
+                        "use --overwrite to replace it")
+    print(f"{out} is already complete with these settings: nothing to do", file=sys.stderr)
+
+
+def _run_chunks(loaded: LoadedModel, manifest: pd.DataFrame, store: ChunkStore,
+                manifest_settings: ManifestSettings, settings: ExtractSettings) -> None:
+    n = len(manifest)
+    n_chunks = -(-n // settings.chunk_size)
+    todo = sorted(set(range(n_chunks)) - store.done())
+    if not todo:
+        return
+    batches = _batches(todo, n, settings.chunk_size, settings.batch_size)
+    dataset = ImageFiles(Path(manifest_settings.data_root), manifest["path"].tolist(), loaded.preprocess,
+                         loaded.image_size)
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=settings.workers, collate_fn=_collate,
+                        pin_memory=loaded.device.type == "cuda",
+                        persistent_workers=False, prefetch_factor=4 if settings.workers else None)
+    remaining = sum(len(b) for b in batches)
+    if len(todo) < n_chunks:
+        print(f"resuming: {n_chunks - len(todo)} of {n_chunks} chunks already done", file=sys.stderr)
+    pending: dict[int, tuple[list[np.ndarray], list[str]]] = {}
+    with tqdm(total=remaining, unit="img", desc="extract", dynamic_ncols=True, file=sys.stderr) as bar:
+        for images, idx, reasons in loader:
+            emb = loaded.encode_images(images).numpy()
+            k = idx[0] // settings.chunk_size
+            parts, why = pending.setdefault(k, ([], []))
+            parts.append(emb)
+            why.extend(reasons)
+            end = min((k + 1) * settings.chunk_size, n)
+            if idx[-1] == end - 1:
+                store.save(k, np.concatenate(parts), why)
+                del pending[k]
+            bar.update(len(idx))
+
+
+def _assemble(out: Path, store: ChunkStore, loaded: LoadedModel, manifest: pd.DataFrame,
+              identity: dict[str, Any], manifest_settings: ManifestSettings, model_settings: ModelSettings,
+              settings: ExtractSettings) -> Path:
+    n_chunks = -(-len(manifest) // settings.chunk_size)
+    chunks = [store.load(k) for k in range(n_chunks)]
+    embeddings = np.concatenate([c[0] for c in chunks])
+    reasons = np.array([r for c in chunks for r in c[1]], dtype=object)
+    ok = reasons == ""
+    failed = pd.DataFrame({"path": manifest["path"][~ok].to_numpy(), "reason": reasons[~ok]})
+    if not ok.any():
+        store.remove()
+        raise UserError(f"all {len(manifest)} images failed to decode (first: {failed.iloc[0].path}: "
+                        f"{failed.iloc[0].reason})")
+    run_settings = {"manifest": to_dict(manifest_settings), "model": to_dict(model_settings),
+                    "extract": to_dict(settings)}
+    attrs = {**loaded.identity, **identity,
+             "data_root": str(Path(manifest_settings.data_root).resolve()),
+             "device": str(loaded.device), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+             "settings": run_settings}
+    cache_mod.write_cache(out, embeddings=embeddings[ok], manifest=manifest[ok].reset_index(drop=True),
+                          attrs=attrs, prompts=embed_prompts(loaded, settings.prompt_sets), failed=failed)
+    write_json(out.with_suffix(".json"), {**attrs, "n_images": int(ok.sum()), "n_failed": int((~ok).sum())})
+    store.remove()
+    return out
+
+
+def summarize(cache: cache_mod.FeatureCache) -> str:
+    """A few lines a person reads after extraction: what is in the cache and how it was made."""
+    a = cache.attrs
+    counts = cache.manifest.groupby("manipulation").agg(videos=("video", "nunique"), frames=("path", "size"))
+    lines = [f"cache {cache.path}: {len(cache.embeddings)} images x {cache.embeddings.shape[1]} dims "
+             f"({cache.embeddings.dtype}), {len(cache.failed)} failed",
+             f"model {a['model']} / {a['pretrained']} at {a['image_size']} px, {a['precision']}, "
+             f"manifest {a['manifest_hash']}, prompt sets {', '.join(cache.prompts)}"]
+    if a.get("random_weights"):
+        lines.append("RANDOM WEIGHTS: these embeddings prove the machinery, not detection skill")
+    lines.append(counts.to_string())
+    return "\n".join(lines)
+

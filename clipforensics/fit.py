@@ -1,0 +1,99 @@
+"""The heads stage: apply the protocol to a cache, fit each named head, write models and scores."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import pandas as pd
+
+from . import __version__
+from .atomic import atomic_path, write_json
+from .cache import FeatureCache, read_cache
+from .errors import UserError
+from .heads import Features, FitResult, fit_head, resolve_heads
+from .protocol import ProtocolSettings, assign_splits, split_summary
+from .scores import make_scores, write_scores
+from .settings import option, to_dict
+
+RUN_FILE = "run.json"
+
+
+@dataclass
+class FitSettings:
+    cache: str = option(None, "feature cache written by extract_features.py", required=True, metavar="FILE")
+    heads: tuple[str, ...] = option(("logreg", "svm", "zeroshot-v2"), "heads to fit (comma list, or 'all')")
+    out: str = option(None, "run folder: one sub-folder per head (required unless --list-heads)", metavar="DIR")
+    overwrite: bool = option(False, "replace a run folder made from another cache")
+
+
+def split_rows(cache: FeatureCache, protocol: ProtocolSettings) -> pd.DataFrame:
+    """The cache's manifest with its protocol split (index = row in the embedding matrix)."""
+    return assign_splits(cache.manifest, protocol)
+
+
+def features(cache: FeatureCache, rows: pd.DataFrame, split: str) -> Features:
+    return Features.of(cache.embeddings, rows[rows["split"] == split])
+
+
+def run_identity(cache: FeatureCache, protocol: ProtocolSettings) -> dict[str, Any]:
+    """What a run folder is tied to: the cache's identity and the protocol."""
+    return {"cache": str(cache.path.resolve()), "cache_identity": cache.identity(),
+            "protocol": to_dict(protocol)}
+
+
+def _claim_run_dir(out: Path, identity: dict[str, Any], overwrite: bool) -> None:
+    """Never mix heads fitted on different caches or protocols in one run folder."""
+    run_file = out / RUN_FILE
+    if run_file.exists():
+        old = json.loads(run_file.read_text())
+        same = {k: old.get(k) for k in identity} == json.loads(json.dumps(identity))
+        if not same and not overwrite:
+            raise UserError(f"{out} holds a run made from another cache or protocol ({old.get('cache')}); "
+                            "use another --out or --overwrite")
+        if not same:
+            shutil.rmtree(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create run folder {out}: {exc.strerror}") from None
+
+
+def save_head(out_dir: Path, result: FitResult, meta: dict[str, Any]) -> None:
+    with atomic_path(out_dir / "model.joblib", suffix=".joblib") as tmp:
+        joblib.dump(result.head, tmp)
+    write_json(out_dir / "head.json", {**meta, **result.info})
+
+
+def fit_heads(settings: FitSettings, protocol: ProtocolSettings) -> list[dict[str, Any]]:
+    """Fit every head on train, select on val, score val and test; return one summary per head."""
+    cache = read_cache(settings.cache)
+    names = resolve_heads(settings.heads, cache.prompts)
+    rows = split_rows(cache, protocol)
+    print(split_summary(rows).to_string(index=False), file=sys.stderr)
+    train, val = features(cache, rows, "train"), features(cache, rows, "val")
+    if len(val.y) == 0 or len(set(val.y)) < 2:
+        raise UserError("the validation split needs real and fake videos to choose hyper-parameters")
+    scored = rows[rows["split"].isin(["val", "test"])]
+    X_scored = cache.embeddings[scored.index.to_numpy()].astype("float32")
+    out = Path(settings.out)
+    identity = run_identity(cache, protocol)
+    _claim_run_dir(out, identity, settings.overwrite)
+    write_json(out / RUN_FILE, {**identity, "fit": to_dict(settings), "package_version": __version__})
+    summaries = []
+    for name in names:
+        result = fit_head(name, cache.prompts, train, val)
+        meta = {**identity, "scorer": "head", "name": name, "data_root": cache.attrs.get("data_root"),
+                "package_version": __version__}
+        head_dir = out / name
+        save_head(head_dir, result, meta)
+        write_scores(head_dir, make_scores(scored, result.head.predict_proba(X_scored)), {**meta, **result.info})
+        print(f"{name:>16}: val video AUC {result.head.val_auc:.3f}  fit {result.seconds:.2f} s  "
+              f"{result.head.params if result.head.trains else ''}", file=sys.stderr)
+        summaries.append(result.info)
+    return summaries

@@ -1,0 +1,80 @@
+"""The scores table: the one interface between every scorer and the evaluator.
+
+Columns: path, video, manipulation, label (0 real / 1 fake), split, score (probability of fake).
+A scores file is `scores.csv` with `scores.json` beside it (the settings that made it).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .atomic import write_csv, write_json
+from .errors import UserError
+from .manifest import video_of
+
+SCORE_COLUMNS = ("path", "video", "manipulation", "label", "split", "score")
+
+
+def make_scores(rows: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
+    """A scores table for manifest rows (which carry a `split` column) and their fake probabilities."""
+    out = rows[["path", "video", "manipulation", "label", "split"]].reset_index(drop=True).copy()
+    out["label"] = out["label"].astype(int)
+    out["score"] = np.asarray(scores, dtype=float)
+    return out
+
+
+def write_scores(out_dir: str | Path, table: pd.DataFrame, settings: Mapping[str, Any]) -> Path:
+    """Write `scores.csv` and `scores.json` atomically; return the CSV path."""
+    out_dir = Path(out_dir)
+    path = out_dir / "scores.csv"
+    write_csv(path, table[list(SCORE_COLUMNS)])
+    write_json(out_dir / "scores.json", dict(settings))
+    return path
+
+
+def read_settings(scores_path: str | Path) -> dict[str, Any]:
+    """The settings saved beside a scores file ({} for an external file without them)."""
+    side = Path(scores_path).with_suffix(".json")
+    if side.exists() and side != Path(scores_path):
+        return json.loads(side.read_text())
+    return {}
+
+
+def read_scores(path: str | Path, *, class_names: list[str] | None = None,
+                video_pattern: str | None = None) -> pd.DataFrame:
+    """Read a scores table from CSV or a JSON list of records (ours or another tool's).
+
+    Required: path, score, label. Missing `video` (and `manipulation`) are read from the path as the
+    manifest does (Windows backslashes included); a missing `split` makes every row test.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"scores file not found: {path}")
+    try:
+        if path.suffix.lower() == ".json":
+            df = pd.DataFrame(json.loads(path.read_text()))
+        else:
+            df = pd.read_csv(path, dtype={"path": str, "video": str, "manipulation": str, "split": str},
+                             keep_default_na=False)
+    except (ValueError, json.JSONDecodeError, pd.errors.ParserError) as exc:
+        raise UserError(f"cannot read scores from {path}: {exc}") from None
+    missing = [c for c in ("path", "score", "label") if c not in df.columns]
+    if missing or df.empty:
+        raise UserError(f"{path}: needs columns path, score, label (missing: {', '.join(missing) or 'rows'})")
+    if "video" not in df.columns or "manipulation" not in df.columns:
+        keys = [video_of(p, class_names=class_names, video_pattern=video_pattern) for p in df["path"]]
+        df["manipulation"] = df.get("manipulation", pd.Series([k[0] for k in keys]))
+        df["video"] = [k[1] for k in keys]
+    if "split" not in df.columns:
+        df["split"] = "test"
+    df["score"] = pd.to_numeric(df["score"], errors="coerce")
+    df["label"] = pd.to_numeric(df["label"], errors="coerce")
+    if df["score"].isna().any() or not df["label"].isin([0, 1]).all():
+        raise UserError(f"{path}: every row needs a numeric score and a label of 0 or 1")
+    df["label"] = df["label"].astype(int)
+    return df[list(SCORE_COLUMNS)]

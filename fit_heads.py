@@ -1,0 +1,43 @@
+"""Fit cheap heads (logistic regression, SVM, ridge, zero-shot prompts, one-class) on a feature cache.
+
+    python fit_heads.py --cache cache/NAME.h5 --heads logreg,svm,zeroshot-v2 --out runs/NAME
+
+Hyper-parameters are chosen on the validation split (video AUC), never on test. Each head writes
+runs/NAME/<head>/{model.joblib, head.json, scores.csv, scores.json}; evaluate.py reads the scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from clipforensics.cache import read_cache
+from clipforensics.errors import cli_entry
+from clipforensics.fit import FitSettings, fit_heads
+from clipforensics.heads import available_heads
+from clipforensics.protocol import ProtocolSettings
+from clipforensics.settings import add_arguments, from_namespace
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--list-heads", action="store_true", help="list the heads this cache supports and exit")
+    add_arguments(parser, FitSettings, "heads")
+    add_arguments(parser, ProtocolSettings, "protocol")
+    return parser
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if ns.list_heads:
+        print("\n".join(available_heads(read_cache(ns.cache).prompts)))
+        return 0
+    if not ns.out:
+        parser.error("the following arguments are required: --out")
+    fit_heads(from_namespace(FitSettings, ns), from_namespace(ProtocolSettings, ns))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,29 @@
+"""Shared fixtures: a small generated data set and a tiny-model cache, built once per session."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+import extract_features  # noqa: E402
+from clipforensics.synthetic import generate  # noqa: E402
+
+TINY = ["--model", "tiny-vit", "--pretrained", "none", "--workers", "0", "--batch-size", "16"]
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """12 real videos x 4 frames and 4 manipulations of them, 64 px."""
+    return generate(tmp_path_factory.mktemp("data") / "ff", videos=12, frames=4, size=64, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(synthetic_root, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cache") / "tiny.h5"
+    assert extract_features.main(["--data-root", str(synthetic_root), "--out", str(out), *TINY]) == 0
+    return out

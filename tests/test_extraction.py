@@ -1,0 +1,201 @@
+"""extract_features.py end to end on the tiny model: schema, resume, bad input, refusal rules."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+import extract_features
+from clipforensics import extraction
+from clipforensics.cache import read_cache
+from clipforensics.manifest import ManifestSettings, manifest_hash, scan
+from clipforensics.prompts import PROMPT_SETS
+from conftest import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(root: Path, out: Path, *extra: str) -> int:
+    return extract_features.main(["--data-root", str(root), "--out", str(out), *TINY, *extra])
+
+
+def test_schema_shapes_dtypes_and_attributes(tiny_cache, synthetic_root):
+    cache = read_cache(tiny_cache)
+    manifest = scan(ManifestSettings(data_root=str(synthetic_root)))
+    assert len(cache.embeddings) == len(manifest) == 12 * 4 * 5
+    assert cache.embeddings.shape[1] == 32 and cache.embeddings.dtype == np.float16
+    assert cache.manifest["path"].tolist() == manifest["path"].tolist()
+    assert (cache.manifest["label"].to_numpy() == manifest["label"].to_numpy()).all()
+    a = cache.attrs
+    assert a["model"] == "tiny-vit" and a["pretrained"] == "none" and a["random_weights"]
+    assert a["image_size"] == 64 and len(a["mean"]) == 3 and a["precision"] in ("bf16", "fp32")
+    assert a["manifest_hash"] == manifest_hash(manifest)
+    assert a["package_version"] and a["created"] and a["n_failed"] == 0
+    with h5py.File(tiny_cache) as h5:
+        assert h5["image_embeddings"].dtype == np.float16
+        assert {"path", "label", "manipulation", "video", "target", "source", "failed", "prompts"} <= set(h5)
+    assert (tiny_cache.with_suffix(".json")).exists()
+
+
+def test_prompts_are_stored_with_their_classes(tiny_cache):
+    cache = read_cache(tiny_cache)
+    assert set(cache.prompts) == set(PROMPT_SETS)
+    v2 = cache.prompts["v2"]
+    labels = dict(zip(v2.texts, v2.labels.tolist()))
+    assert labels == {"Authentic face": 0, "AI-Generated face": 1}
+    assert v2.embeddings.shape == (2, 32) and v2.embeddings.dtype == np.float32
+    bank = cache.prompts["bank"]
+    assert set(bank.labels.tolist()) == {0, 1} and len(bank.texts) == len(bank.labels) >= 6
+
+
+def test_embeddings_match_a_direct_forward(tiny_cache, synthetic_root):
+    """The cache row of an image is the model's embedding of that very image."""
+    from clipforensics.models import ModelSettings, load_model
+
+    cache = read_cache(tiny_cache)
+    loaded = load_model(ModelSettings(model="tiny-vit", pretrained="none"), "cpu", cache.attrs["precision"])
+    rows = [0, 57, len(cache.manifest) - 1]
+    imgs = [loaded.preprocess(Image.open(synthetic_root / cache.manifest.path[i]).convert("RGB")) for i in rows]
+    direct = loaded.encode_images(__import__("torch").stack(imgs)).numpy()
+    np.testing.assert_allclose(cache.embeddings[rows].astype(np.float32), direct, rtol=2e-2, atol=2e-2)
+
+
+def test_rerun_with_same_settings_does_nothing_and_other_settings_are_refused(tiny_cache, synthetic_root, capsys):
+    before = tiny_cache.stat().st_mtime_ns
+    assert run(synthetic_root, tiny_cache) == 0
+    assert tiny_cache.stat().st_mtime_ns == before
+    assert "nothing to do" in capsys.readouterr().err
+    assert run(synthetic_root, tiny_cache, "--init-seed", "1") == 2
+    assert "other settings" in capsys.readouterr().err
+    assert tiny_cache.stat().st_mtime_ns == before
+
+
+def test_overwrite_replaces(tmp_path, synthetic_root):
+    out = tmp_path / "c.h5"
+    assert run(synthetic_root, out, "--limit", "10") == 0
+    assert run(synthetic_root, out, "--limit", "12", "--overwrite") == 0
+    assert len(read_cache(out).embeddings) == 12
+
+
+def test_limit_spreads_over_all_classes(tmp_path, synthetic_root):
+    out = tmp_path / "c.h5"
+    assert run(synthetic_root, out, "--limit", "20") == 0
+    cache = read_cache(out)
+    assert len(cache.embeddings) == 20 and cache.manifest.manipulation.nunique() == 5
+
+
+def test_crash_mid_run_resumes_to_identical_embeddings(tmp_path, synthetic_root, monkeypatch):
+    """A failure after two chunks leaves no final file; the rerun redoes only the missing chunks."""
+    reference = tmp_path / "ref.h5"
+    assert run(synthetic_root, reference, "--chunk-size", "24") == 0
+    out = tmp_path / "resumed.h5"
+    saved = []
+    original = extraction.ChunkStore.save
+
+    def crash_after_two(self, k, emb, reasons):
+        if len(saved) == 2:
+            raise KeyboardInterrupt
+        saved.append(k)
+        original(self, k, emb, reasons)
+
+    monkeypatch.setattr(extraction.ChunkStore, "save", crash_after_two)
+    assert run(synthetic_root, out, "--chunk-size", "24") == 130
+    assert not out.exists() and len(list(out.with_name("resumed.h5.parts").glob("chunk-*.npz"))) == 2
+    monkeypatch.setattr(extraction.ChunkStore, "save", original)
+    computed = []
+    monkeypatch.setattr(extraction.ChunkStore, "save",
+                        lambda self, k, e, r: (computed.append(k), original(self, k, e, r)))
+    assert run(synthetic_root, out, "--chunk-size", "24") == 0
+    assert computed == list(range(2, 10))
+    np.testing.assert_array_equal(read_cache(out).embeddings, read_cache(reference).embeddings)
+    assert not out.with_name("resumed.h5.parts").exists()
+
+
+@pytest.mark.slow
+def test_kill_9_then_rerun_equals_uninterrupted(tmp_path, synthetic_root):
+    """A real SIGKILL in the middle of extraction: nothing at the final path, rerun completes identically."""
+    cmd = [sys.executable, str(ROOT / "extract_features.py"), "--data-root", str(synthetic_root), *TINY,
+           "--chunk-size", "8", "--batch-size", "4"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    reference = tmp_path / "ref.h5"
+    subprocess.run(cmd + ["--out", str(reference)], check=True, env=env, capture_output=True)
+    out = tmp_path / "killed.h5"
+    parts = tmp_path / "killed.h5.parts"
+    proc = subprocess.Popen(cmd + ["--out", str(out)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(parts.glob("chunk-*.npz"))) < 3 and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    subprocess.run(cmd + ["--out", str(out)], check=True, env=env, capture_output=True)
+    np.testing.assert_array_equal(read_cache(out).embeddings, read_cache(reference).embeddings)
+
+
+@pytest.fixture()
+def damaged_root(tmp_path, synthetic_root) -> Path:
+    root = tmp_path / "damaged"
+    shutil.copytree(synthetic_root, root)
+    (root / "Real_youtube" / "000" / "000.png").write_bytes(b"")
+    png = root / "Real_youtube" / "001" / "000.png"
+    png.write_bytes(png.read_bytes()[:200])
+    (root / "FaceSwap").iterdir().__next__().joinpath("000.png").write_text("not an image")
+    return root
+
+
+def test_bad_files_are_recorded_and_skipped(tmp_path, damaged_root, capsys):
+    out = tmp_path / "c.h5"
+    assert run(damaged_root, out) == 0
+    cache = read_cache(out)
+    assert len(cache.failed) == 3 and len(cache.embeddings) == 12 * 4 * 5 - 3
+    assert set(cache.failed.path) & set(cache.manifest.path) == set()
+    assert all(cache.failed.reason.str.len() > 0)
+    assert "3 failed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case", ["missing", "empty-class", "all-fail"])
+def test_bad_roots_are_one_line_errors(tmp_path, synthetic_root, case, capsys):
+    root = tmp_path / "root"
+    if case == "empty-class":
+        shutil.copytree(synthetic_root, root)
+        (root / "Empty").mkdir()
+    elif case == "all-fail":
+        for cls in ("Real_youtube", "FaceSwap"):
+            (root / cls / "000_001").mkdir(parents=True)
+            (root / cls / "000_001" / "0.png").write_bytes(b"")
+    assert run(root, tmp_path / "c.h5") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error:") and sum(line.startswith("error:") for line in err) == 1
+    assert not any("Traceback" in line for line in err)
+    assert not (tmp_path / "c.h5").exists()
+
+
+def test_second_writer_is_refused_by_the_lock(tmp_path, synthetic_root, capsys):
+    import fcntl
+
+    out = tmp_path / "c.h5"
+    with open(tmp_path / "c.h5.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        assert run(synthetic_root, out) == 2
+    assert "another extraction" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_help_lists_every_option(capsys):
+    with pytest.raises(SystemExit):
+        extract_features.main(["--help"])
+    text = capsys.readouterr().out
+    for flag in ("--data-root", "--model", "--pretrained", "--batch-size", "--workers", "--device",
+                 "--precision", "--prompt-sets", "--limit", "--video-pattern", "--overwrite"):
+        assert flag in text

@@ -1,0 +1,85 @@
+"""Model registry: random seeded weights, local checkpoints, offline failure, precision."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from clipforensics.errors import UserError
+from clipforensics.models import ModelSettings, load_model
+
+TINY = ModelSettings(model="tiny-vit", pretrained="none")
+
+
+def images(n: int = 6, size: int = 64, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def test_random_weights_are_reproducible_from_the_init_seed():
+    x = images()
+    a = load_model(TINY).encode_images(x)
+    b = load_model(TINY).encode_images(x)
+    c = load_model(ModelSettings(model="tiny-vit", pretrained="none", init_seed=1)).encode_images(x)
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+
+
+def test_random_init_does_not_disturb_the_global_rng():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    load_model(TINY)
+    assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_local_checkpoint_round_trip(tmp_path, suffix):
+    source = load_model(ModelSettings(model="tiny-vit", pretrained="none", init_seed=7))
+    state = {k: v.contiguous() for k, v in source.model.state_dict().items()}
+    path = tmp_path / f"weights{suffix}"
+    torch.save(state, path) if suffix == ".pt" else save_file(state, str(path))
+    loaded = load_model(ModelSettings(model="tiny-vit", pretrained=str(path)))
+    x = images()
+    assert torch.equal(source.encode_images(x), loaded.encode_images(x))
+    assert loaded.identity["weights_kind"] == "file" and len(loaded.identity["weights_fingerprint"]) == 16
+    assert not loaded.identity["random_weights"]
+
+
+def test_missing_tag_fails_fast_offline_with_instructions():
+    start = time.perf_counter()
+    with pytest.raises(UserError, match="--pretrained PATH"):
+        load_model(ModelSettings(model="ViT-B-32", pretrained="openai"))
+    assert time.perf_counter() - start < 10
+
+
+@pytest.mark.parametrize("settings, message", [
+    (ModelSettings(model="no-such-model", pretrained="none"), "unknown model"),
+    (ModelSettings(model="ViT-B-32", pretrained="no_such_tag"), "not a pretrained tag"),
+    (ModelSettings(model="tiny-vit", pretrained="/no/such/file.pt"), "not found"),
+])
+def test_bad_model_settings_are_user_errors(settings, message):
+    with pytest.raises(UserError, match=message):
+        load_model(settings)
+
+
+def test_fp16_on_cpu_is_refused():
+    with pytest.raises(UserError, match="bf16"):
+        load_model(TINY, "cpu", "fp16")
+
+
+def _cosines(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    return torch.nn.functional.cosine_similarity(a, b, dim=1).numpy()
+
+
+@pytest.mark.parametrize("name, size", [("tiny-vit", 64), pytest.param("ViT-B-32", 224, marks=pytest.mark.slow)])
+def test_bf16_embeddings_match_fp32(name, size):
+    """bf16 weights on the CPU (the `auto` choice there) stay within cosine 0.999 of fp32."""
+    settings = ModelSettings(model=name, pretrained="none")
+    x = images(4, size)
+    fp32 = load_model(settings, "cpu", "fp32").encode_images(x)
+    bf16 = load_model(settings, "cpu", "bf16").encode_images(x)
+    assert load_model(settings, "cpu", "auto").precision == "bf16"
+    assert _cosines(fp32, bf16).min() >= 0.999
