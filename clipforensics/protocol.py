@@ -55,6 +55,7 @@ class FakeVideo(NamedTuple):
 
     base: str
     reals: tuple[str, ...]
+    target: str | None = None
 
 
 def video_uniform(video: str, seed: int) -> float:
@@ -157,12 +158,22 @@ def load_split_file(path: str) -> OfficialSplits:
     return OfficialSplits(ids, pairs)
 
 
-def _real_splits(reals: pd.DataFrame, settings: ProtocolSettings, official: OfficialSplits | None) -> pd.Series:
-    """Split of every real video: its listed split, or the hash cut into the real percentages."""
+def _pair_keys(reals: pd.DataFrame, fakes: pd.DataFrame) -> pd.Series:
+    """Hash key of each real video: FF++ swapped pairs (000_003 / 003_000) share one key, so both
+    real videos of a pair, and hence their fakes, land in the same split."""
+    known = fakes[(fakes["target"] != "") & (fakes["source"] != "")]
+    partner = known.groupby("target")["source"].min().to_dict()
+    ids = reals["target"].map(lambda vid: min(vid, partner.get(vid, vid)))
+    return reals["manipulation"] + "/" + ids
+
+
+def _real_splits(reals: pd.DataFrame, fakes: pd.DataFrame, settings: ProtocolSettings,
+                 official: OfficialSplits | None) -> pd.Series:
+    """Split of every real video: its listed split, or the hash of its pair cut into the real percentages."""
     if official is not None:
         return reals["target"].map(lambda vid: official.ids.get(vid, UNUSED))
     shares = parse_real_split(settings.real_split)
-    return reals["video"].map(lambda key: _by_threshold(video_uniform(key, settings.split_seed), shares))
+    return _pair_keys(reals, fakes).map(lambda key: _by_threshold(video_uniform(key, settings.split_seed), shares))
 
 
 def _real_by_id(reals: pd.DataFrame, splits: pd.Series) -> dict[str, str]:
@@ -179,11 +190,17 @@ def _train_rule(fake: FakeVideo) -> str:
 
 
 def _test_rule(fake: FakeVideo) -> str:
-    return "test" if fake.base == "test" else UNUSED
+    """A test fake is made of its real videos' frames: it is used only when they are test videos too."""
+    return "test" if fake.base == "test" and all(r == "test" for r in fake.reals) else UNUSED
 
 
 def _both_rule(fake: FakeVideo) -> str:
-    return UNUSED if fake.base == UNUSED else _latest(fake.base, *fake.reals)
+    """In-domain fakes go where their target real video (whose frames they are made of) goes, and
+    are dropped when the source's split comes later: the same frames never sit in two splits."""
+    if fake.base == UNUSED:
+        return UNUSED
+    split = _latest(fake.base, *fake.reals)
+    return split if fake.target in (None, split) else UNUSED
 
 
 FAKE_RULES: dict[str, Callable[[FakeVideo], str]] = {
@@ -225,7 +242,7 @@ def _fake_splits(fakes: pd.DataFrame, real_by_id: dict[str, str], settings: Prot
         role = _role(row.manipulation, train, test)
         reals = tuple(real_by_id[vid] for vid in (row.target, row.source) if vid in real_by_id)
         base = _listed_base(row, official) if official else _hash_base(role, row.video, bool(reals), settings)
-        splits[row.video] = FAKE_RULES[role](FakeVideo(base, reals))
+        splits[row.video] = FAKE_RULES[role](FakeVideo(base, reals, real_by_id.get(row.target)))
     return pd.Series(splits, dtype=object)
 
 
@@ -241,7 +258,7 @@ def assign_splits(manifest: pd.DataFrame, settings: ProtocolSettings) -> pd.Data
     official = load_split_file(settings.split_file) if settings.split_file else None
     videos = video_table(manifest)
     reals, fakes = videos[videos["label"] == 0], videos[videos["label"] == 1]
-    real_splits = _real_splits(reals, settings, official)
+    real_splits = _real_splits(reals, fakes, settings, official)
     by_video = pd.concat([
         pd.Series(real_splits.to_numpy(), index=reals["video"].to_numpy(), dtype=object),
         _fake_splits(fakes, _real_by_id(reals, real_splits), settings, official),

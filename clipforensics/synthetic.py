@@ -32,7 +32,7 @@ NOISE_SIGMA = 3.0
 MIN_SIZE = 32
 FACE_MARGIN = 3.0  # pixels around the face ellipse that artifacts (soft mask edges) may reach
 SWAP_RADIUS = 0.8  # face-swap mask, in face radii: the seam lies inside the face, like a landmark hull
-PNG_OPTIONS = {"format": "PNG", "compress_level": 1, "optimize": False}  # noisy pixels: level 1 is fast, ~same size
+PNG_OPTIONS = {"format": "PNG", "compress_level": 1, "optimize": False}  # noisy pixels: level 1 is fast, as small
 
 # Independent random streams per video, so e.g. the face geometry never depends on the background.
 _IDENTITY, _MOTION, _NOISE, _BACKGROUND, _PAIRING, _MANIPULATION = range(6)
@@ -133,12 +133,16 @@ def make_background(seed: int, video: int, size: int) -> np.ndarray:
 
 
 def make_video(seed: int, video: int, frames: int, size: int) -> Video:
+    """Everything needed to render any frame of real video `video`."""
     return Video(make_identity(seed, video), make_background(seed, video, size),
                  make_offsets(seed, video, frames, size))
 
 
 def face_box(seed: int, video: int, frame: int, size: int) -> tuple[int, int, int, int]:
-    """(x0, y0, x1, y1) pixel box around the face ellipse of one real frame (x1, y1 exclusive)."""
+    """(x0, y0, x1, y1) pixel box around the face ellipse of one frame (x1, y1 exclusive).
+
+    Every artifact of a fake made from this real frame lies in this box, give or take a soft mask edge.
+    """
     ident = make_identity(seed, video)
     offset = make_offsets(seed, video, frame + 1, size)[frame]
     y0, y1, x0, x1 = _window(ident, offset, size, 1.0)
@@ -146,9 +150,16 @@ def face_box(seed: int, video: int, frame: int, size: int) -> tuple[int, int, in
 
 
 def pairs(videos: int, seed: int) -> list[tuple[int, int]]:
-    """(target, source) for every real video: one seeded cycle, so no video is its own source."""
-    order = np.random.default_rng([seed, _PAIRING]).permutation(videos)
-    return sorted((int(order[i]), int(order[(i + 1) % videos])) for i in range(videos))
+    """(target, source) for every real video, in swapped pairs as in FF++ (000_003 and 003_000).
+
+    Videos are shuffled and paired two by two (three in a cycle when the count is odd), so no video
+    is its own source and a pair's two real videos can share a split.
+    """
+    order = [int(v) for v in np.random.default_rng([seed, _PAIRING]).permutation(videos)]
+    groups = [order[i:i + 2] for i in range(0, videos - 3 if videos % 2 else videos, 2)]
+    if videos % 2:
+        groups.append(order[-3:])
+    return sorted((g[i], g[(i + 1) % len(g)]) for g in groups for i in range(len(g)))
 
 
 # ---------------------------------------------------------------- rendering
@@ -226,7 +237,7 @@ def _skin(ident: Identity, fr: Frame) -> np.ndarray:
 
 
 def face_layer(ident: Identity, fr: Frame) -> np.ndarray:
-    """The face interior (skin, brows, eyes, mouth) over the whole grid; the caller masks it."""
+    """The face interior (skin, brows, eyes, mouth) over the frame's window; the caller masks it."""
     img = _skin(ident, fr)
     for side in (-1.0, 1.0):
         eu = side * ident.eye_dx
@@ -359,7 +370,8 @@ def face2face(img: np.ndarray, job: Job) -> np.ndarray:
     """Expression transfer: a local displacement field opens/stretches the mouth and moves the eyes."""
     t = job.target.identity
     fr = _target_frame(job)
-    open_ = job.rng.choice([-0.6, 1.0]) * (job.rng.uniform(0.25, 0.45) + job.frame_rng.uniform(0.0, 0.15))
+    sign = -0.6 if job.rng.random() < 0.5 else 1.0  # open or close: the lips' area, so brightness, is unbiased
+    open_ = sign * (job.rng.uniform(0.25, 0.45) + job.frame_rng.uniform(0.0, 0.15))
     stretch = job.rng.uniform(-0.15, 0.15)
     shift_u, shift_v = (job.rng.uniform(-1.0, 1.0, 2) * 0.03 * job.size).tolist()
     mouth = _bump(fr, 0.0, t.mouth_y, 1.2 * t.mouth_w)
@@ -436,10 +448,13 @@ def _validate(videos: int, frames: int, size: int, manipulations: Sequence[str],
         raise UserError(f"--strength must be a finite number >= 0, got {strength}")
     if seed < 0:
         raise UserError(f"--seed must be >= 0, got {seed}")
-    names = tuple(manipulations)
+    names = _csv(manipulations) if isinstance(manipulations, str) else tuple(manipulations)
+    if not names:
+        raise UserError("--manipulations is empty; name at least one of " + ", ".join(SUPPORTED_MANIPULATIONS))
     unknown = [m for m in names if m not in MANIPULATORS]
     if unknown:
-        raise UserError(f"unknown manipulation(s) {', '.join(unknown)}; choose from {', '.join(SUPPORTED_MANIPULATIONS)}")
+        raise UserError(f"unknown manipulation(s) {', '.join(unknown)}; "
+                        f"choose from {', '.join(SUPPORTED_MANIPULATIONS)}")
     if len(set(names)) != len(names):
         raise UserError(f"--manipulations lists a name twice: {','.join(names)}")
     return Plan(videos, frames, size, names, float(strength), seed)
@@ -484,7 +499,8 @@ def _readme(plan: Plan, sources: dict[int, int]) -> str:
         f"videos={plan.videos} frames={plan.frames} size={plan.size} strength={plan.strength} seed={plan.seed}\n"
         f"manipulations={','.join(plan.manipulations)}\n"
         f"pairs (target_source)={pair_text}\n"
-        "Fakes share their target frame's sensor noise (added after the manipulation); artifacts are local to the face.\n"
+        "Fakes share their target frame's sensor noise (added after the manipulation);\n"
+        "every artifact is local to the face.\n"
         f"Regenerate: python -m clipforensics.synthetic --out OUT --videos {plan.videos} --frames {plan.frames} "
         f"--size {plan.size} --manipulations {','.join(plan.manipulations)} --strength {plan.strength} "
         f"--seed {plan.seed}\n"
@@ -535,23 +551,26 @@ def _csv(text: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line; kept apart from `main` so docs and tests can render `--help`."""
     parser = argparse.ArgumentParser(
         prog="python -m clipforensics.synthetic",
         description="Write a small synthetic FaceForensics-shaped data set (real videos plus locally "
                     "manipulated fakes), deterministic from --seed.",
     )
-    parser.add_argument("--out", required=True, help="data root to create (refused if non-empty, see --overwrite)")
-    parser.add_argument("--videos", type=int, default=24, help="number of real videos (default: 24)")
-    parser.add_argument("--frames", type=int, default=8, help="frames per video (default: 8)")
-    parser.add_argument("--size", type=int, default=128, help="square image side in pixels (default: 128)")
-    parser.add_argument("--manipulations", type=_csv, default=DEFAULT_MANIPULATIONS,
-                        help="comma-separated manipulations, from " + ",".join(SUPPORTED_MANIPULATIONS)
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="data root to create (refused if non-empty, see --overwrite)")
+    parser.add_argument("--videos", type=int, metavar="N", default=24, help="number of real videos (default: 24)")
+    parser.add_argument("--frames", type=int, metavar="N", default=8, help="frames per video (default: 8)")
+    parser.add_argument("--size", type=int, metavar="PX", default=128,
+                        help="square image side in pixels (default: 128)")
+    parser.add_argument("--manipulations", type=_csv, metavar="NAMES", default=DEFAULT_MANIPULATIONS,
+                        help="comma-separated list from " + ", ".join(SUPPORTED_MANIPULATIONS)
                         + " (default: " + ",".join(DEFAULT_MANIPULATIONS) + ")")
-    parser.add_argument("--strength", type=float, default=1.0,
+    parser.add_argument("--strength", type=float, metavar="X", default=1.0,
                         help="artifact strength multiplier; 0 makes fakes exact copies of their target "
                              "frames, to test for leakage (default: 1.0)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; same seed and flags give identical files "
-                                                             "(default: 0)")
+    parser.add_argument("--seed", type=int, metavar="N", default=0,
+                        help="random seed; the same seed and flags give byte-identical files (default: 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
     return parser
 

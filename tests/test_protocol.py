@@ -41,7 +41,7 @@ def test_default_cross_manipulation() -> None:
     per = df.groupby("manipulation")["split"].agg(set)
     assert per["Real_youtube"] == {"train", "val", "test"}
     assert per["FaceSwap"] <= {"train", "val", ""}
-    assert per["NeuralTextures"] == {"test"}
+    assert per["NeuralTextures"] <= {"test", ""} and "test" in per["NeuralTextures"]
     assert per["Deepfakes"] == {""}
     assert len(df) == len(make_manifest())
 
@@ -58,10 +58,37 @@ def test_deterministic_and_seeded() -> None:
 def test_adding_videos_keeps_existing_splits() -> None:
     small = video_splits(assign_splits(make_manifest(150), ProtocolSettings()))
     large = video_splits(assign_splits(make_manifest(300), ProtocolSettings()))
-    reals = [v for v in small.index if v.startswith("Real_youtube/")]
+    reals = [v for v in small.index if v.startswith("Real_youtube/") and v != "Real_youtube/149"]  # pair changed
     assert large[reals].equals(small[reals])
-    stable_fakes = [v for v in small.index if v.startswith("FaceSwap/") and not v.endswith("_000")]
+    stable_fakes = [v for v in small.index if v.startswith("FaceSwap/") and not v.endswith(("_000", "_149"))]
     assert large[stable_fakes].equals(small[stable_fakes])
+
+
+def test_test_fakes_are_made_only_of_test_real_videos() -> None:
+    """A test fake built on a training real video would put training frames into the test set."""
+    df = assign_splits(make_manifest(), ProtocolSettings(test_fakes=("rest",)))
+    real = real_split_of(df)
+    test_fakes = df[(df["label"] == 1) & (df["split"] == "test")].drop_duplicates("video")
+    assert len(test_fakes) > 0
+    assert all(real[t] == "test" and real[s] == "test" for t, s in zip(test_fakes["target"], test_fakes["source"]))
+
+
+def test_swapped_pairs_share_a_split() -> None:
+    """FF++ pairs 000_003 / 003_000: both real videos get one split, so their fakes are usable."""
+    rows = []
+    for a, b in [(i, i + 1) for i in range(0, 100, 2)]:
+        for t, s in ((a, b), (b, a)):
+            rows.append((f"Real_youtube/{t:03d}/0.png", 0, "Real_youtube", f"Real_youtube/{t:03d}", f"{t:03d}", ""))
+            rows.append((f"FaceSwap/{t:03d}_{s:03d}/0.png", 1, "FaceSwap", f"FaceSwap/{t:03d}_{s:03d}", f"{t:03d}",
+                         f"{s:03d}"))
+            rows.append((f"NeuralTextures/{t:03d}_{s:03d}/0.png", 1, "NeuralTextures",
+                         f"NeuralTextures/{t:03d}_{s:03d}", f"{t:03d}", f"{s:03d}"))
+    df = assign_splits(pd.DataFrame(rows, columns=["path", "label", "manipulation", "video", "target", "source"]),
+                       ProtocolSettings())
+    real = real_split_of(df)
+    assert all(real[f"{a:03d}"] == real[f"{a + 1:03d}"] for a in range(0, 100, 2))
+    assert (df.loc[df["manipulation"] == "NeuralTextures", "split"] == "test").sum() > 0
+    assert (df.loc[df["manipulation"] == "NeuralTextures", "split"].isin(["test", ""])).all()
 
 
 def test_no_video_in_two_splits() -> None:
@@ -92,9 +119,11 @@ def test_in_domain_fakes_follow_their_reals() -> None:
     real = real_split_of(df)
     fs = df[df["manipulation"] == "FaceSwap"].drop_duplicates("video")
     rank = {"train": 0, "val": 1, "test": 2}
-    expected = [max(real[t], real[s], key=rank.get) for t, s in zip(fs["target"], fs["source"])]
+    latest = [max(real[t], real[s], key=rank.get) for t, s in zip(fs["target"], fs["source"])]
+    expected = [split if real[t] == split else "" for t, split in zip(fs["target"], latest)]
     assert fs["split"].tolist() == expected
-    assert set(fs["split"]) == {"train", "val", "test"}
+    assert "" in expected, "some fakes have a source real video in a later split than their target"
+    assert set(fs["split"]) == {"train", "val", "test", ""}
 
 
 def test_rest_means_every_untrained_manipulation() -> None:
@@ -141,8 +170,10 @@ def test_one_class_test_split() -> None:
     manifest = make_manifest(manipulations=("FaceSwap",))
     with pytest.raises(UserError, match="test split has no fake videos"):
         assign_splits(manifest, ProtocolSettings(test_fakes=("rest",)))
+    unpaired = make_manifest()
+    unpaired.loc[unpaired["label"] == 1, ["target", "source"]] = ""
     with pytest.raises(UserError, match="test split has no real videos"):
-        assign_splits(make_manifest(), ProtocolSettings(real_split="100/0/0"))
+        assign_splits(unpaired, ProtocolSettings(real_split="100/0/0"))
     with pytest.raises(UserError, match="test split is empty"):
         assign_splits(manifest, ProtocolSettings(real_split="100/0/0", test_fakes=("FaceSwap",)))
 

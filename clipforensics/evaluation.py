@@ -1,0 +1,135 @@
+"""One evaluator for every scorer: scores tables in, metrics, tables, plots and a report out.
+
+Thresholds come from validation rows only; test rows are only ever measured.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import __version__
+from .atomic import write_json, write_text
+from .errors import UserError
+from .manifest import KNOWN_MANIPULATIONS
+from .metrics import AGGREGATORS, choose_threshold, evaluate_split, per_manipulation
+from .report import RunResult, error_analysis, markdown_table, plot_confusion, plot_roc, write_html
+from .scores import read_scores, read_settings
+from .settings import option, to_dict
+
+FEW_VIDEOS = 30
+
+
+@dataclass
+class EvaluateSettings:
+    out: str = option(None, "report folder", required=True, metavar="DIR")
+    predictions: tuple[str, ...] = option((), "external prediction files (CSV or JSON records with path, score, "
+                                               "label; optional video, split)", metavar="FILES")
+    video_agg: str = option("mean", "video score from its frames", choices=tuple(AGGREGATORS))
+    bootstrap: int = option(1000, "bootstrap resamples of videos for 95%% intervals (0: none)")
+    seed: int = option(0, "bootstrap seed")
+    threshold_rule: str = option("eer", "how the validation split picks the threshold", choices=("eer",))
+    top_k: int = option(10, "videos listed in the error analysis")
+    data_root: str | None = option(None, "where frame paths live, for the error grid (default: from the scores' "
+                                         "settings)", metavar="DIR")
+    video_pattern: str | None = option(None, "regex with group 'video' for external files' paths", metavar="REGEX")
+    real_classes: tuple[str, ...] = option(("Real_youtube",), "real class folder names, to read external paths")
+
+
+def _run_name(path: Path, settings: dict[str, Any], taken: set[str]) -> str:
+    name = settings.get("name") or (path.parent.name if path.name == "scores.csv" else path.stem)
+    base, i = name, 2
+    while name in taken:
+        name, i = f"{base}-{i}", i + 1
+    return name
+
+
+def check_no_leak(df: pd.DataFrame, name: str) -> None:
+    """A video scored in training rows and in test rows means the test is contaminated."""
+    splits = df.groupby("video")["split"].agg(lambda s: frozenset(s))
+    leaked = splits[splits.map(lambda s: "test" in s and len(s) > 1)]
+    if len(leaked):
+        raise UserError(f"{name}: video {leaked.index[0]} appears in both {'/'.join(sorted(leaked.iloc[0]))} "
+                        f"rows ({len(leaked)} such videos): the test set leaks")
+
+
+def load_run(path: Path, settings: EvaluateSettings, taken: set[str], external: bool) -> tuple[str, pd.DataFrame,
+                                                                                               dict[str, Any]]:
+    meta = {} if external else read_settings(path)
+    class_names = list(settings.real_classes) + list(KNOWN_MANIPULATIONS)
+    df = read_scores(path, class_names=class_names, video_pattern=settings.video_pattern)
+    name = _run_name(path, meta, taken)
+    check_no_leak(df, name)
+    return name, df, meta
+
+
+def evaluate_run(name: str, df: pd.DataFrame, meta: dict[str, Any], settings: EvaluateSettings) -> RunResult:
+    threshold, note = choose_threshold(df, settings.threshold_rule)
+    if not (df["split"] == "val").any():
+        print(f"warning: {name}: {note}", file=sys.stderr)
+    test = df[df["split"] == "test"].reset_index(drop=True)
+    if test.empty:
+        raise UserError(f"{name}: no test rows to evaluate")
+    kw = dict(threshold=threshold, video_agg=settings.video_agg, n_boot=settings.bootstrap, seed=settings.seed)
+    metrics = evaluate_split(test, **kw)
+    manip = per_manipulation(test, **kw) if test.loc[test.label == 1, "manipulation"].nunique() > 1 else {}
+    for cls, n in (("real", metrics["video"]["n_real"]), ("fake", metrics["video"]["n_fake"])):
+        if n < FEW_VIDEOS:
+            print(f"note: {name}: only {n} {cls} test videos: the 95% intervals are wide", file=sys.stderr)
+    return RunResult(name=name, scores=test, threshold=threshold, threshold_note=note, metrics=metrics,
+                     per_manipulation=manip, data_root=settings.data_root or meta.get("data_root"))
+
+
+def _same_test_set(runs: list[tuple[str, pd.DataFrame, dict]]) -> None:
+    """Runs compared in one report must have been scored on the very same test frames."""
+    first_name, first, _ = runs[0]
+    reference = set(first.loc[first.split == "test", "path"])
+    for name, df, _ in runs[1:]:
+        if set(df.loc[df.split == "test", "path"]) != reference:
+            raise UserError(f"{name} and {first_name} were scored on different test sets (other cache or "
+                            "protocol); evaluate them in separate reports")
+
+
+def evaluate(score_files: list[str], settings: EvaluateSettings) -> dict[str, Any]:
+    files = [(Path(f), False) for f in score_files] + [(Path(f), True) for f in settings.predictions]
+    if not files:
+        raise UserError("give scores files (runs/NAME/HEAD/scores.csv) or --predictions FILE")
+    taken: set[str] = set()
+    loaded = []
+    for path, external in files:
+        loaded.append(load_run(path, settings, taken, external))
+        taken.add(loaded[-1][0])
+    _same_test_set(loaded)
+    results = [evaluate_run(name, df, meta, settings) for name, df, meta in loaded]
+    return write_outputs(results, loaded, settings)
+
+
+def write_outputs(results: list[RunResult], loaded: list, settings: EvaluateSettings) -> dict[str, Any]:
+    out = Path(settings.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot write to {out}: {exc.strerror}") from None
+    metrics = {
+        "settings": to_dict(settings), "package_version": __version__,
+        "runs": {r.name: {"threshold": r.threshold, "threshold_note": r.threshold_note, "test": r.metrics,
+                          "per_manipulation": r.per_manipulation, "source": meta}
+                 for r, (_, _, meta) in zip(results, loaded)},
+    }
+    write_json(out / "metrics.json", metrics)
+    table = markdown_table(results)
+    write_text(out / "metrics.md", table + "\n")
+    images = [("ROC, frame level", plot_roc(results, out / "roc_frame.png", "frame", settings.video_agg)),
+              ("ROC, video level", plot_roc(results, out / "roc_video.png", "video", settings.video_agg))]
+    for r in results:
+        images.append((f"confusion matrices: {r.name}", plot_confusion(r, out / f"confusion_{r.name}.png")))
+        errors = error_analysis(r, out, top_k=settings.top_k)
+        images.append((f"most confident errors: {r.name}", Path(errors["png"])))
+    report = write_html(out / "report.html", "clipforensics report", table, images, metrics)
+    print(table)
+    print(f"report: {report}")
+    return metrics

@@ -1,0 +1,323 @@
+"""LoRA on CLIP's image tower through peft: named target sets, two trainable heads, and the checks they need.
+
+Three peft 0.21 behaviours on open_clip's `nn.MultiheadAttention` shape this module (tests/test_lora.py shows each):
+- MHA never calls `out_proj.forward`, so LoRA on `attn.out_proj` alone gets no gradient and no warning. A target
+  set is therefore tried with one backward pass before training, and LoRA tensors the pass never reaches are an
+  error (`check_gradients`). Targeting the `attn` module itself adapts the fused in-projection and out-projection.
+- peft adapts MHA by adding its delta to the frozen weights before each forward and subtracting it after, which
+  leaves them off by rounding (~1e-8 per forward). `keep_base_exact` puts the untouched tensors back after every
+  forward, so the base stays bit-identical and a resumed run equals an uninterrupted one.
+- peft 0.21 adds the out_proj delta twice on that path (huggingface/peft PR #3774). Training, merging and reloading
+  all take the same path, so the model is self-consistent, but a peft with the fix would load the adapter
+  differently: the merged checkpoint is the artefact to keep. The same merging means LoRA dropout has no effect
+  on attention targets; it acts on MLP targets only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, TypeVar
+
+import numpy as np
+import peft
+import torch
+import torch.nn.functional as F
+from peft.tuners.lora.layer import MultiheadAttention as LoraMultiheadAttention
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .atomic import atomic_path
+from .errors import UserError
+from .models import LoadedModel
+from .prompts import class_means, get_prompt_set
+from .settings import option
+
+V = TypeVar("V")
+
+BLOCK = r"visual\.transformer\.resblocks\.\d+"
+ATTENTION = BLOCK + r"\.attn"
+MLP = BLOCK + r"\.mlp\.(?:c_fc|c_proj)"
+TARGET_SETS: dict[str, tuple[str, ...]] = {
+    "attn": (ATTENTION,),
+    "attn+mlp": (ATTENTION, MLP),
+    "mlp": (MLP,),
+}
+"""Named LoRA targets: regexes over module names (fully matched), image tower only."""
+
+MAX_LOGIT_SCALE = float(np.log(100.0))  # CLIP's own clamp on its temperature
+
+
+def lookup(registry: Mapping[str, V], name: str, what: str) -> V:
+    """Registry entry by name; an unknown name is a one-line error listing the known ones."""
+    try:
+        return registry[name]
+    except KeyError:
+        raise UserError(f"unknown {what} {name!r}; known: {', '.join(registry)}") from None
+
+
+@dataclass
+class LoraSettings:
+    """The LoRA stage: fine-tune the image tower of a base cache's model, select on val, re-extract."""
+
+    base_cache: str = option(None, "cache of the base model: model, weights, image size, prompts and data root "
+                                    "are taken from it", required=True, metavar="FILE")
+    out: str = option(None, "run folder: checkpoint, adapter, head, log, curve, scores", required=True,
+                      metavar="DIR")
+    data_root: str | None = option(None, "data root (default: the one recorded in the base cache)", metavar="DIR")
+    rank: int = option(32, "LoRA rank r")
+    alpha: float = option(64.0, "LoRA alpha (the update is scaled by alpha / r)")
+    dropout: float = option(0.05, "LoRA dropout (acts on MLP targets; peft merges attention deltas, no dropout)")
+    targets: str = option("attn", f"LoRA target set: {', '.join(TARGET_SETS)}")
+    head: str = option("prompt", "objective: prompt (cosine to the prompt set's class means, learnable "
+                                 "temperature) or linear (a linear layer on the normalised embedding)")
+    prompt_set: str = option("v2", "prompt set of the prompt head (classes come from its labels)")
+    epochs: int = option(5, "training epochs")
+    batch_size: int = option(32, "images per step (and per validation forward)")
+    lr: float = option(1e-4, "AdamW peak learning rate")
+    weight_decay: float = option(0.01, "AdamW weight decay (not on biases and the temperature)")
+    warmup: float = option(0.1, "linear warm-up: a fraction of all steps (< 1) or a number of steps (>= 1), "
+                                "then cosine decay to 0")
+    clip_grad: float = option(1.0, "clip the gradient norm to this (0: no clipping)")
+    max_train_images: int | None = option(None, "train on at most N images, spread evenly (short runs)",
+                                          metavar="N")
+    flip: bool = option(True, "random horizontal flips")
+    crop_scale: float = option(0.85, "random-resized crop keeps at least this share of the area (1: no crop)")
+    jpeg_quality: int | None = option(None, "re-encode half of the training images as JPEG, quality drawn from "
+                                            "[Q, 95]", metavar="Q")
+    amp: str = option("auto", "mixed precision on CUDA: auto (fp16), fp16, bf16, none; the CPU trains in fp32")
+    workers: int = option(2, "DataLoader worker processes that decode images (0: in the main process)")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N", metavar="DEVICE")
+    seed: int = option(0, "seed of LoRA and head init, data order, augmentation and dropout")
+    cache_out: str | None = option(None, "folder of the re-extracted cache (default: the base cache's folder)",
+                                   metavar="DIR")
+    merge_out: str | None = option(None, "also save the merged open_clip checkpoint here (.safetensors), for "
+                                         "extract_features.py --pretrained PATH", metavar="FILE")
+    extract: bool = option(True, "re-extract the data root with the merged model into a new cache")
+    overwrite: bool = option(False, "discard a checkpoint in --out that was made with other settings")
+
+
+class PromptHead(nn.Module):
+    """Cosine to the class-mean prompt embeddings, rows [real, fake], times a learnable temperature."""
+
+    def __init__(self, classes: torch.Tensor, logit_scale: float) -> None:
+        super().__init__()
+        self.register_buffer("classes", classes.float())
+        self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale)))
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        scale = self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
+        return scale * F.normalize(embeddings, dim=-1) @ self.classes.T
+
+
+class LinearHead(nn.Module):
+    """Logits [real, fake] from a linear layer on the L2-normalised embedding."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(dim, 2)
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.linear(F.normalize(embeddings, dim=-1))
+
+
+def prompt_classes(loaded: LoadedModel, name: str) -> torch.Tensor:
+    """Class means of a prompt set from the frozen text tower, ordered by the prompts' labels, never by position."""
+    prompt_set = get_prompt_set(name)
+    embeddings = loaded.encode_texts(list(prompt_set.texts)).numpy()
+    return torch.from_numpy(class_means(embeddings, np.asarray(prompt_set.labels))).float()
+
+
+def _prompt_head(loaded: LoadedModel, settings: LoraSettings) -> nn.Module:
+    return PromptHead(prompt_classes(loaded, settings.prompt_set), float(loaded.model.logit_scale))
+
+
+def _linear_head(loaded: LoadedModel, settings: LoraSettings) -> nn.Module:
+    return LinearHead(int(loaded.identity["embed_dim"]))
+
+
+HEADS: dict[str, Callable[[LoadedModel, LoraSettings], nn.Module]] = {
+    "prompt": _prompt_head,
+    "linear": _linear_head,
+}
+
+
+class Detector(nn.Module):
+    """CLIP's image tower with LoRA, then a head: logits [real, fake] per image."""
+
+    def __init__(self, adapted: peft.PeftModel, head: nn.Module) -> None:
+        super().__init__()
+        self.adapted = adapted
+        self.head = head
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return self.adapted.get_base_model().encode_image(images)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(images).float())
+
+    def trainable(self) -> dict[str, nn.Parameter]:
+        return {name: p for name, p in self.named_parameters() if p.requires_grad}
+
+    def lora_tensors(self) -> dict[str, nn.Parameter]:
+        return {name: p for name, p in self.trainable().items() if ".lora_" in name}
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """Copies of the trainable tensors (LoRA and head) on the CPU: all a checkpoint needs of the model."""
+        return {name: p.detach().to("cpu", copy=True) for name, p in self.trainable().items()}
+
+    def load_trainable_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        params = self.trainable()
+        if set(state) != set(params):
+            raise UserError("checkpoint tensors do not match this model's LoRA and head (other targets or rank?)")
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(state[name])
+
+
+def check_settings(settings: LoraSettings) -> None:
+    """Every name and number of the stage, checked before anything is loaded."""
+    lookup(TARGET_SETS, settings.targets, "target set")
+    lookup(HEADS, settings.head, "head")
+    get_prompt_set(settings.prompt_set)
+    s = settings
+    rules = (
+        (s.rank >= 1 and s.alpha > 0, f"--rank {s.rank} and --alpha {s.alpha} must be positive"),
+        (0 <= s.dropout < 1, f"--dropout {s.dropout} must be in [0, 1)"),
+        (s.epochs >= 1 and s.batch_size >= 1, "--epochs and --batch-size must be at least 1"),
+        (s.lr > 0 and s.weight_decay >= 0 and s.warmup >= 0 and s.clip_grad >= 0,
+         "--lr must be positive; --weight-decay, --warmup and --clip-grad non-negative"),
+        (s.max_train_images is None or s.max_train_images >= 2, "--max-train-images must be at least 2"),
+        (0 < s.crop_scale <= 1, f"--crop-scale {s.crop_scale} must be in (0, 1]"),
+        (s.jpeg_quality is None or 1 <= s.jpeg_quality <= 95, f"--jpeg-quality {s.jpeg_quality} must be in 1..95"),
+        (s.workers >= 0, "--workers must be non-negative"),
+    )
+    bad = [message for ok, message in rules if not ok]
+    if bad:
+        raise UserError("; ".join(bad))
+
+
+def target_regex(name: str) -> str:
+    return "|".join(f"(?:{pattern})" for pattern in lookup(TARGET_SETS, name, "target set"))
+
+
+def _pin(module: nn.Module, args: Any, kwargs: Any) -> None:
+    base = module.get_base_layer()
+    module._pinned_base = (base.in_proj_weight, base.out_proj.get_base_layer().weight)
+
+
+def _restore(module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+    base = module.get_base_layer()
+    in_proj, out_proj = module.__dict__.pop("_pinned_base")
+    out_layer = base.out_proj.get_base_layer()
+    del base.in_proj_weight
+    base.register_parameter("in_proj_weight", in_proj)
+    del out_layer.weight
+    out_layer.register_parameter("weight", out_proj)
+
+
+def keep_base_exact(model: nn.Module) -> None:
+    """After each forward of a LoRA'd MHA, put back the frozen tensors peft replaced by (W + d) - d."""
+    for module in model.modules():
+        if isinstance(module, LoraMultiheadAttention):
+            module.register_forward_pre_hook(_pin, with_kwargs=True)
+            module.register_forward_hook(_restore, with_kwargs=True, always_call=True)
+
+
+def add_lora(model: nn.Module, settings: LoraSettings) -> peft.PeftModel:
+    """Wrap the open_clip model with LoRA on the named target set (weights init from the global torch RNG)."""
+    config = peft.LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                             target_modules=target_regex(settings.targets))
+    try:
+        adapted = peft.get_peft_model(model, config)
+    except ValueError as exc:
+        raise UserError(f"target set {settings.targets!r} matches no module: {str(exc).splitlines()[0]}") from None
+    keep_base_exact(adapted)
+    return adapted
+
+
+def dead_lora_tensors(detector: Detector, image_size: int) -> list[str]:
+    """LoRA tensors that one backward pass does not reach (grad None), without touching any RNG stream."""
+    device = next(detector.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        images = torch.randn(2, 3, image_size, image_size, device=device)
+        detector.zero_grad(set_to_none=True)
+        detector(images).square().sum().backward()
+    dead = [name for name, p in detector.lora_tensors().items() if p.grad is None]
+    detector.zero_grad(set_to_none=True)
+    return dead
+
+
+def check_gradients(detector: Detector, image_size: int, targets: str) -> None:
+    dead = dead_lora_tensors(detector, image_size)
+    if dead:
+        raise UserError(f"target set {targets!r}: {len(dead)} of {len(detector.lora_tensors())} LoRA tensors never "
+                        f"get a gradient (e.g. {dead[0]}): the forward pass does not call them "
+                        "(nn.MultiheadAttention never calls out_proj.forward; target the attn module itself)")
+
+
+def build_detector(loaded: LoadedModel, settings: LoraSettings) -> Detector:
+    """LoRA + head on the loaded model, initialised from `settings.seed`, targets proven to receive gradients."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)
+        head = lookup(HEADS, settings.head, "head")(loaded, settings)
+        adapted = add_lora(loaded.model, settings)
+    detector = Detector(adapted, head).to(loaded.device)
+    check_gradients(detector, loaded.image_size, settings.targets)
+    return detector
+
+
+def parameter_counts(detector: Detector) -> dict[str, int]:
+    """Trainable LoRA and head parameters, and all parameters of the model (frozen text tower included)."""
+    return {"lora": sum(p.numel() for p in detector.lora_tensors().values()),
+            "head": sum(p.numel() for p in detector.head.parameters() if p.requires_grad),
+            "total": sum(p.numel() for p in detector.parameters())}
+
+
+def describe_counts(counts: Mapping[str, int], targets: str) -> str:
+    share = 100.0 * counts["lora"] / counts["total"]
+    return (f"LoRA on {targets}: {counts['lora']:,} trainable parameters ({share:.2f} % of {counts['total']:,}); "
+            f"head: {counts['head']:,}")
+
+
+def save_adapter(detector: Detector, folder: Path) -> Path:
+    """peft's adapter format (adapter_model.safetensors + adapter_config.json); each file lands atomically."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}.") as tmp:
+        detector.adapted.save_pretrained(tmp)
+        for path in sorted(Path(tmp).iterdir()):
+            os.replace(path, folder / path.name)
+    return folder / "adapter_model.safetensors"
+
+
+def load_adapter(model: nn.Module, folder: str | Path) -> peft.PeftModel:
+    """A saved adapter on a freshly built base model, with the base kept exact as in training."""
+    adapted = peft.PeftModel.from_pretrained(model, str(folder))
+    keep_base_exact(adapted)
+    return adapted
+
+
+def save_head(head: nn.Module, path: Path, meta: Mapping[str, Any]) -> None:
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        state = {name: t.detach().cpu().contiguous() for name, t in head.state_dict().items()}
+        save_file(state, str(tmp), metadata={k: json.dumps(v) for k, v in meta.items()})
+
+
+def load_head(path: str | Path, head: nn.Module) -> nn.Module:
+    head.load_state_dict(load_file(str(path)))
+    return head
+
+
+def save_merged(detector: Detector, path: Path) -> Path:
+    """Merge LoRA into the weights and save the plain open_clip state dict (`--pretrained PATH` loads it).
+
+    `merge_and_unload` rewrites the model in place: the detector is spent afterwards.
+    """
+    merged = detector.adapted.merge_and_unload()
+    state = {name: t.detach().cpu().contiguous() for name, t in merged.state_dict().items()}
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        save_file(state, str(tmp))
+    return path

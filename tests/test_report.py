@@ -1,0 +1,271 @@
+"""Report rendering on small synthetic runs: table numbers, figures, error analysis, the HTML page."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from clipforensics import metrics, report
+from clipforensics.errors import UserError
+from clipforensics.report import RunResult
+
+MANIPS = ("Deepfakes", "Face2Face", "FaceSwap")
+N_REAL, N_FAKE_PER_MANIP, N_FRAMES = 10, 4, 3
+THRESHOLD = 0.5
+N_BOOT = 50
+
+
+def write_frames(root: Path, table: pd.DataFrame) -> None:
+    """A small solid-colour PNG for every frame path, so the error grid has real thumbnails."""
+    for i, rel in enumerate(table["path"]):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (24, 24), ((37 * i) % 256, (91 * i) % 256, 128)).save(path)
+
+
+def synthetic_scores(seed: int, separation: float) -> pd.DataFrame:
+    """Test rows with a per-video random effect; real video r3 has one very confident false positive."""
+    rng = np.random.default_rng(seed)
+    videos = [(f"r{v}", 0, "real", "real") for v in range(N_REAL)]
+    videos += [(f"{m}_{v}", 1, m, m) for m in MANIPS for v in range(N_FAKE_PER_MANIP)]
+    rows = []
+    for video, label, manip, folder in videos:
+        logits = rng.normal(separation * (label - 0.5), 1.0) + rng.normal(0, 0.7, N_FRAMES)
+        for i, logit in enumerate(logits):
+            rows.append({"path": f"{folder}/{video}/{i}.png", "video": video, "manipulation": manip,
+                         "label": label, "split": "test", "score": float(1 / (1 + np.exp(-logit)))})
+    table = pd.DataFrame(rows)
+    table.loc[table["path"] == "real/r3/0.png", "score"] = 0.995
+    return table
+
+
+def make_run(name: str, scores: pd.DataFrame, data_root: Path | None) -> RunResult:
+    kw = {"threshold": THRESHOLD, "n_boot": N_BOOT, "seed": 0}
+    return RunResult(name=name, scores=scores, threshold=THRESHOLD, threshold_note="fixed 0.5 for the test",
+                     metrics=metrics.evaluate_split(scores, **kw),
+                     per_manipulation=metrics.per_manipulation(scores, **kw),
+                     data_root=None if data_root is None else str(data_root))
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("frames")
+    write_frames(root, synthetic_scores(0, 2.0))
+    return root
+
+
+@pytest.fixture(scope="module")
+def runs(data_root) -> list[RunResult]:
+    return [make_run("logreg", synthetic_scores(0, 2.0), data_root),
+            make_run("zeroshot-v2", synthetic_scores(1, 0.8), data_root)]
+
+
+def table_rows(markdown: str) -> list[list[str]]:
+    """Body rows of the pipe table (header and separator dropped)."""
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+
+
+def assert_png(path: Path, min_px: int = 200) -> None:
+    assert path.is_file() and path.stat().st_size > 5_000
+    with Image.open(path) as img:
+        assert img.format == "PNG"
+        assert min(img.size) >= min_px
+        img.verify()
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")], "temporary file left behind"
+
+
+# ---------------------------------------------------------------------------- markdown table
+
+def test_table_has_a_row_per_run_and_manipulation_with_the_metric_values(runs):
+    rows = table_rows(report.markdown_table(runs))
+    assert len(rows) == len(runs) * (1 + len(MANIPS))
+    for r, run in enumerate(runs):
+        block = rows[r * 4:(r + 1) * 4]
+        top = block[0]
+        frame, video = run.metrics["frame"], run.metrics["video"]
+        assert top[:2] == [run.name, "all"]
+        lo, hi = frame["auc_ci"]
+        assert top[2] == f"{frame['auc']:.3f} [{lo:.2f}, {hi:.2f}]"
+        assert top[3] == f"{frame['eer']:.3f}" and top[4] == f"{frame['ap']:.3f}"
+        assert top[5].startswith(f"{video['auc']:.3f} [")
+        assert top[7:10] == [f"{frame['accuracy']:.3f}", f"{frame['f1']:.3f}", f"{frame['balanced_accuracy']:.3f}"]
+        assert top[10] == f"{N_REAL}/{N_FAKE_PER_MANIP * len(MANIPS)}"
+        for row, manip in zip(block[1:], MANIPS):
+            expected = run.per_manipulation[manip]["frame"]["auc"]
+            assert row[0] == "" and row[1] == f"↳ {manip}"
+            assert row[2].startswith(f"{expected:.3f} [")
+            assert row[10] == f"{N_REAL}/{N_FAKE_PER_MANIP}"
+
+
+def test_table_footnotes_and_wide_interval_warning(runs):
+    text = report.markdown_table(runs)
+    for run in runs:
+        assert f"- {run.name}: threshold 0.5 (fixed 0.5 for the test)" in text
+    assert "Warning: 8 of 8 rows have fewer than 30 test videos in a class (fewest: 10 real, 4 fake)" in text
+    assert "intervals are wide" in text
+
+    big = copy.deepcopy(runs[0])
+    big.per_manipulation = {}
+    big.metrics["video"].update(n_real=40, n_fake=30)
+    assert "intervals are wide" not in report.markdown_table([big])
+
+
+def test_table_without_intervals_and_with_video_decisions(runs):
+    scores = runs[0].scores
+    run = copy.deepcopy(runs[0])
+    run.metrics = metrics.evaluate_split(scores, threshold=THRESHOLD, n_boot=0)
+    run.per_manipulation = {}
+    top = table_rows(report.markdown_table([run], decision_level="video"))[0]
+    assert top[2] == f"{run.metrics['frame']['auc']:.3f}"
+    assert top[7] == f"{run.metrics['video']['accuracy']:.3f}"
+    with pytest.raises(UserError):
+        report.markdown_table([run], decision_level="clip")
+    with pytest.raises(UserError):
+        report.markdown_table([])
+
+
+# ---------------------------------------------------------------------------- figures
+
+def test_roc_and_confusion_figures_are_valid_pngs(runs, tmp_path):
+    assert_png(report.plot_roc(runs, tmp_path / "roc_frame.png"))
+    assert_png(report.plot_roc(runs, tmp_path / "roc_video.png", level="video", video_agg="max"))
+    assert_png(report.plot_confusion(runs[1], tmp_path / "confusion.png"))
+    with pytest.raises(UserError):
+        report.plot_roc(runs, tmp_path / "bad.png", level="clip")
+
+
+def test_roc_curve_encloses_the_reported_auc():
+    labels = np.array([0, 0, 1, 1, 0, 1, 1, 0, 1, 0], dtype=float)
+    scores = np.round(np.linspace(0.05, 0.95, 10)[::-1] * np.array([1, 1, 1, 0.2, 1, 1, 1, 0.3, 1, 1]), 1)
+    fpr, tpr = report._roc_points(labels, scores)
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0, 0, 1, 1)
+    assert np.trapezoid(tpr, fpr) == pytest.approx(metrics.roc_auc(labels, scores))
+
+
+def test_matrix_heatmap_from_long_table(tmp_path):
+    pairs = [(tr, te) for tr in MANIPS for te in MANIPS if (tr, te) != ("FaceSwap", "Deepfakes")]
+    long = pd.DataFrame([{"train": tr, "test": te, "frame_auc": 0.99 if tr == te else 0.6 + 0.05 * i,
+                          "video_auc": 0.7} for i, (tr, te) in enumerate(pairs)])
+    assert_png(report.plot_matrix(long, tmp_path / "matrix.png"), min_px=150)
+    assert_png(report.plot_matrix(long, tmp_path / "matrix_video.png", value="video_auc"), min_px=150)
+    wide = report._matrix_grid(long, "frame_auc")
+    assert list(wide.index) == list(MANIPS) and list(wide.columns) == list(MANIPS)
+    assert wide.loc["FaceSwap", "Face2Face"] == pytest.approx(0.6 + 0.05 * pairs.index(("FaceSwap", "Face2Face")))
+    assert np.isnan(wide.loc["FaceSwap", "Deepfakes"])
+    with pytest.raises(UserError, match="duplicate"):
+        report.plot_matrix(pd.concat([long, long.head(1)]), tmp_path / "dup.png")
+    with pytest.raises(UserError, match="lacks"):
+        report.plot_matrix(long, tmp_path / "nope.png", value="ap")
+
+
+# ---------------------------------------------------------------------------- error analysis
+
+def expected_video_errors(scores: pd.DataFrame, threshold: float) -> pd.Series:
+    """Error rate per video computed independently: a frame is wrong when its decision != its label."""
+    predicted_fake = scores["score"] >= threshold
+    wrong = np.where(scores["label"] == 1, ~predicted_fake, predicted_fake)
+    return pd.Series(wrong, index=scores.index).groupby(scores["video"]).mean()
+
+
+def test_error_csv_ranks_videos_by_error_rate(runs, tmp_path):
+    run = runs[1]
+    out = report.error_analysis(run, tmp_path, top_k=6)
+    csv = pd.read_csv(out["csv"])
+    assert out["csv"] == tmp_path / "errors_zeroshot-v2.csv"
+    assert list(csv.columns) == ["video", "manipulation", "label", "n_frames", "error_rate", "mean_score"]
+    expected = expected_video_errors(run.scores, run.threshold)
+    expected = expected[expected > 0].sort_values(ascending=False)
+    assert len(csv) == min(6, len(expected))
+    assert csv["error_rate"].tolist() == pytest.approx(expected.head(len(csv)).tolist())
+    assert csv["error_rate"].tolist() == pytest.approx(expected.loc[csv["video"]].tolist())
+    means = run.scores.groupby("video")["score"].mean()
+    assert csv["mean_score"].tolist() == pytest.approx(means.loc[csv["video"]].tolist())
+    assert (csv["n_frames"] == N_FRAMES).all()
+    assert [r["video"] for r in out["top_videos"]] == csv["video"].tolist()
+
+
+def test_error_grid_shows_the_most_confident_mistakes(runs, tmp_path):
+    run = runs[0]
+    out = report.error_analysis(run, tmp_path, grid=4)
+    assert_png(out["png"], min_px=150)
+    real, fake = run.scores[run.scores["label"] == 0], run.scores[run.scores["label"] == 1]
+    top_real = real.loc[real["score"].idxmax()]
+    first = out["false_positives"][0]
+    assert (first["path"], first["video"], first["loaded"]) == (top_real["path"], "r3", True)
+    assert first["score"] == pytest.approx(0.995)
+    assert len(out["false_positives"]) <= 4 and len(out["false_negatives"]) <= 4
+    assert all(r["score"] >= THRESHOLD and r["label"] == 0 for r in out["false_positives"])
+    assert all(r["score"] < THRESHOLD and r["label"] == 1 for r in out["false_negatives"])
+    if out["false_negatives"]:
+        assert out["false_negatives"][0]["score"] == pytest.approx(fake["score"].min())
+
+
+def test_missing_or_corrupt_images_become_grey_tiles(runs, tmp_path):
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"not a png at all")
+    scores = runs[0].scores.copy()
+    top = scores[scores["label"] == 0]["score"].nlargest(2).index
+    scores.loc[top, "score"] = [0.99, 0.98]
+    scores.loc[top, "path"] = ["real/gone/0.png", str(corrupt)]
+    run = copy.deepcopy(runs[0])
+    run.scores = scores
+    out = report.error_analysis(run, tmp_path / "out", grid=3)
+    assert_png(out["png"], min_px=150)
+    assert [r["loaded"] for r in out["false_positives"][:2]] == [False, False]
+
+
+def test_grid_reads_absolute_paths_without_a_data_root(runs, data_root, tmp_path):
+    run = copy.deepcopy(runs[0])
+    run.scores = run.scores.assign(path=[str(data_root / p) for p in run.scores["path"]])
+    run.data_root = None
+    run.name = "abs/paths run"
+    out = report.error_analysis(run, tmp_path, grid=2)
+    assert out["png"].name == "errors_abs_paths_run.png"
+    assert all(r["loaded"] for r in out["false_positives"] + out["false_negatives"])
+
+
+def test_error_analysis_without_mistakes_still_writes_both_files(runs, tmp_path):
+    run = copy.deepcopy(runs[0])
+    run.scores = run.scores.assign(score=run.scores["label"] * 0.8 + 0.1)
+    out = report.error_analysis(run, tmp_path)
+    assert pd.read_csv(out["csv"]).empty and out["top_videos"] == []
+    assert out["png"].is_file() and out["false_positives"] == []
+
+
+# ---------------------------------------------------------------------------- HTML
+
+EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
+
+
+def test_html_is_self_contained_and_escaped(runs, tmp_path):
+    evil = copy.deepcopy(runs[0])
+    evil.name = "<script>alert(1)</script>|x"
+    table = report.markdown_table([evil, runs[1]])
+    images = [("ROC (frames)", report.plot_roc(runs, tmp_path / "roc.png")),
+              ("Confusion <b>", report.plot_confusion(runs[0], tmp_path / "conf.png"))]
+    page = report.write_html(tmp_path / "report.html", "Cross-manipulation & results", table, images,
+                             metrics_json={"logreg": runs[0].metrics})
+    text = page.read_text(encoding="utf-8")
+    assert text.count("data:image/png;base64,") == len(images)
+    assert not EXTERNAL.search(text)
+    assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;|x" in text
+    assert "Confusion &lt;b&gt;" in text and "Cross-manipulation &amp; results" in text
+    assert text.count("<tr") == 1 + len(runs) * (1 + len(MANIPS))
+    assert f"<td style=\"text-align:right\">{runs[1].metrics['frame']['auc']:.3f} [" in text
+    assert "<details>" in text and '&quot;auc&quot;' in text
+    assert 'class="warning"' in text
+
+
+def test_html_accepts_a_dataframe(tmp_path):
+    frame = pd.DataFrame({"run": ["<a>"], "auc": [0.91234]})
+    text = report.write_html(tmp_path / "r.html", "t", frame, []).read_text()
+    assert "&lt;a&gt;" in text and "0.912" in text and "<details>" not in text
+    with pytest.raises(UserError, match="not found"):
+        report.write_html(tmp_path / "r2.html", "t", "x", [("gone", tmp_path / "gone.png")])
