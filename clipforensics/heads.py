@@ -251,6 +251,11 @@ class FitResult:
 
 
 def fit_head(name: str, prompts: dict[str, PromptEmbeddings], train: Features, val: Features) -> FitResult:
+    """Fit one head; train and val must each hold both classes (val chooses hyper-parameters)."""
+    for split, feats in (("train", train), ("validation", val)):
+        if len(set(feats.y.tolist())) < 2:
+            raise UserError(f"the {split} split needs real and fake videos (it has {len(feats.y)} frames of "
+                            f"{len(set(feats.y.tolist()))} class); use more videos or another --real-split")
     start = time.perf_counter()
     head = make_head(name, prompts).fit(train, val)
     seconds = time.perf_counter() - start

@@ -18,8 +18,8 @@ TINY = ["--model", "tiny-vit", "--pretrained", "none", "--workers", "0", "--batc
 
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
-    """30 real videos x 3 frames and 4 manipulations of them, 64 px."""
-    return generate(tmp_path_factory.mktemp("data") / "ff", videos=30, frames=3, size=64, seed=0)
+    """48 real videos x 2 frames and 4 manipulations of them, 64 px."""
+    return generate(tmp_path_factory.mktemp("data") / "ff", videos=48, frames=2, size=64, seed=0)
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from clipforensics.prompts import PROMPT_SETS
 from conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
-N_IMAGES = 30 * 3 * 5  # conftest's synthetic_root
+N_IMAGES = 48 * 2 * 5  # conftest's synthetic_root
 
 
 def run(root: Path, out: Path, *extra: str) -> int:
