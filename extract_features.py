@@ -1,11 +1,15 @@
 """Extract CLIP image and prompt embeddings from a FaceForensics++-style data root into an HDF5 cache.
 
     python extract_features.py --data-root DIR --model ViT-B-32 --pretrained openai --out cache/NAME.h5
+    torchrun --nproc_per_node=4 extract_features.py ...          # ranks share the work, rank 0 assembles
+    python extract_features.py ... --shard K/N                     # one of N jobs (e.g. a SLURM array)
+    python extract_features.py merge ...                           # same options: assemble the N shards
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from clipforensics.cache import read_cache
 from clipforensics.errors import UserError, cli_entry
@@ -26,12 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    merge = argv[:1] == ["merge"]
+    ns = build_parser().parse_args(argv[1:] if merge else argv)
     manifest_settings = from_namespace(ManifestSettings, ns)
     if not manifest_settings.data_root:
         raise UserError("--data-root is required")
-    out = extract(manifest_settings, from_namespace(ModelSettings, ns), from_namespace(ExtractSettings, ns))
-    print(summarize(read_cache(out)))
+    out = extract(manifest_settings, from_namespace(ModelSettings, ns), from_namespace(ExtractSettings, ns),
+                  merge=merge)
+    if out is not None:
+        print(summarize(read_cache(out)))
     return 0
 
 

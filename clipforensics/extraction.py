@@ -30,6 +30,7 @@ from . import cache as cache_mod
 from .atomic import atomic_path, write_json
 from .errors import UserError
 from .manifest import ManifestSettings, manifest_hash, scan
+from .distributed import Shard, current_shard, finish, init_process_group
 from .models import LoadedModel, ModelSettings, load_model
 from .prompts import PROMPT_SETS, get_prompt_set
 from .settings import option, to_dict
@@ -47,6 +48,8 @@ class ExtractSettings:
     limit: int | None = option(None, "use at most N images, spread evenly over the manifest (trial runs)")
     chunk_size: int = option(512, "rows per resumable chunk: a crash redoes at most one chunk")
     overwrite: bool = option(False, "replace an existing cache (or unfinished parts) made with other settings")
+    shard: str | None = option(None, "do only shard K of N (K/N, e.g. for SLURM arrays); then run "
+                                     "`extract_features.py merge` with the same options", metavar="K/N")
 
 
 class ImageFiles(Dataset):
@@ -105,20 +108,34 @@ class ChunkStore:
                     raise UserError(f"unfinished parts in {self.dir} were made with other settings; "
                                     "rerun with --overwrite to discard them")
                 shutil.rmtree(self.dir)
-        elif self.dir.exists():
-            shutil.rmtree(self.dir)
+            else:
+                return
         self.dir.mkdir(parents=True, exist_ok=True)
         write_json(self.identity_file(), identity)
+
+    def check(self, identity: dict[str, Any]) -> None:
+        """For followers and merges: the parts must exist and have been made with these settings."""
+        if not self.identity_file().exists():
+            raise UserError(f"no extraction parts at {self.dir}: run the shards first")
+        if json.loads(self.identity_file().read_text()) != identity:
+            raise UserError(f"parts in {self.dir} were made with other settings than these")
+
+    def mark_shard_done(self, shard: Shard) -> None:
+        write_json(self.dir / f"shard-{shard.rank}-of-{shard.world}.done", {"rank": shard.rank, "world": shard.world})
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @contextlib.contextmanager
-def output_lock(out: Path) -> Iterator[None]:
-    """Refuse a second extraction writing the same cache at the same time."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = out.with_name(out.name + ".lock")
+def output_lock(out: Path, shard: Shard | None = None) -> Iterator[None]:
+    """Refuse a second extraction writing the same cache (or the same shard of it) at the same time."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {out.parent}: {exc.strerror}") from None
+    part = f".shard-{shard.rank}-of-{shard.world}" if shard and not shard.single else ""
+    lock_path = out.with_name(f"{out.name}{part}.lock")
     with open(lock_path, "w") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -159,9 +176,11 @@ def embed_prompts(loaded: LoadedModel, names: tuple[str, ...]) -> dict[str, cach
 
 
 def extract(manifest_settings: ManifestSettings, model_settings: ModelSettings,
-            settings: ExtractSettings, extra_attrs: dict[str, Any] | None = None) -> Path:
-    """Run (or resume) one extraction and return the cache path.
+            settings: ExtractSettings, extra_attrs: dict[str, Any] | None = None, merge: bool = False) -> Path | None:
+    """Run (or resume) one extraction and return the cache path (None for a shard that does not assemble).
 
+    One process does everything. Under torchrun each rank does its chunks and rank 0 assembles; with
+    `--shard K/N` a job does its chunks only, and `merge=True` assembles once every shard is done.
     `extra_attrs` are recorded in the cache too (e.g. the LoRA stage links its cache to the base cache).
     """
     out = Path(settings.out)
@@ -169,21 +188,86 @@ def extract(manifest_settings: ManifestSettings, model_settings: ModelSettings,
         get_prompt_set(name)
     if settings.batch_size < 1 or settings.chunk_size < 1 or settings.workers < 0:
         raise UserError("--batch-size and --chunk-size must be positive, --workers non-negative")
+    shard = Shard() if merge else current_shard(settings.shard)
     manifest = spread_rows(scan(manifest_settings), settings.limit)
-    loaded = load_model(model_settings, settings.device, settings.precision)
+    loaded = load_model(model_settings, init_process_group(shard, settings.device), settings.precision)
     identity = {k: loaded.identity[k] for k in cache_mod.IDENTITY_KEYS if k in loaded.identity}
     identity.update(manifest_hash=manifest_hash(manifest), chunk_size=settings.chunk_size,
                     prompt_sets=list(settings.prompt_sets))
-    with output_lock(out):
-        if out.exists():
-            if not settings.overwrite:
-                _refuse_or_accept_existing(out, identity)
-                return out
-        store = ChunkStore(out)
-        store.start(identity, settings.overwrite)
-        _run_chunks(loaded, manifest, store, manifest_settings, settings)
-        return _assemble(out, store, loaded, manifest, {**identity, **(extra_attrs or {})}, manifest_settings,
-                         model_settings, settings)
+    job = Job(out, ChunkStore(out), loaded, manifest, identity, manifest_settings, model_settings, settings,
+              {**identity, **(extra_attrs or {})})
+    try:
+        if merge:
+            return _merge(job)
+        return _run_single(job) if shard.single else _run_shard(job, shard)
+    finally:
+        finish(shard)
+
+
+@dataclass
+class Job:
+    """Everything one extraction needs, passed around as one value."""
+
+    out: Path
+    store: ChunkStore
+    loaded: LoadedModel
+    manifest: pd.DataFrame
+    identity: dict[str, Any]
+    manifest_settings: ManifestSettings
+    model_settings: ModelSettings
+    settings: ExtractSettings
+    attrs: dict[str, Any]
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-len(self.manifest) // self.settings.chunk_size)
+
+
+def _run_single(job: Job) -> Path:
+    with output_lock(job.out):
+        if job.out.exists() and not job.settings.overwrite:
+            _refuse_or_accept_existing(job.out, job.identity)
+            return job.out
+        job.store.start(job.identity, job.settings.overwrite)
+        _run_chunks(job, range(job.n_chunks))
+        return _assemble(job)
+
+
+def _run_shard(job: Job, shard: Shard) -> Path | None:
+    """One rank / array job: its own chunks, each file atomic; torchrun's rank 0 then assembles."""
+    if job.out.exists() and not job.settings.overwrite:
+        _refuse_or_accept_existing(job.out, job.identity)
+        return job.out
+    with output_lock(job.out, shard):
+        if shard.leader:
+            job.store.start(job.identity, job.settings.overwrite)
+        shard.barrier()
+        if not shard.leader or not shard.torchrun:
+            job.store.start(job.identity, overwrite=False)
+        _run_chunks(job, [k for k in range(job.n_chunks) if shard.owns(k)])
+        job.store.mark_shard_done(shard)
+    shard.barrier()
+    if shard.torchrun and shard.leader:
+        with output_lock(job.out):
+            return _assemble(job)
+    if not shard.torchrun:
+        print(f"shard {shard.rank}/{shard.world} done; when all are, run `extract_features.py merge` "
+              "with the same options", file=sys.stderr)
+    return None
+
+
+def _merge(job: Job) -> Path:
+    """Assemble the shards' chunks; refuse a set that is incomplete or made with other settings."""
+    with output_lock(job.out):
+        if job.out.exists() and not job.settings.overwrite:
+            _refuse_or_accept_existing(job.out, job.identity)
+            return job.out
+        job.store.check(job.identity)
+        missing = sorted(set(range(job.n_chunks)) - job.store.done())
+        if missing:
+            raise UserError(f"cannot merge {job.out}: {len(missing)} of {job.n_chunks} chunks missing "
+                            f"(first: {missing[:5]}); finish every --shard K/N first")
+        return _assemble(job)
 
 
 def _refuse_or_accept_existing(out: Path, identity: dict[str, Any]) -> None:
@@ -195,22 +279,21 @@ def _refuse_or_accept_existing(out: Path, identity: dict[str, Any]) -> None:
     print(f"{out} is already complete with these settings: nothing to do", file=sys.stderr)
 
 
-def _run_chunks(loaded: LoadedModel, manifest: pd.DataFrame, store: ChunkStore,
-                manifest_settings: ManifestSettings, settings: ExtractSettings) -> None:
-    n = len(manifest)
-    n_chunks = -(-n // settings.chunk_size)
-    todo = sorted(set(range(n_chunks)) - store.done())
+def _run_chunks(job: Job, chunks) -> None:
+    n, settings, loaded = len(job.manifest), job.settings, job.loaded
+    todo = sorted(set(chunks) - job.store.done())
     if not todo:
         return
     batches = _batches(todo, n, settings.chunk_size, settings.batch_size)
-    dataset = ImageFiles(Path(manifest_settings.data_root), manifest["path"].tolist(), loaded.preprocess,
+    dataset = ImageFiles(Path(job.manifest_settings.data_root), job.manifest["path"].tolist(), loaded.preprocess,
                          loaded.image_size)
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=settings.workers, collate_fn=_collate,
                         pin_memory=loaded.device.type == "cuda",
                         persistent_workers=False, prefetch_factor=4 if settings.workers else None)
     remaining = sum(len(b) for b in batches)
-    if len(todo) < n_chunks:
-        print(f"resuming: {n_chunks - len(todo)} of {n_chunks} chunks already done", file=sys.stderr)
+    if len(todo) < len(list(chunks)):
+        print(f"resuming: {len(list(chunks)) - len(todo)} of {len(list(chunks))} chunks already done",
+              file=sys.stderr)
     pending: dict[int, tuple[list[np.ndarray], list[str]]] = {}
     with tqdm(total=remaining, unit="img", desc="extract", dynamic_ncols=True, file=sys.stderr) as bar:
         for images, idx, reasons in loader:
@@ -221,35 +304,33 @@ def _run_chunks(loaded: LoadedModel, manifest: pd.DataFrame, store: ChunkStore,
             why.extend(reasons)
             end = min((k + 1) * settings.chunk_size, n)
             if idx[-1] == end - 1:
-                store.save(k, np.concatenate(parts), why)
+                job.store.save(k, np.concatenate(parts), why)
                 del pending[k]
             bar.update(len(idx))
 
 
-def _assemble(out: Path, store: ChunkStore, loaded: LoadedModel, manifest: pd.DataFrame,
-              identity: dict[str, Any], manifest_settings: ManifestSettings, model_settings: ModelSettings,
-              settings: ExtractSettings) -> Path:
-    n_chunks = -(-len(manifest) // settings.chunk_size)
-    chunks = [store.load(k) for k in range(n_chunks)]
+def _assemble(job: Job) -> Path:
+    chunks = [job.store.load(k) for k in range(job.n_chunks)]
     embeddings = np.concatenate([c[0] for c in chunks])
     reasons = np.array([r for c in chunks for r in c[1]], dtype=object)
     ok = reasons == ""
+    manifest = job.manifest
     failed = pd.DataFrame({"path": manifest["path"][~ok].to_numpy(), "reason": reasons[~ok]})
     if not ok.any():
-        store.remove()
+        job.store.remove()
         raise UserError(f"all {len(manifest)} images failed to decode (first: {failed.iloc[0].path}: "
                         f"{failed.iloc[0].reason})")
-    run_settings = {"manifest": to_dict(manifest_settings), "model": to_dict(model_settings),
-                    "extract": to_dict(settings)}
-    attrs = {**loaded.identity, **identity,
-             "data_root": str(Path(manifest_settings.data_root).resolve()),
-             "device": str(loaded.device), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    run_settings = {"manifest": to_dict(job.manifest_settings), "model": to_dict(job.model_settings),
+                    "extract": to_dict(job.settings)}
+    attrs = {**job.loaded.identity, **job.attrs,
+             "data_root": str(Path(job.manifest_settings.data_root).resolve()),
+             "device": str(job.loaded.device), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              "settings": run_settings}
-    cache_mod.write_cache(out, embeddings=embeddings[ok], manifest=manifest[ok].reset_index(drop=True),
-                          attrs=attrs, prompts=embed_prompts(loaded, settings.prompt_sets), failed=failed)
-    write_json(out.with_suffix(".json"), {**attrs, "n_images": int(ok.sum()), "n_failed": int((~ok).sum())})
-    store.remove()
-    return out
+    cache_mod.write_cache(job.out, embeddings=embeddings[ok], manifest=manifest[ok].reset_index(drop=True),
+                          attrs=attrs, prompts=embed_prompts(job.loaded, job.settings.prompt_sets), failed=failed)
+    write_json(job.out.with_suffix(".json"), {**attrs, "n_images": int(ok.sum()), "n_failed": int((~ok).sum())})
+    job.store.remove()
+    return job.out
 
 
 def summarize(cache: cache_mod.FeatureCache) -> str:
