@@ -24,7 +24,11 @@ RUNDIR  := runs/$(RUN)
 REPORT  := reports/$(RUN)
 PROTOCOL := --train-fakes $(TRAIN) --test-fakes $(TEST)
 
-.PHONY: help setup data extract heads eval matrix demo test clean
+VIDEOS      ?=
+FRAMES_OUT  ?= data/frames
+FRAMES_ARGS ?= --frames 32 --size 224
+
+.PHONY: help setup data frames extract heads eval matrix demo test clean
 
 help:  ## list targets and variables
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -41,6 +45,10 @@ $(DATA)/README.txt: | $(STAMP)
 	$(PY) -m clipforensics.synthetic --out $(DATA) --overwrite $(DATA_ARGS)
 
 data: $(DATA)/README.txt  ## generate the synthetic FaceForensics-shaped data set
+
+frames: | $(STAMP)  ## face-cropped frames from VIDEOS (FF++ tree or class folders) into FRAMES_OUT (resumable)
+	@test -n "$(VIDEOS)" || { echo "set VIDEOS=/path/to/FaceForensics++ (or a folder of class folders)"; exit 2; }
+	$(PY) prepare_frames.py --videos-root $(VIDEOS) --out $(FRAMES_OUT) $(FRAMES_ARGS)
 
 $(CACHE): $(DATA)/README.txt | $(STAMP)
 	$(PY) extract_features.py --data-root $(DATA) --model $(MODEL) --pretrained $(PRETRAINED) --out $@ $(EXTRACT_ARGS)

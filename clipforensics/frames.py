@@ -1,0 +1,406 @@
+"""From videos to the data root extract_features.py reads: evenly sampled, face-cropped PNG frames.
+
+    videos (FF++ tree or class folders) -> sample N frames -> detect -> square crop -> resize
+      -> DATA_ROOT/<Class>/<video>/<frame>.png, faces.csv, videos.csv, failed_videos.csv
+
+Resumable and never half-written: each video's frames go into a hidden temporary folder that is
+renamed into place only when complete, after its rows were saved under `.parts/`; a rerun skips
+videos whose folder and parts exist and merges every part into the CSVs at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import glob
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import cv2
+import pandas as pd
+from joblib import Parallel, delayed
+from tqdm import tqdm
+
+from clipforensics.atomic import write_csv, write_json
+from clipforensics.errors import UserError
+from clipforensics.faces import DETECTORS, NO_FALLBACK, Crop, cut, detect, make_detector, track_crops
+from clipforensics.settings import option, to_dict
+from clipforensics.video import VIDEO_EXTENSIONS, Sampled, VideoError, read_sampled
+
+COMPRESSIONS = ("raw", "c23", "c40")
+FACE_COLUMNS = ("class", "video", "frame", "x0", "y0", "x1", "y1", "detector", "score", "fallback")
+VIDEO_COLUMNS = ("class", "video", "source", "frames_reported", "frames_read", "frames_written", "short",
+                 "detected", "fallbacks")
+FAILED_COLUMNS = ("class", "video", "source", "reason")
+STRING_COLUMNS = ("class", "video", "source", "detector", "fallback", "reason")
+# Written only when named in --classes: the manifest labels every class folder that is not a real class
+# (default Real_youtube) as fake, so FF++'s DeepFakeDetection actors would silently become fakes.
+OPT_IN_CLASSES = ("Real_actors",)
+SETTINGS_FILE = "prepare_frames.json"
+PARTS = ".parts"
+PNG_OPTIONS = [cv2.IMWRITE_PNG_COMPRESSION, 1]  # level 1: fast, and barely larger on noisy faces
+# Settings that change the pixels or the choice of videos: a rerun with others would mix two outputs.
+IDENTITY_FIELDS = ("frames", "size", "margin", "detector", "detect_max_side", "compression", "layout")
+
+
+@dataclass
+class FrameSettings:
+    """Options of prepare_frames.py."""
+
+    videos_root: str = option(None, "FF++ root (original_sequences/, manipulated_sequences/) or one folder "
+                                    "of videos per class", required=True, metavar="DIR")
+    out: str = option(None, "data root to write (Real_youtube/<video>/<frame>.png, ...)", required=True,
+                      metavar="DATA_ROOT")
+    frames: int = option(32, "frames per video, spread evenly over its length (all frames if shorter)")
+    size: int = option(224, "side of the square output crops in pixels")
+    margin: float = option(1.3, "crop side as a multiple of the face box's longer side")
+    detector: str = option("haar", "face detector: " + ", ".join(sorted(DETECTORS)))
+    detect_max_side: int = option(640, "frames are shrunk to at most this many pixels for detection only")
+    layout: str = option("auto", "input layout: ffpp, folders, or auto (ffpp if original_sequences/ or "
+                                 "manipulated_sequences/ exists)", choices=("auto", "ffpp", "folders"))
+    compression: str = option("c23", "FF++ compression folder to read", choices=COMPRESSIONS)
+    classes: tuple[str, ...] = option((), "only these output classes, e.g. Real_youtube,FaceSwap (default: all but "
+                                          "Real_actors, which extract_features.py needs --real-classes to label real)")
+    max_videos: int | None = option(None, "at most N videos per class, first in name order (trial runs)")
+    jobs: int = option(-1, "videos processed in parallel (-1: one per CPU core)")
+    overwrite: bool = option(False, "redo every input video, also when --out was prepared with other settings "
+                                    "(folders of videos no longer in the input stay: a fresh --out gives a clean tree)")
+
+
+# ---------------------------------------------------------------- finding videos
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """One input video and where its frames go: <class>/<video> in the data root."""
+
+    class_name: str
+    video: str
+    source: Path
+
+
+def _videos_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in VIDEO_EXTENSIONS)
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _ffpp_folders(root: Path, compression: str) -> dict[str, Path]:
+    """Class name -> videos folder: original_sequences/<kind> -> Real_<kind>, manipulated -> <Method>."""
+    folders = {f"Real_{kind.name}": kind / compression / "videos" for kind in _subfolders(root / "original_sequences")}
+    folders.update({m.name: m / compression / "videos" for m in _subfolders(root / "manipulated_sequences")})
+    present = {name: folder for name, folder in folders.items() if folder.is_dir()}
+    if not present:
+        found = sorted({c.name for group in ("original_sequences", "manipulated_sequences")
+                        for kind in _subfolders(root / group) for c in _subfolders(kind)})
+        raise UserError(f"no {compression}/videos folders in the FF++ tree {root}; "
+                        f"compressions found: {', '.join(found) or 'none'} (set --compression)")
+    return present
+
+
+def _folder_classes(root: Path) -> dict[str, Path]:
+    """Plain layout: every visible sub-folder of the root is a class holding its videos."""
+    return {folder.name: folder for folder in _subfolders(root)}
+
+
+LAYOUTS: dict[str, Callable[[Path, str], dict[str, Path]]] = {
+    "ffpp": _ffpp_folders,
+    "folders": lambda root, compression: _folder_classes(root),
+}
+
+
+def resolve_layout(root: Path, layout: str) -> str:
+    """`auto` means ffpp when the FF++ top folders exist, else class folders."""
+    if layout != "auto":
+        return layout
+    is_ffpp = any((root / name).is_dir() for name in ("original_sequences", "manipulated_sequences"))
+    return "ffpp" if is_ffpp else "folders"
+
+
+def _select(folders: dict[str, Path], classes: tuple[str, ...]) -> dict[str, Path]:
+    """The named classes, or every class found except the opt-in ones."""
+    missing = [name for name in classes if name not in folders]
+    if missing:
+        raise UserError(f"class(es) {', '.join(missing)} not found; available: {', '.join(sorted(folders))}")
+    return {name: folders[name] for name in (classes or sorted(set(folders) - set(OPT_IN_CLASSES)))}
+
+
+def find_videos(settings: FrameSettings) -> list[VideoJob]:
+    """Every input video as a job, in class then name order; duplicate output names are refused."""
+    root = Path(settings.videos_root)
+    if not root.is_dir():
+        raise UserError(f"videos root {root} {'is not a directory' if root.exists() else 'does not exist'}")
+    folders = _select(LAYOUTS[resolve_layout(root, settings.layout)](root, settings.compression), settings.classes)
+    jobs = [VideoJob(name, path.stem, path) for name, folder in folders.items()
+            for path in _videos_in(folder)[:settings.max_videos]]
+    if not jobs:
+        raise UserError(f"no videos ({'/'.join(sorted(e[1:] for e in VIDEO_EXTENSIONS))}) in "
+                        f"{', '.join(str(f) for f in folders.values()) or root}")
+    names = pd.Series([f"{job.class_name}/{job.video}" for job in jobs])
+    twice = sorted(set(names[names.duplicated()]))
+    if twice:
+        raise UserError(f"two videos would write the same folder: {', '.join(twice[:5])} (same name, other extension?)")
+    return jobs
+
+
+# ---------------------------------------------------------------- one video
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a worker needs: picklable, so joblib can send it to other processes."""
+
+    out: Path
+    frames: int
+    size: int
+    margin: float
+    detector: str
+    detect_max_side: int
+    threads: int  # OpenCV threads per worker: 1 when videos run in parallel
+
+    def video_dir(self, job: VideoJob) -> Path:
+        return self.out / job.class_name / job.video
+
+    def part(self, job: VideoJob, kind: str) -> Path:
+        return self.out / PARTS / job.class_name / f"{job.video}.{kind}.csv"
+
+    def is_done(self, job: VideoJob) -> bool:
+        return self.video_dir(job).is_dir() and all(self.part(job, k).is_file() for k in ("faces", "video"))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one video: written (frame and fallback counts) or failed (reason)."""
+
+    job: VideoJob
+    frames: int = 0
+    short: bool = False
+    fallbacks: int = 0
+    reason: str = ""
+
+
+def frame_name(index: int, n_frames: int) -> str:
+    """Zero-padded source index, wide enough for the whole video, so names sort in time order."""
+    return f"{index:0{max(3, len(str(n_frames - 1)))}d}.png"
+
+
+def _write_frames(folder: Path, sampled: Sampled, crops: list[Crop], size: int) -> None:
+    folder.mkdir(parents=True)
+    for index, frame, crop in zip(sampled.indices, sampled.frames, crops):
+        path = folder / frame_name(index, sampled.n_frames)
+        if not cv2.imwrite(str(path), cut(frame, crop.box, size), PNG_OPTIONS):
+            raise OSError(f"could not write {path}")
+
+
+def _tables(job: VideoJob, plan: Plan, sampled: Sampled, crops: list[Crop]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """This video's rows of faces.csv and its one row of videos.csv."""
+    face_rows = pd.DataFrame([{"class": job.class_name, "video": job.video, "frame": index,
+                           "x0": c.box[0], "y0": c.box[1], "x1": c.box[2], "y1": c.box[3],
+                           "detector": plan.detector, "score": c.score, "fallback": c.fallback}
+                          for index, c in zip(sampled.indices, crops)], columns=list(FACE_COLUMNS))
+    fallbacks = _fallbacks(crops)
+    video = pd.DataFrame([{"class": job.class_name, "video": job.video, "source": str(job.source),
+                           "frames_reported": sampled.reported, "frames_read": sampled.n_frames,
+                           "frames_written": len(crops), "short": sampled.n_frames < plan.frames,
+                           "detected": len(crops) - fallbacks, "fallbacks": fallbacks}], columns=list(VIDEO_COLUMNS))
+    return face_rows, video
+
+
+def _install(tmp: Path, final: Path) -> None:
+    """Rename a finished folder into place; an old one (a redo) is moved aside first, then removed."""
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _fallbacks(crops: list[Crop]) -> int:
+    return sum(crop.fallback != NO_FALLBACK for crop in crops)
+
+
+def _clear_stale(final: Path) -> None:
+    """Temporary folders of a run that died (the lock guarantees no live run owns them)."""
+    for kind in ("tmp", "old"):
+        for stale in final.parent.glob(f".{glob.escape(final.name)}.{kind}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def prepare_video(job: VideoJob, plan: Plan) -> Outcome:
+    """Sample, detect, crop and write one video; an unreadable video is an Outcome with a reason."""
+    if plan.threads:
+        cv2.setNumThreads(plan.threads)
+    final = plan.video_dir(job)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _clear_stale(final)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    try:
+        sampled = read_sampled(job.source, plan.frames, plan.threads)
+        detector = make_detector(plan.detector)
+        found = [detect(detector, frame, plan.detect_max_side) for frame in sampled.frames]
+        crops = track_crops(found, [(f.shape[1], f.shape[0]) for f in sampled.frames], plan.margin)
+        _write_frames(tmp, sampled, crops, plan.size)
+        face_rows, video = _tables(job, plan, sampled, crops)
+        write_csv(plan.part(job, "faces"), face_rows)
+        write_csv(plan.part(job, "video"), video)
+        _install(tmp, final)
+    except VideoError as exc:
+        return Outcome(job, reason=str(exc))
+    except cv2.error as exc:
+        return Outcome(job, reason=f"OpenCV error: {str(exc).strip().splitlines()[-1]}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return Outcome(job, frames=len(crops), short=sampled.n_frames < plan.frames, fallbacks=_fallbacks(crops))
+
+
+# ---------------------------------------------------------------- the run
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Counts for the closing line, and where the tables are."""
+
+    prepared: int
+    skipped: int
+    failed: int
+    frames: int
+    short: int
+    fallbacks: int
+    out: Path
+
+    def line(self, requested: int) -> str:
+        text = (f"prepared {self.prepared} videos ({self.frames} frames), skipped {self.skipped} already finished, "
+                f"{self.failed} failed")
+        if self.failed:
+            text += f" (listed in {self.out / 'failed_videos.csv'})"
+        if self.short:
+            text += f"; {self.short} shorter than {requested} frames (all their frames kept)"
+        if self.fallbacks:
+            text += f"; {self.fallbacks} frames without a detected face (fallback crop)"
+        return text + f"; boxes in {self.out / 'faces.csv'}"
+
+
+def _validate(settings: FrameSettings) -> None:
+    checks = [(settings.frames >= 1, f"--frames must be at least 1, got {settings.frames}"),
+              (settings.size >= 16, f"--size must be at least 16 pixels, got {settings.size}"),
+              (settings.margin >= 1.0, f"--margin must be at least 1.0 (the face itself), got {settings.margin}"),
+              (settings.detect_max_side >= 64,
+               f"--detect-max-side must be at least 64, got {settings.detect_max_side}"),
+              (settings.jobs != 0, "--jobs must be a positive count or -1 (one per core), got 0"),
+              (settings.max_videos is None or settings.max_videos >= 1,
+               f"--max-videos must be at least 1, got {settings.max_videos}")]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+    make_detector(settings.detector)
+
+
+def _identity(settings: FrameSettings) -> dict:
+    return {name: value for name, value in to_dict(settings).items() if name in IDENTITY_FIELDS}
+
+
+def _check_out(out: Path, settings: FrameSettings) -> None:
+    """Refuse to resume into an output made with other settings, or into a folder that is not ours."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a directory")
+    record = out / SETTINGS_FILE
+    if settings.overwrite or not out.is_dir():
+        return
+    if record.is_file():
+        previous = json.loads(record.read_text(encoding="utf-8")).get("settings", {})
+        changed = [f"{k} {previous.get(k)!r} -> {v!r}" for k, v in _identity(settings).items() if previous.get(k) != v]
+        if changed:
+            raise UserError(f"{out} was prepared with other settings ({'; '.join(changed)}); "
+                            "pass --overwrite to redo every video, or choose another --out")
+    elif any(p.name != ".prepare_frames.lock" for p in out.iterdir()):
+        raise UserError(f"--out {out} is not empty and has no {SETTINGS_FILE}; choose an empty folder "
+                        "(or --overwrite to write into it anyway)")
+
+
+@contextlib.contextmanager
+def _lock(out: Path) -> Iterator[None]:
+    """One run per output folder: two would rename over each other's videos."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / ".prepare_frames.lock"
+    with open(path, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"another prepare_frames.py is writing {out} (lock {path} is held)") from None
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+
+
+def _read_part(path: Path) -> pd.DataFrame:
+    """A part CSV with ids kept as text ("000" stays "000") and empty fallbacks kept empty."""
+    return pd.read_csv(path, dtype={name: str for name in STRING_COLUMNS}, keep_default_na=False,
+                       na_values={"score": [""]})
+
+
+def _merge(plan: Plan, kind: str, columns: tuple[str, ...], sort: list[str]) -> pd.DataFrame:
+    """Concatenate the parts of every finished video in the output (this run's and earlier runs')."""
+    parts = sorted((plan.out / PARTS).glob(f"*/*.{kind}.csv"))
+    tables = [_read_part(p) for p in parts if (plan.out / p.parent.name / p.name[:-len(f".{kind}.csv")]).is_dir()]
+    if not tables:
+        return pd.DataFrame(columns=list(columns))
+    return pd.concat(tables, ignore_index=True).sort_values(sort, kind="stable", ignore_index=True)[list(columns)]
+
+
+def _plan(settings: FrameSettings) -> Plan:
+    return Plan(Path(settings.out), settings.frames, settings.size, settings.margin, settings.detector,
+                settings.detect_max_side, threads=0 if settings.jobs == 1 else 1)
+
+
+def _run_jobs(todo: list[VideoJob], plan: Plan, jobs: int) -> list[Outcome]:
+    """Videos in parallel (joblib), results as they finish, with a progress bar."""
+    results = Parallel(n_jobs=jobs, return_as="generator_unordered")(delayed(prepare_video)(job, plan) for job in todo)
+    with tqdm(results, total=len(todo), unit="video", desc="frames", dynamic_ncols=True, file=sys.stderr) as bar:
+        return list(bar)
+
+
+def _write_tables(plan: Plan, failed: list[Outcome]) -> None:
+    write_csv(plan.out / "faces.csv", _merge(plan, "faces", FACE_COLUMNS, ["class", "video", "frame"]))
+    write_csv(plan.out / "videos.csv", _merge(plan, "video", VIDEO_COLUMNS, ["class", "video"]))
+    rows = [{"class": o.job.class_name, "video": o.job.video, "source": str(o.job.source), "reason": o.reason}
+            for o in failed]
+    write_csv(plan.out / "failed_videos.csv", pd.DataFrame(rows, columns=list(FAILED_COLUMNS)))
+
+
+def _start(plan: Plan, settings: FrameSettings) -> None:
+    """Record the settings before any video, so a crashed run cannot be resumed with other ones."""
+    if settings.overwrite:
+        shutil.rmtree(plan.out / PARTS, ignore_errors=True)
+    write_json(plan.out / SETTINGS_FILE, {"settings": _identity(settings), "all_settings": to_dict(settings),
+                                          "opencv": cv2.__version__})
+
+
+def prepare(settings: FrameSettings) -> Summary:
+    """Prepare every video under settings.videos_root into settings.out; skip the finished ones."""
+    _validate(settings)
+    videos = find_videos(settings)
+    plan = _plan(settings)
+    _check_out(plan.out, settings)
+    with _lock(plan.out):
+        _start(plan, settings)
+        todo = [job for job in videos if not plan.is_done(job)]
+        outcomes = _run_jobs(todo, plan, settings.jobs) if todo else []
+        failed = sorted((o for o in outcomes if o.reason), key=lambda o: (o.job.class_name, o.job.video))
+        _write_tables(plan, failed)
+    done = [o for o in outcomes if not o.reason]
+    if failed and len(failed) == len(videos):
+        raise UserError(f"all {len(failed)} videos failed; first: {failed[0].job.source}: {failed[0].reason} "
+                        f"(all listed in {plan.out / 'failed_videos.csv'})")
+    return Summary(len(done), len(videos) - len(todo), len(failed), sum(o.frames for o in done),
+                   sum(o.short for o in done), sum(o.fallbacks for o in done), plan.out)

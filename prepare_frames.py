@@ -1,0 +1,31 @@
+"""Turn FaceForensics++ videos (or one folder of videos per class) into the face-cropped data root
+that extract_features.py reads, offline: N evenly spaced frames per video, largest face, square crop.
+
+    python prepare_frames.py --videos-root DIR --out DATA_ROOT --frames 32 --size 224
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from clipforensics.errors import cli_entry
+from clipforensics.frames import FrameSettings, prepare
+from clipforensics.settings import add_arguments, from_namespace
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser, FrameSettings, "frames")
+    return parser
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    settings = from_namespace(FrameSettings, build_parser().parse_args(argv))
+    print(prepare(settings).line(settings.frames))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
