@@ -1,6 +1,9 @@
 # clipforensics: `make demo` runs the pipeline on the generated data set, `make test` runs the tests.
 # Both build .venv first when it is missing. `make help` lists targets and variables.
-# Stage targets are real files, so `make` reruns only what changed (`make -n demo` shows what would run).
+#
+# Stage targets are real files. Each stage's variables are also written to a small stamp under
+# .make/ (only when they change), so changing HEADS refits the heads and re-evaluates without
+# re-extracting, changing MODEL re-extracts, and touching nothing reruns nothing (`make -q demo`).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -8,7 +11,8 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 
-DATA       ?= data/synthetic
+SYNTHETIC  := data/synthetic
+DATA       ?= $(SYNTHETIC)
 DATA_ARGS  ?= --videos 60 --frames 6 --size 128
 MODEL      ?= tiny-vit
 PRETRAINED ?= none
@@ -18,21 +22,39 @@ TEST       ?= NeuralTextures,Deepfakes,Face2Face
 HEADS      ?= all
 MATRIX_HEAD ?= logreg
 EXTRACT_ARGS ?=
-
-CACHE   := cache/$(RUN).h5
-RUNDIR  := runs/$(RUN)
-REPORT  := reports/$(RUN)
-PROTOCOL := --train-fakes $(TRAIN) --test-fakes $(TEST)
-
+LORA_ARGS  ?= --epochs 2 --max-train-images 480 --batch-size 32 --rank 8 --alpha 16
 VIDEOS      ?=
 FRAMES_OUT  ?= data/frames
 FRAMES_ARGS ?= --frames 32 --size 224
 
-.PHONY: help setup data frames extract heads eval matrix demo test clean
+CACHE    := cache/$(RUN).h5
+RUNDIR   := runs/$(RUN)
+LORADIR  := runs/$(RUN)-lora
+REPORT   := reports/$(RUN)
+PROTOCOL := --train-fakes $(TRAIN) --test-fakes $(TEST)
+
+# stamp(file, text): rewrite .make/<file> only when `text` differs from what it holds.
+stamp = $(shell mkdir -p .make && { [ "$$(cat .make/$(1) 2>/dev/null)" = '$(2)' ] || printf '%s' '$(2)' > .make/$(1); })
+$(call stamp,$(RUN).data,$(DATA) $(DATA_ARGS))
+$(call stamp,$(RUN).extract,$(MODEL) $(PRETRAINED) $(EXTRACT_ARGS))
+$(call stamp,$(RUN).heads,$(HEADS) $(PROTOCOL))
+$(call stamp,$(RUN).lora,$(LORA_ARGS) $(PROTOCOL))
+$(call stamp,$(RUN).matrix,$(MATRIX_HEAD))
+
+# The generated set is (re)made by `make data`; a user's own DATA folder is only ever read.
+ifeq ($(DATA),$(SYNTHETIC))
+DATA_DEP := $(DATA)/README.txt
+else
+DATA_DEP := $(DATA)
+endif
+
+.PHONY: help setup data frames extract heads lora eval matrix report demo test bench clean
 
 help:  ## list targets and variables
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
-	@echo "variables: DATA=$(DATA) MODEL=$(MODEL) PRETRAINED=$(PRETRAINED) RUN=$(RUN) TRAIN=$(TRAIN) TEST=$(TEST) HEADS=$(HEADS)"
+	@echo "variables: DATA=$(DATA) MODEL=$(MODEL) PRETRAINED=$(PRETRAINED) RUN=$(RUN) TRAIN=$(TRAIN)"
+	@echo "           TEST=$(TEST) HEADS=$(HEADS) MATRIX_HEAD=$(MATRIX_HEAD) LORA_ARGS='$(LORA_ARGS)'"
+	@echo "           EXTRACT_ARGS='$(EXTRACT_ARGS)' VIDEOS=$(VIDEOS) FRAMES_OUT=$(FRAMES_OUT)"
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,41 +63,56 @@ $(STAMP): requirements.txt
 
 setup: $(STAMP)  ## build .venv and install requirements.txt
 
-$(DATA)/README.txt: | $(STAMP)
-	$(PY) -m clipforensics.synthetic --out $(DATA) --overwrite $(DATA_ARGS)
+$(SYNTHETIC)/README.txt: .make/$(RUN).data | $(STAMP)
+	$(PY) -m clipforensics.synthetic --out $(SYNTHETIC) --overwrite $(DATA_ARGS)
 
-data: $(DATA)/README.txt  ## generate the synthetic FaceForensics-shaped data set
+data: $(SYNTHETIC)/README.txt  ## generate the synthetic FaceForensics-shaped data set
 
 frames: | $(STAMP)  ## face-cropped frames from VIDEOS (FF++ tree or class folders) into FRAMES_OUT (resumable)
 	@test -n "$(VIDEOS)" || { echo "set VIDEOS=/path/to/FaceForensics++ (or a folder of class folders)"; exit 2; }
 	$(PY) prepare_frames.py --videos-root $(VIDEOS) --out $(FRAMES_OUT) $(FRAMES_ARGS)
 
-$(CACHE): $(DATA)/README.txt | $(STAMP)
-	$(PY) extract_features.py --data-root $(DATA) --model $(MODEL) --pretrained $(PRETRAINED) --out $@ $(EXTRACT_ARGS)
+$(CACHE): $(DATA_DEP) .make/$(RUN).extract | $(STAMP)
+	$(PY) extract_features.py --data-root $(DATA) --model $(MODEL) --pretrained $(PRETRAINED) --out $@ --overwrite $(EXTRACT_ARGS)
 
 extract: $(CACHE)  ## CLIP embeddings of DATA into cache/RUN.h5
 
-$(RUNDIR)/run.json: $(CACHE)
+$(RUNDIR)/run.json: $(CACHE) .make/$(RUN).heads
 	$(PY) fit_heads.py --cache $(CACHE) --heads $(HEADS) --out $(RUNDIR) $(PROTOCOL) --overwrite
 
-heads: $(RUNDIR)/run.json  ## fit HEADS on the cache (train TRAIN, test TEST)
+heads: $(RUNDIR)/run.json  ## fit HEADS on the cache (train on TRAIN, test on TEST)
+
+$(LORADIR)/scores.csv: $(CACHE) .make/$(RUN).lora
+	$(PY) finetune_lora.py --base-cache $(CACHE) --out $(LORADIR) $(PROTOCOL) --overwrite $(LORA_ARGS)
+
+lora: $(LORADIR)/scores.csv  ## LoRA fine-tuning on the cache's frames, then re-extraction
 
 $(REPORT)/metrics.json: $(RUNDIR)/run.json
 	$(PY) evaluate.py $(RUNDIR)/*/scores.csv --out $(REPORT)
 
 eval: $(REPORT)/metrics.json  ## evaluate every head of the run: metrics, plots, report.html
 
-$(REPORT)/matrix/matrix.csv: $(CACHE)
+$(REPORT)/matrix/matrix.csv: $(CACHE) .make/$(RUN).matrix
 	$(PY) evaluate.py matrix --cache $(CACHE) --head $(MATRIX_HEAD) --out $(REPORT)/matrix
 
 matrix: $(REPORT)/matrix/matrix.csv  ## cross-manipulation AUC matrix of MATRIX_HEAD
 
-demo: $(REPORT)/metrics.json $(REPORT)/matrix/matrix.csv  ## generate -> extract -> heads -> evaluate -> matrix
-	@cat $(REPORT)/metrics.md
-	@echo "report: $(REPORT)/report.html  matrix: $(REPORT)/matrix/matrix_frame_auc.png"
+$(REPORT)-all/metrics.json: $(RUNDIR)/run.json $(LORADIR)/scores.csv
+	$(PY) evaluate.py $(RUNDIR)/*/scores.csv $(LORADIR)/scores.csv --out $(REPORT)-all
+
+report: $(REPORT)-all/metrics.json  ## one report comparing the frozen heads with the LoRA run
+
+demo: $(REPORT)/matrix/matrix.csv $(REPORT)-all/metrics.json  ## data -> extract -> heads -> LoRA -> evaluate -> matrix
+	@cat $(REPORT)-all/metrics.md
+	@echo "report: $(REPORT)-all/report.html  matrix: $(REPORT)/matrix/matrix_frame_auc.png"
 
 test: $(STAMP)  ## run the whole test suite
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
 
-clean:  ## remove generated data, caches, runs and reports (keeps .venv)
-	rm -rf data runs reports cache/*.h5 cache/*.json cache/*.parts
+bench: $(STAMP)  ## speed and memory benchmarks (prints tables for the README)
+	$(PY) bench/extract.py
+	$(PY) bench/heads.py
+	$(PY) bench/lora.py
+
+clean:  ## remove generated data, caches, runs, reports and stamps (keeps .venv)
+	rm -rf $(SYNTHETIC) runs reports .make cache/*.h5 cache/*.json cache/*.parts cache/*.lock
