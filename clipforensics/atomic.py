@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 from pathlib import Path
 from typing import Any, Iterator
 
 import pandas as pd
+
+from .errors import UserError
 
 
 @contextlib.contextmanager
@@ -43,3 +46,17 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def write_csv(path: str | os.PathLike, df: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_path: Path, what: str) -> Iterator[None]:
+    """Hold `lock_path` for the block; a second writer of `what` fails at once with one clear line."""
+    with open(lock_path, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"another process is writing {what} (lock {lock_path} is held)") from None
+        try:
+            yield
+        finally:
+            lock_path.unlink(missing_ok=True)

@@ -10,7 +10,6 @@ A kill -9 loses at most the chunk in progress; the rerun skips every finished ch
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import shutil
 import sys
@@ -27,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from . import cache as cache_mod
-from .atomic import atomic_path, write_json
+from .atomic import atomic_path, exclusive_lock, write_json
 from .errors import UserError
 from .manifest import ManifestSettings, manifest_hash, scan
 from .distributed import Shard, current_shard, finish, init_process_group
@@ -135,16 +134,8 @@ def output_lock(out: Path, shard: Shard | None = None) -> Iterator[None]:
     except OSError as exc:
         raise UserError(f"cannot create {out.parent}: {exc.strerror}") from None
     part = f".shard-{shard.rank}-of-{shard.world}" if shard and not shard.single else ""
-    lock_path = out.with_name(f"{out.name}{part}.lock")
-    with open(lock_path, "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"another extraction is writing {out} (lock {lock_path} is held)") from None
-        try:
-            yield
-        finally:
-            lock_path.unlink(missing_ok=True)
+    with exclusive_lock(out.with_name(f"{out.name}{part}.lock"), f"{out}{part.replace('.', ' ')}"):
+        yield
 
 
 def spread_rows(df: pd.DataFrame, limit: int | None) -> pd.DataFrame:

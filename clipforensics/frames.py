@@ -11,7 +11,6 @@ videos whose folder and parts exist and merges every part into the CSVs at the e
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import glob
 import json
 import os
@@ -26,7 +25,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from clipforensics.atomic import write_csv, write_json
+from clipforensics.atomic import exclusive_lock, write_csv, write_json
 from clipforensics.errors import UserError
 from clipforensics.faces import DETECTORS, NO_FALLBACK, Crop, cut, detect, make_detector, track_crops
 from clipforensics.settings import option, to_dict
@@ -331,16 +330,8 @@ def _check_out(out: Path, settings: FrameSettings) -> None:
 def _lock(out: Path) -> Iterator[None]:
     """One run per output folder: two would rename over each other's videos."""
     out.mkdir(parents=True, exist_ok=True)
-    path = out / ".prepare_frames.lock"
-    with open(path, "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"another prepare_frames.py is writing {out} (lock {path} is held)") from None
-        try:
-            yield
-        finally:
-            path.unlink(missing_ok=True)
+    with exclusive_lock(out / ".prepare_frames.lock", str(out)):
+        yield
 
 
 def _read_part(path: Path) -> pd.DataFrame:

@@ -189,7 +189,7 @@ def test_second_writer_is_refused_by_the_lock(tmp_path, synthetic_root, capsys):
     with open(tmp_path / "c.h5.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         assert run(synthetic_root, out) == 2
-    assert "another extraction" in capsys.readouterr().err
+    assert "another process is writing" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -310,7 +310,7 @@ def test_a_foreign_non_empty_out_and_a_second_run_are_refused(tmp_path, stub):
     out.mkdir()
     with open(out / ".prepare_frames.lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        with pytest.raises(UserError, match="another prepare_frames.py"):
+        with pytest.raises(UserError, match="another process is writing"):
             prepare(settings(tmp_path / "in", out, detector="stub"))
 
 
