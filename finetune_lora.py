@@ -36,7 +36,7 @@ from clipforensics.lora import (LoraSettings, build_detector, check_settings, de
 from clipforensics.manifest import ManifestSettings, manifest_hash, scan
 from clipforensics.models import LoadedModel, ModelSettings, load_model, resolve_device, resolve_precision
 from clipforensics.protocol import ProtocolSettings, split_summary
-from clipforensics.report import _new_figure, _save
+from clipforensics.report import new_figure, save_figure
 from clipforensics.scores import make_scores, write_scores
 from clipforensics.settings import add_arguments, from_dict, from_namespace, to_dict
 from clipforensics.training import LOG, Frames, TrainRun, TrainState, fit, predict, resolve_amp, write_log
@@ -72,8 +72,8 @@ class Base:
 
     def model_settings(self, pretrained: str | None = None) -> ModelSettings:
         recorded = from_dict(ModelSettings, self.made_with["model"])
-        return dataclasses.replace(recorded, model=self.attrs["model"], pretrained=pretrained or self.attrs["pretrained"],
-                                   init_seed=int(self.attrs["init_seed"]))
+        return dataclasses.replace(recorded, model=self.attrs["model"], init_seed=int(self.attrs["init_seed"]),
+                                   pretrained=pretrained or self.attrs["pretrained"])
 
     def manifest_settings(self, data_root: str | None) -> ManifestSettings:
         recorded = from_dict(ManifestSettings, self.made_with["manifest"])
@@ -133,10 +133,10 @@ def prepare(settings: LoraSettings, protocol: ProtocolSettings) -> tuple[TrainRu
     loaded = load_base_model(base, settings.device)
     detector = build_detector(loaded, settings)
     print(describe_counts(parameter_counts(detector), settings.targets), file=sys.stderr)
-    val = rows[rows["split"] == "val"]
+    data_root = Path(manifest_settings.data_root)
     lora = {k: v for k, v in to_dict(settings).items() if k not in EXECUTION_ONLY}
-    run = TrainRun(detector, loaded.preprocess, loaded.image_size, Frames.of(manifest_settings.data_root, train),
-                   Frames.of(manifest_settings.data_root, val), val, settings, loaded.device, amp,
+    run = TrainRun(detector, loaded.preprocess, loaded.image_size, data_root, Frames.of(data_root, train),
+                   rows[rows["split"] == "val"], settings, loaded.device, amp,
                    {**run_identity(base.cache, protocol), "lora": lora}, Path(settings.out))
     return run, base, rows
 
@@ -148,7 +148,7 @@ def sha256(path: Path) -> str:
 
 def plot_curve(history: list[dict[str, Any]], best_epoch: int, path: Path) -> None:
     table = pd.DataFrame(history)
-    fig = _new_figure(9, 3.5)
+    fig = new_figure(9, 3.5)
     loss_ax, auc_ax = fig.subplots(1, 2)
     loss_ax.plot(table["epoch"], table["loss"], marker="o")
     loss_ax.set(xlabel="epoch", ylabel="training loss", title="loss")
@@ -157,16 +157,16 @@ def plot_curve(history: list[dict[str, Any]], best_epoch: int, path: Path) -> No
     auc_ax.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch {best_epoch}")
     auc_ax.set(xlabel="epoch (0 = untrained)", ylabel="AUC", title="validation", ylim=(0, 1.02))
     auc_ax.legend(loc="lower right")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def write_scores_table(run: TrainRun, base: Base, rows: pd.DataFrame, state: TrainState,
                        protocol: ProtocolSettings) -> None:
     """Val and test rows scored by the best epoch's model, in the table every scorer writes."""
     scored = rows[rows["split"].isin(["val", "test"])]
-    probs = predict(run, Frames.of(run.val.root, scored))
+    probs = predict(run, Frames.of(run.data_root, scored))
     meta = {**run_identity(base.cache, protocol), "scorer": "lora", "name": run.out.name, "head": run.settings.head,
-            "data_root": str(run.val.root), "best_epoch": state.best_epoch, "selected_on": "val video AUC",
+            "data_root": str(run.data_root), "best_epoch": state.best_epoch, "selected_on": "val video AUC",
             "package_version": __version__}
     write_scores(run.out, make_scores(scored, probs), meta)
 
@@ -192,7 +192,7 @@ def reextract(run: TrainRun, base: Base, merged: Path, adapter_sha: str) -> Path
     links = {"base_cache": str(base.cache.path.resolve()), "base_manifest_hash": base.attrs["manifest_hash"],
              "base_pretrained": base.attrs["pretrained"], "adapter_sha": adapter_sha,
              "lora_run": str(run.out.resolve()), "random_weights": bool(base.attrs.get("random_weights", False))}
-    return extract(base.manifest_settings(str(run.val.root)), base.model_settings(str(merged.resolve())),
+    return extract(base.manifest_settings(str(run.data_root)), base.model_settings(str(merged.resolve())),
                    extract_settings, extra_attrs=links)
 
 
@@ -211,12 +211,12 @@ def write_outputs(run: TrainRun, base: Base, rows: pd.DataFrame, state: TrainSta
     if s.merge_out:
         copy_atomic(merged, Path(s.merge_out))
     cache = reextract(run, base, merged, adapter_sha) if s.extract else None
-    summary = {**run.identity, "settings": to_dict(s), "protocol": to_dict(protocol),
-               "base_attrs": {k: base.attrs.get(k) for k in (*MODEL_IDENTITY, "weights_kind", "precision",
-                                                              "manifest_hash", "data_root")},
-               "data_root": str(run.val.root), "parameters": counts, "best_epoch": state.best_epoch,
-               "best": state.best_row, "untrained": state.history[0], "adapter_sha": adapter_sha,
-               "merged": str(merged), "cache": str(cache) if cache else None,
+    summary = {"base": {"cache": str(base.cache.path.resolve()), **base.cache.identity(),
+                        "weights_kind": base.attrs.get("weights_kind"), "data_root": base.attrs.get("data_root")},
+               "protocol": to_dict(protocol), "settings": to_dict(s), "data_root": str(run.data_root),
+               "parameters": counts, "best_epoch": state.best_epoch, "best": state.best_row,
+               "untrained": state.history[0], "adapter_sha": adapter_sha, "merged": str(merged),
+               "lora_cache": str(cache) if cache else None,
                "training_seconds": sum(row["seconds"] for row in state.history),
                "versions": {"clipforensics": __version__, "torch": torch.__version__, "peft": peft.__version__,
                             "open_clip": open_clip.__version__}}
@@ -236,8 +236,8 @@ def report(summary: dict[str, Any]) -> str:
              f"{best['val_video_auc']:.3f} (frame {best['val_frame_auc']:.3f}); untrained: "
              f"{untrained['val_video_auc']:.3f} (frame {untrained['val_frame_auc']:.3f})",
              f"run {summary['settings']['out']}  adapter sha256 {summary['adapter_sha'][:16]}"]
-    if summary["cache"]:
-        lines.append(f"LoRA cache {summary['cache']}")
+    if summary["lora_cache"]:
+        lines.append(f"LoRA cache {summary['lora_cache']}")
     return "\n".join(lines)
 
 

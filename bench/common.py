@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import os
@@ -55,3 +56,7 @@ def machine() -> str:
 
 def met(value: float, goal: float, higher_is_better: bool = True) -> str:
     return "yes" if (value >= goal if higher_is_better else value <= goal) else "**no**"
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """--help keeps the docstring's layout and shows every default."""

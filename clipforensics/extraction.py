@@ -70,7 +70,7 @@ class ImageFiles(Dataset):
             return torch.zeros(3, self.image_size, self.image_size), i, reason
 
 
-def _collate(batch: list[tuple[torch.Tensor, int, str]]) -> tuple[torch.Tensor, list[int], list[str]]:
+def collate_images(batch: list[tuple[torch.Tensor, int, str]]) -> tuple[torch.Tensor, list[int], list[str]]:
     images, idx, reasons = zip(*batch)
     return torch.stack(images), list(idx), list(reasons)
 
@@ -172,8 +172,12 @@ def extract(manifest_settings: ManifestSettings, model_settings: ModelSettings,
 
     One process does everything. Under torchrun each rank does its chunks and rank 0 assembles; with
     `--shard K/N` a job does its chunks only, and `merge=True` assembles once every shard is done.
-    `extra_attrs` are recorded in the cache too (e.g. the LoRA stage links its cache to the base cache).
+    `extra_attrs` are recorded in the cache too (e.g. the LoRA stage links its cache to the base cache);
+    they may add attributes but never replace one that identifies the embeddings.
     """
+    clash = set(extra_attrs or {}) & set(cache_mod.IDENTITY_KEYS)
+    if clash:
+        raise ValueError(f"extra_attrs may not override identity attributes: {sorted(clash)}")
     out = Path(settings.out)
     for name in settings.prompt_sets:
         get_prompt_set(name)
@@ -278,7 +282,7 @@ def _run_chunks(job: Job, chunks) -> None:
     batches = _batches(todo, n, settings.chunk_size, settings.batch_size)
     dataset = ImageFiles(Path(job.manifest_settings.data_root), job.manifest["path"].tolist(), loaded.preprocess,
                          loaded.image_size)
-    loader = DataLoader(dataset, batch_sampler=batches, num_workers=settings.workers, collate_fn=_collate,
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=settings.workers, collate_fn=collate_images,
                         pin_memory=loaded.device.type == "cuda",
                         persistent_workers=False, prefetch_factor=4 if settings.workers else None)
     remaining = sum(len(b) for b in batches)

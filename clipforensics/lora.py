@@ -1,6 +1,7 @@
 """LoRA on CLIP's image tower through peft: named target sets, two trainable heads, and the checks they need.
 
-Three peft 0.21 behaviours on open_clip's `nn.MultiheadAttention` shape this module (tests/test_lora.py shows each):
+Three peft 0.21 behaviours on open_clip's `nn.MultiheadAttention` shape this module (tests/test_lora.py shows the
+first two):
 - MHA never calls `out_proj.forward`, so LoRA on `attn.out_proj` alone gets no gradient and no warning. A target
   set is therefore tried with one backward pass before training, and LoRA tensors the pass never reaches are an
   error (`check_gradients`). Targeting the `attn` module itself adapts the fused in-projection and out-projection.
@@ -24,10 +25,10 @@ from typing import Any, Callable, Mapping, TypeVar
 
 import numpy as np
 import peft
+import safetensors.torch
 import torch
 import torch.nn.functional as F
 from peft.tuners.lora.layer import MultiheadAttention as LoraMultiheadAttention
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .atomic import atomic_path
@@ -97,7 +98,8 @@ class LoraSettings:
     merge_out: str | None = option(None, "also save the merged open_clip checkpoint here (.safetensors), for "
                                          "extract_features.py --pretrained PATH", metavar="FILE")
     extract: bool = option(True, "re-extract the data root with the merged model into a new cache")
-    overwrite: bool = option(False, "discard a checkpoint in --out that was made with other settings")
+    overwrite: bool = option(False, "start again: remove a run in --out made with other settings (or write into "
+                                    "a non-empty --out)")
 
 
 class PromptHead(nn.Module):
@@ -300,15 +302,17 @@ def load_adapter(model: nn.Module, folder: str | Path) -> peft.PeftModel:
     return adapted
 
 
-def save_head(head: nn.Module, path: Path, meta: Mapping[str, Any]) -> None:
+def save_tensors(tensors: Mapping[str, torch.Tensor], path: Path, metadata: Mapping[str, str] | None = None) -> Path:
+    """A .safetensors file, written atomically through open() so the umask applies (save_file makes it 0600)."""
+    state = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
     with atomic_path(path, suffix=".safetensors") as tmp:
-        state = {name: t.detach().cpu().contiguous() for name, t in head.state_dict().items()}
-        save_file(state, str(tmp), metadata={k: json.dumps(v) for k, v in meta.items()})
+        tmp.write_bytes(safetensors.torch.save(state, metadata=dict(metadata) if metadata else None))
+    return path
 
 
-def load_head(path: str | Path, head: nn.Module) -> nn.Module:
-    head.load_state_dict(load_file(str(path)))
-    return head
+def save_head(head: nn.Module, path: Path, meta: Mapping[str, Any]) -> Path:
+    """The head's tensors (prompt class means or linear weights, temperature), with what it is in the metadata."""
+    return save_tensors(head.state_dict(), path, {key: json.dumps(value) for key, value in meta.items()})
 
 
 def save_merged(detector: Detector, path: Path) -> Path:
@@ -316,8 +320,4 @@ def save_merged(detector: Detector, path: Path) -> Path:
 
     `merge_and_unload` rewrites the model in place: the detector is spent afterwards.
     """
-    merged = detector.adapted.merge_and_unload()
-    state = {name: t.detach().cpu().contiguous() for name, t in merged.state_dict().items()}
-    with atomic_path(path, suffix=".safetensors") as tmp:
-        save_file(state, str(tmp))
-    return path
+    return save_tensors(detector.adapted.merge_and_unload().state_dict(), path)

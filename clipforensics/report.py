@@ -72,14 +72,14 @@ def _video_agg(run: RunResult) -> str:
     return str(run.metrics.get("video", {}).get("agg", "mean"))
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     """A figure on the Agg canvas, outside pyplot, so it is freed as soon as it goes out of scope."""
     fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)
     return fig
 
 
-def _save(fig: Figure, out_png: Path) -> Path:
+def save_figure(fig: Figure, out_png: Path) -> Path:
     out_png = Path(out_png)
     with atomic_path(out_png, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
@@ -197,7 +197,7 @@ def plot_roc(runs: list[RunResult], out_png: Path, level: str = "frame", video_a
         raise UserError("ROC plot: no runs")
     if level not in ("frame", "video"):
         raise UserError(f"ROC level must be 'frame' or 'video', got {level!r}")
-    fig = _new_figure(6.2, 5.6)
+    fig = new_figure(6.2, 5.6)
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="chance")
     for run in runs:
@@ -221,7 +221,7 @@ def plot_roc(runs: list[RunResult], out_png: Path, level: str = "frame", video_a
     ax.set_ylim(0, 1.01)
     ax.set_aspect("equal")
     ax.grid(alpha=0.3)
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 # ---------------------------------------------------------------------------- confusion
@@ -250,12 +250,12 @@ def plot_confusion(run: RunResult, out_png: Path) -> Path:
     videos = metrics.video_scores(run.scores, agg)
     frame = metrics.threshold_metrics(run.scores["label"], run.scores["score"], run.threshold)
     video = metrics.threshold_metrics(videos["label"], videos["score"], run.threshold)
-    fig = _new_figure(8.4, 4.4)
+    fig = new_figure(8.4, 4.4)
     left, right = fig.subplots(1, 2)
     _confusion_panel(left, frame, f"frames (n={len(run.scores)})")
     _confusion_panel(right, video, f"videos, {agg} score (n={len(videos)})")
     fig.suptitle(f"{run.name}: fake iff score ≥ {run.threshold:.4g}")
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 # ---------------------------------------------------------------------------- error analysis
@@ -351,12 +351,12 @@ def _grid_row(axes: Iterable[Axes], rows: pd.DataFrame, data_root: str | None, l
 
 def _error_grid(run: RunResult, out_png: Path, grid: int) -> tuple[list[dict], list[dict]]:
     fp, fn = _confident_mistakes(run.scores, run.threshold, grid)
-    fig = _new_figure(1.45 * grid + 0.6, 4.4)
+    fig = new_figure(1.45 * grid + 0.6, 4.4)
     axes = fig.subplots(2, grid, squeeze=False)
     fp_records = _grid_row(axes[0], fp, run.data_root, "false positives\n(real, highest score)")
     fn_records = _grid_row(axes[1], fn, run.data_root, "false negatives\n(fake, lowest score)")
     fig.suptitle(f"{run.name}: most confident mistakes at threshold {run.threshold:.4g} (title: score, video)")
-    _save(fig, out_png)
+    save_figure(fig, out_png)
     return fp_records, fn_records
 
 
@@ -415,7 +415,7 @@ def plot_matrix(matrix: pd.DataFrame, out_png: Path, value: str = "frame_auc") -
     wide = _matrix_grid(matrix, value)
     data = wide.to_numpy(dtype=float)
     n_rows, n_cols = data.shape
-    fig = _new_figure(1.15 * n_cols + 2.8, 0.75 * n_rows + 2.0)
+    fig = new_figure(1.15 * n_cols + 2.8, 0.75 * n_rows + 2.0)
     ax = fig.add_subplot()
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
     image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, vmin=0.5, vmax=1.0, aspect="auto")
@@ -432,7 +432,7 @@ def plot_matrix(matrix: pd.DataFrame, out_png: Path, value: str = "frame_auc") -
     pretty = value.replace("_", " ").replace("auc", "AUC")
     ax.set_title(f"{pretty}: trained on rows, tested on columns")
     fig.colorbar(image, ax=ax, label=pretty)
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 # ---------------------------------------------------------------------------- HTML

@@ -13,6 +13,7 @@ import io
 import json
 import math
 import pickle
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from tqdm import tqdm
 
 from .atomic import atomic_path, write_csv
 from .errors import UserError
-from .extraction import ImageFiles, _collate
+from .extraction import ImageFiles, collate_images
 from .lora import Detector, LoraSettings, lookup
 from .metrics import roc_auc, video_scores
 from .scores import make_scores
@@ -158,8 +159,8 @@ class TrainRun:
     detector: Detector
     preprocess: Callable[[Image.Image], torch.Tensor]
     image_size: int
+    data_root: Path
     train: Frames
-    val: Frames
     val_rows: pd.DataFrame
     settings: LoraSettings
     device: torch.device
@@ -246,12 +247,17 @@ def _timed(batches: Iterator[Any]) -> Iterator[tuple[Any, float]]:
 
 
 def train_epoch(run: TrainRun, optim: Optimization, epoch: int, max_steps: int | None = None) -> dict[str, float]:
-    """One epoch (or its first `max_steps` steps): mean loss, seconds, images/s and the share spent waiting on data."""
+    """One epoch (or its first `max_steps` steps).
+
+    Returns the mean loss, seconds, images/s, the share of time spent waiting on the DataLoader and the learning
+    rate at the epoch's first step.
+    """
     s = run.settings
     torch.manual_seed(epoch_seed(s.seed, epoch))
     order = epoch_order(run.train.labels, s.seed, epoch)
     loader = run.loader(TrainImages(run.train, order, run.preprocess, augmentations(s), s.seed, epoch))
     run.detector.train()
+    lr = optim.scheduler.get_last_lr()[0]
     loss_sum, images, waited = 0.0, 0, 0.0
     start = time.perf_counter()
     with tqdm(total=len(order), desc=f"epoch {epoch}/{s.epochs}", unit="img", leave=False, dynamic_ncols=True,
@@ -265,12 +271,12 @@ def train_epoch(run: TrainRun, optim: Optimization, epoch: int, max_steps: int |
                 break
     seconds = time.perf_counter() - start
     return {"loss": loss_sum / images, "seconds": seconds, "images_per_s": images / seconds,
-            "data_wait_share": waited / seconds, "lr": optim.scheduler.get_last_lr()[0]}
+            "data_wait_share": waited / seconds, "lr": lr}
 
 
 def predict(run: TrainRun, frames: Frames) -> np.ndarray:
     """Fake probability (softmax over [real, fake]) of each frame, in order, without augmentation."""
-    loader = run.loader(ImageFiles(frames.root, frames.paths, run.preprocess, run.image_size), collate_fn=_collate)
+    loader = run.loader(ImageFiles(frames.root, frames.paths, run.preprocess, run.image_size), collate_fn=collate_images)
     run.detector.eval()
     probs = []
     with torch.no_grad(), run.autocast():
@@ -292,7 +298,7 @@ def auc_metrics(rows: pd.DataFrame, probs: np.ndarray, prefix: str) -> dict[str,
 
 
 def validate(run: TrainRun) -> dict[str, float]:
-    return auc_metrics(run.val_rows, predict(run, run.val), "val")
+    return auc_metrics(run.val_rows, predict(run, Frames.of(run.data_root, run.val_rows)), "val")
 
 
 def selection_key(row: dict[str, Any]) -> tuple[float, float]:
@@ -356,7 +362,11 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 
 def claim_checkpoint(run: TrainRun) -> dict[str, Any] | None:
-    """The checkpoint to resume, if --out holds one made with these settings; refuse any other content."""
+    """The checkpoint to resume, if --out holds one made with these settings.
+
+    A run made with other settings is refused, or with --overwrite removed (the folder is known to be a run);
+    other files in --out are refused unless --overwrite, and then left alone.
+    """
     path = run.out / CHECKPOINT
     if not path.exists():
         if run.out.is_dir() and any(run.out.iterdir()) and not run.settings.overwrite:
@@ -371,7 +381,7 @@ def claim_checkpoint(run: TrainRun) -> dict[str, Any] | None:
     if not run.settings.overwrite:
         raise UserError(f"{path} was made with other settings ({'; '.join(changed[:4])}); rerun with the same "
                         "settings to resume, or --overwrite to start again")
-    path.unlink()
+    shutil.rmtree(run.out)
     return None
 
 
@@ -391,7 +401,6 @@ def write_log(path: Path, history: list[dict[str, Any]]) -> None:
 
 def fit(run: TrainRun) -> TrainState:
     """Train (or resume) to the last epoch, validating and checkpointing after each; return the final state."""
-    run.out.mkdir(parents=True, exist_ok=True)
     optim = make_optimization(run)
     state = resume_or_start(run, optim)
     epochs = range(state.epoch + 1, run.settings.epochs + 1)

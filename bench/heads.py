@@ -1,0 +1,193 @@
+"""Speed of the heads stage on a synthetic cache (no images, no model): the real code paths, timed.
+
+A cache-like problem is written with clipforensics.cache.write_cache: float16 embeddings with a weak
+class signal (a shared fake direction plus one per manipulation, per-video offsets, frame noise),
+FF++-style videos and target/source ids, and every prompt set embedded at random. Then:
+
+    fit_heads.main(--heads all)            each head's fit < 3 s, all heads < 30 s   (issue 3)
+    evaluate.main(["matrix", ...])         60 000 frames, 5 manipulations, < 60 s     (issue 3)
+    evaluate.main([scores.csv ..., --out]) bootstrap 1000, every head's scores        (reported)
+
+    .venv/bin/python bench/heads.py                      # ~2 min on 2 cores
+    .venv/bin/python bench/heads.py --profile            # also cProfile every step that misses its goal
+    .venv/bin/python bench/heads.py --frames 20 --rows 4000 --matrix-rows 12000 --bootstrap 200   # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import sys
+import tempfile
+from pathlib import Path
+
+import common  # noqa: F401  (sets sys.path and HF_HUB_OFFLINE)
+from common import HelpFormatter, command_line, machine, markdown_table, met, quiet, timed
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+import evaluate  # noqa: E402
+import fit_heads  # noqa: E402
+from clipforensics import fit  # noqa: E402
+from clipforensics.heads import fit_head, resolve_heads  # noqa: E402
+from clipforensics.cache import PromptEmbeddings, read_cache, write_cache  # noqa: E402
+from clipforensics.manifest import COLUMNS, manifest_hash  # noqa: E402
+from clipforensics.prompts import PROMPT_SETS  # noqa: E402
+from clipforensics.protocol import ProtocolSettings  # noqa: E402
+from clipforensics.synthetic import REAL_CLASS, SUPPORTED_MANIPULATIONS  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--rows", type=int, default=20_000, help="frames in the heads cache")
+    p.add_argument("--matrix-rows", type=int, default=60_000, help="frames in the matrix cache (0: skip it)")
+    p.add_argument("--frames", type=int, default=100, help="frames per video")
+    p.add_argument("--dim", type=int, default=512, help="embedding dimension")
+    p.add_argument("--manipulations", type=int, default=5, help="how many of " + ",".join(SUPPORTED_MANIPULATIONS))
+    p.add_argument("--signal", type=float, default=0.08, help="fake shift along the class directions (noise = 1)")
+    p.add_argument("--heads", default="all", help="heads for fit_heads.py (comma list or all)")
+    p.add_argument("--matrix-head", default="logreg", help="head of every matrix cell")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of evaluate.py")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic embeddings")
+    p.add_argument("--repeats", type=int, default=3, help="fits of each head alone (the best counts)")
+    p.add_argument("--profile", action="store_true", help="cProfile each step that misses its goal, print the top")
+    p.add_argument("--verbose", action="store_true", help="show the output of the code under test")
+    return p.parse_args(argv)
+
+
+def make_cache(path: Path, rows: int, frames: int, dim: int, n_manip: int, signal: float, seed: int) -> Path:
+    """FF++-shaped synthetic cache: videos cycle over the classes, each fake names a real target and source."""
+    rng = np.random.default_rng(seed)
+    classes = (REAL_CLASS,) + SUPPORTED_MANIPULATIONS[:n_manip]
+    n_videos = rows // frames
+    n_real = -(-n_videos // len(classes))
+    common_dir = rng.normal(0, 1, dim) * 3  # CLIP embeddings share a large common component
+    fake_dir = rng.normal(0, 1, dim) / np.sqrt(dim)
+    manip_dir = {m: rng.normal(0, 1, dim) / np.sqrt(dim) for m in classes[1:]}
+    records, blocks = [], []
+    for v in range(n_videos):
+        cls, k = classes[v % len(classes)], v // len(classes)
+        real = cls == REAL_CLASS
+        target, source = f"{k % n_real:03d}", "" if real else f"{(k + 1) % n_real:03d}"
+        vid = target if real else f"{target}_{source}"
+        shift = 0 if real else signal * np.sqrt(dim) * (fake_dir + manip_dir[cls]) / np.sqrt(2)
+        offset = rng.normal(0, 0.5, dim)  # per-video identity, shared by its frames
+        blocks.append(common_dir + shift + offset + rng.normal(0, 1, (frames, dim)))
+        records += [(f"{cls}/{vid}/{f:03d}.png", int(not real), cls, f"{cls}/{vid}", target, source)
+                    for f in range(frames)]
+    manifest = pd.DataFrame(records, columns=list(COLUMNS))
+    manifest["label"] = manifest["label"].astype(np.int8)
+    embeddings = np.concatenate(blocks).astype(np.float16)
+    order = manifest["path"].argsort(kind="stable").to_numpy()  # as scan() sorts
+    manifest, embeddings = manifest.iloc[order].reset_index(drop=True), embeddings[order]
+    prompts = {name: PromptEmbeddings(list(ps.texts), rng.normal(0, 1, (len(ps.texts), dim)).astype(np.float32),
+                                      np.array(ps.labels)) for name, ps in PROMPT_SETS.items()}
+    attrs = {"model": "bench-synthetic", "pretrained": "none", "weights_kind": "random",
+             "weights_fingerprint": f"bench seed={seed}", "init_seed": seed, "image_size": 224,
+             "precision": "bf16", "manifest_hash": manifest_hash(manifest), "data_root": str(path.parent / "no-images"),
+             "random_weights": True, "embed_dim": dim}
+    return write_cache(path, embeddings=embeddings, manifest=manifest, attrs=attrs, prompts=prompts,
+                       failed=pd.DataFrame({"path": [], "reason": []}))
+
+
+class Step:
+    """Time calls quietly; cProfile the ones that miss their goal (with --profile)."""
+
+    def __init__(self, args) -> None:
+        self.args, self.profiles = args, {}
+
+    def time(self, name: str, fn, *a) -> tuple[float, object]:
+        with quiet(not self.args.verbose):
+            seconds, result = timed(fn, *a)
+        assert not isinstance(result, int) or result == 0, f"{name} failed (rerun with --verbose)"
+        print(f"{name}: {seconds:.2f} s", file=sys.stderr)
+        return seconds, result
+
+    def profile(self, name: str, fn, *a) -> None:
+        profiler = cProfile.Profile()
+        with quiet(not self.args.verbose):
+            profiler.runcall(fn, *a)
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(12)
+        self.profiles[name] = "\n".join(line for line in out.getvalue().splitlines()
+                                         if line.strip() and not line.startswith(("   Ordered", "   List")))
+
+    def __call__(self, name: str, goal: float | None, fn, *a) -> float:
+        seconds, _ = self.time(name, fn, *a)
+        if self.args.profile and goal is not None and seconds > goal:
+            self.profile(name, fn, *a)
+        return seconds
+
+
+def head_fits(args, step: Step, cache: Path) -> dict[str, tuple[list[float], float]]:
+    """Each head alone, on fit_heads' own train/val Features: (seconds of each repeat, val video AUC)."""
+    data = read_cache(cache)
+    rows = fit.split_rows(data, ProtocolSettings())
+    train, val = fit.features(data, rows, "train"), fit.features(data, rows, "val")
+    out = {}
+    for name in resolve_heads(tuple(args.heads.split(",")), data.prompts):
+        runs = [step.time(f"head {name}", fit_head, name, data.prompts, train, val) for _ in range(args.repeats)]
+        times = [seconds for seconds, _ in runs]
+        if args.profile and min(times) > 3:
+            step.profile(f"head {name}", fit_head, name, data.prompts, train, val)
+        out[name] = (times, runs[-1][1].head.val_auc)
+    return out
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    where = machine()
+    step = Step(args)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        build, cache = timed(make_cache, tmp / "heads.h5", args.rows, args.frames, args.dim, args.manipulations,
+                             args.signal, args.seed)
+        print(f"heads cache: {args.rows} x {args.dim} in {build:.1f} s", file=sys.stderr)
+        for name, (times, auc) in head_fits(args, step, cache).items():
+            rows.append([f"head `{name}`: `heads.fit_head`, best of {len(times)}", f"{min(times):.2f}", "< 3",
+                         met(min(times), 3, False),
+                         f"all runs {', '.join(f'{t:.2f}' for t in times)}; val video AUC {auc:.3f}"])
+        run = tmp / "run"
+        total = step(f"fit_heads.py --heads {args.heads}", 30, fit_heads.main,
+                     ["--cache", str(cache), "--heads", args.heads, "--out", str(run), "--overwrite"])
+        per_head = sorted(p.name for p in run.iterdir() if (p / "scores.csv").exists())
+        splits = fit.split_rows(read_cache(cache), ProtocolSettings())["split"].value_counts()
+        rows.append([f"`fit_heads.py --heads {args.heads}` ({len(per_head)} heads: read cache, fit, score, save)",
+                     f"{total:.1f}", "< 30", met(total, 30, False),
+                     f"{args.rows} frames: train {splits.get('train', 0)}, val {splits.get('val', 0)}, "
+                     f"test {splits.get('test', 0)}"])
+        scores = [str(run / name / "scores.csv") for name in per_head]
+        ev = step("evaluate.py scores", None, evaluate.main,
+                  [*scores, "--out", str(tmp / "report"), "--bootstrap", str(args.bootstrap)])
+        rows.append([f"`evaluate.py` on {len(scores)} scores files, bootstrap {args.bootstrap}", f"{ev:.1f}", "-",
+                     "", f"{ev / len(scores):.1f} s per scores file"])
+        if len(scores) > 1:
+            one = step("evaluate.py one scores file", None, evaluate.main,
+                       [scores[0], "--out", str(tmp / "report1"), "--bootstrap", str(args.bootstrap)])
+            rows.append([f"`evaluate.py` on 1 scores file ({Path(scores[0]).parent.name}), bootstrap "
+                         f"{args.bootstrap}", f"{one:.1f}", "-", "", ""])
+        if args.matrix_rows:
+            build, big = timed(make_cache, tmp / "matrix.h5", args.matrix_rows, args.frames, args.dim,
+                               args.manipulations, args.signal, args.seed + 1)
+            print(f"matrix cache: {args.matrix_rows} x {args.dim} in {build:.1f} s", file=sys.stderr)
+            mx = step("evaluate.py matrix", 60, evaluate.main,
+                      ["matrix", "--cache", str(big), "--head", args.matrix_head, "--out", str(tmp / "matrix")])
+            cells = len(pd.read_csv(tmp / "matrix" / "matrix.csv"))
+            rows.append([f"`evaluate.py matrix --head {args.matrix_head}` ({args.matrix_rows} frames, "
+                         f"{args.manipulations} manipulations)", f"{mx:.1f}", "< 60", met(mx, 60, False),
+                         f"{2 * args.manipulations if args.manipulations > 2 else args.manipulations} fits, "
+                         f"{cells} cells"])
+    for name, text in step.profiles.items():
+        print(f"\ncProfile of {name} (missed its goal), by own time:\n{text}", file=sys.stderr)
+    print(markdown_table(["what", "seconds", "goal (s)", "met?", "note"], rows))
+    print(f"\n{where}; synthetic cache: {args.frames} frames per video, {args.dim}-d float16, "
+          f"{args.manipulations} manipulations, default protocol (train FaceSwap, test NeuralTextures).")
+    print(f"\ncommand: `{command_line()}`")
+
+
+if __name__ == "__main__":
+    main()
