@@ -8,7 +8,6 @@ Goals (issue "Benchmarks"): a/b >= 3, a/c >= 0.85, peak RSS growth from N to 4N 
 Frames come from clipforensics.synthetic; the model has random weights (--pretrained none).
 
     .venv/bin/python bench/extract.py                 # ~3 min on 2 cores
-    .venv/bin/python bench/extract.py --try-fix       # (a) with the proposed prompt-embedding fix
     .venv/bin/python bench/extract.py --model tiny-vit --size 64 --n 64 --seed-n 8 \\
         --rss-model tiny-vit --rss-n 32   # smoke run
 """
@@ -59,8 +58,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rss-n", type=int, default=256, help="RSS is measured at N and 4N images")
     p.add_argument("--skip-rss", action="store_true", help="only the throughput rows")
     p.add_argument("--data", default=None, help="reuse this generated data root (default: a temp dir)")
-    p.add_argument("--try-fix", action="store_true",
-                   help="run (a) with proposed_embed_prompts, the fix this benchmark proposes")
     p.add_argument("--verbose", action="store_true", help="show progress bars of the code under test")
     p.add_argument("--child", nargs=2, metavar=("DATA", "LIMIT"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -124,39 +121,10 @@ def stopwatch(owner, name: str, totals: dict):
         setattr(owner, name, real)
 
 
-def proposed_embed_prompts(loaded, names):
-    """--try-fix: the embed_prompts this benchmark proposes for clipforensics/extraction.py (same results up to
-    bf16 rounding, cosine >= 0.9999). Three changes, each measured in the report:
-    1. open_clip's text blocks run batch-first, so nn.MultiheadAttention transposes its input; torch's matmul
-       then cannot fold the non-contiguous (77, N, 512) tensor and copies the in-projection weight once per
-       token position (aten::copy_ was 74 % of text time). Sequence-first blocks give bit-identical output.
-    2. One encode_texts call for every prompt set, not one per set: a third of the ~1000 small ops.
-    3. One torch thread: for tiny ops an OpenMP barrier costs more than the second core saves, and far more
-       when another process holds that core."""
-    transformer = loaded.model.transformer
-    transformer.batch_first = False
-    for block in transformer.resblocks:
-        block.attn.batch_first = False
-    sets = [get_prompt_set(name) for name in names]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        emb = loaded.encode_texts([t for ps in sets for t in ps.texts]).numpy()
-    finally:
-        torch.set_num_threads(threads)
-    out, start = {}, 0
-    for name, ps in zip(names, sets):
-        out[name] = PromptEmbeddings(list(ps.texts), emb[start:start + len(ps.texts)], np.array(ps.labels))
-        start += len(ps.texts)
-    return out
-
-
 def pipeline(args, data: str, out: Path) -> tuple[float, dict[str, float]]:
     """(a): seconds of extract_features.main, and where they went."""
     parts: dict[str, float] = {}
     with contextlib.ExitStack() as stack:
-        if args.try_fix:
-            stack.enter_context(mock.patch.object(extraction, "embed_prompts", proposed_embed_prompts))
         stack.enter_context(stopwatch(extraction, "load_model", parts))
         stack.enter_context(stopwatch(extraction, "embed_prompts", parts))
         stack.enter_context(stopwatch(LoadedModel, "encode_images", parts))
@@ -255,10 +223,9 @@ def main(argv=None) -> None:
     work = seconds - build
     same_round = [speeds(*ai)[0] / ci for ai, ci in zip(a, c)]
     rounds = lambda xs: ", ".join(f"{x:.1f}" for x in xs)  # noqa: E731
-    fix = " (with --try-fix)" if args.try_fix else ""
     prec = f"{args.precision}{' (bf16)' if args.precision == 'auto' else ''}, batch {args.batch_size}"
     rows = [
-        [f"(a) pipeline, extract_features.py{fix}", f"{args.model}, {prec}, {args.workers} workers", args.n,
+        ["(a) pipeline, extract_features.py", f"{args.model}, {prec}, {args.workers} workers", args.n,
          f"{a_best:.1f} ({a_all:.1f} incl. model build)", "", "", f"rounds: {rounds(speeds(*x)[0] for x in a)}"],
         ["(b) seed loop, 1 image at a time", f"{args.model}, fp32, no_grad", args.seed_n, f"{b_best:.2f}", "", "",
          f"rounds: {rounds(b)}"],

@@ -48,6 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dim", type=int, default=512, help="embedding dimension")
     p.add_argument("--manipulations", type=int, default=5, help="how many of " + ",".join(SUPPORTED_MANIPULATIONS))
     p.add_argument("--signal", type=float, default=0.08, help="fake shift along the class directions (noise = 1)")
+    p.add_argument("--train-fakes", default="FaceSwap", help="protocol of the head fits (comma list)")
+    p.add_argument("--test-fakes", default="NeuralTextures", help="protocol of the head fits (comma list or rest)")
     p.add_argument("--heads", default="all", help="heads for fit_heads.py (comma list or all)")
     p.add_argument("--matrix-head", default="logreg", help="head of every matrix cell")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of evaluate.py")
@@ -122,10 +124,15 @@ class Step:
         return seconds
 
 
+def protocol(args) -> ProtocolSettings:
+    return ProtocolSettings(train_fakes=tuple(args.train_fakes.split(",")),
+                            test_fakes=tuple(args.test_fakes.split(",")))
+
+
 def head_fits(args, step: Step, cache: Path) -> dict[str, tuple[list[float], float]]:
     """Each head alone, on fit_heads' own train/val Features: (seconds of each repeat, val video AUC)."""
     data = read_cache(cache)
-    rows = fit.split_rows(data, ProtocolSettings())
+    rows = fit.split_rows(data, protocol(args))
     train, val = fit.features(data, rows, "train"), fit.features(data, rows, "val")
     out = {}
     for name in resolve_heads(tuple(args.heads.split(",")), data.prompts):
@@ -153,9 +160,10 @@ def main(argv=None) -> None:
                          f"all runs {', '.join(f'{t:.2f}' for t in times)}; val video AUC {auc:.3f}"])
         run = tmp / "run"
         total = step(f"fit_heads.py --heads {args.heads}", 30, fit_heads.main,
-                     ["--cache", str(cache), "--heads", args.heads, "--out", str(run), "--overwrite"])
+                     ["--cache", str(cache), "--heads", args.heads, "--out", str(run), "--overwrite",
+                      "--train-fakes", args.train_fakes, "--test-fakes", args.test_fakes])
         per_head = sorted(p.name for p in run.iterdir() if (p / "scores.csv").exists())
-        splits = fit.split_rows(read_cache(cache), ProtocolSettings())["split"].value_counts()
+        splits = fit.split_rows(read_cache(cache), protocol(args))["split"].value_counts()
         rows.append([f"`fit_heads.py --heads {args.heads}` ({len(per_head)} heads: read cache, fit, score, save)",
                      f"{total:.1f}", "< 30", met(total, 30, False),
                      f"{args.rows} frames: train {splits.get('train', 0)}, val {splits.get('val', 0)}, "
@@ -185,7 +193,7 @@ def main(argv=None) -> None:
         print(f"\ncProfile of {name} (missed its goal), by own time:\n{text}", file=sys.stderr)
     print(markdown_table(["what", "seconds", "goal (s)", "met?", "note"], rows))
     print(f"\n{where}; synthetic cache: {args.frames} frames per video, {args.dim}-d float16, "
-          f"{args.manipulations} manipulations, default protocol (train FaceSwap, test NeuralTextures).")
+          f"{args.manipulations} manipulations; heads trained on {args.train_fakes}, tested on {args.test_fakes}.")
     print(f"\ncommand: `{command_line()}`")
 
 

@@ -149,6 +149,19 @@ def _weights_source(settings: ModelSettings) -> tuple[str | None, dict[str, Any]
                         "weights_fingerprint": f"tag={pretrained}", "random_weights": False}
 
 
+def _text_sequence_first(model: torch.nn.Module) -> None:
+    """Run the text tower's blocks sequence-first: with batch-first inputs PyTorch's attention copies
+    its in-projection weight once per token (77x per layer), which made prompt encoding cost as much
+    as hundreds of image forwards on the CPU. Outputs are unchanged (tests/test_models.py)."""
+    transformer = getattr(model, "transformer", None)
+    blocks = getattr(transformer, "resblocks", [])
+    if not blocks or not all(isinstance(getattr(b, "attn", None), torch.nn.MultiheadAttention) for b in blocks):
+        return
+    transformer.batch_first = False
+    for block in blocks:
+        block.attn.batch_first = False
+
+
 def load_model(settings: ModelSettings, device: str = "cpu", precision: str = "fp32") -> LoadedModel:
     """Build the model; a tag that cannot be had offline fails fast with how to supply the weights."""
     pretrained, identity = _weights_source(settings)
@@ -174,6 +187,7 @@ def load_model(settings: ModelSettings, device: str = "cpu", precision: str = "f
                 f"downloaded here: copy them into --weights-dir (open_clip's cache_dir) or pass a checkpoint file "
                 f"with --pretrained PATH") from exc
     model.eval().requires_grad_(False)
+    _text_sequence_first(model)
     if torch_device.type == "cpu":
         model.to(DTYPES[resolved])
     model.to(torch_device)

@@ -55,7 +55,6 @@ class FakeVideo(NamedTuple):
 
     base: str
     reals: tuple[str, ...]
-    target: str | None = None
 
 
 def video_uniform(video: str, seed: int) -> float:
@@ -195,12 +194,13 @@ def _test_rule(fake: FakeVideo) -> str:
 
 
 def _both_rule(fake: FakeVideo) -> str:
-    """In-domain fakes go where their target real video (whose frames they are made of) goes, and
-    are dropped when the source's split comes later: the same frames never sit in two splits."""
+    """In-domain fakes go where their real videos (whose frames they are made of) go, and are
+    dropped when those sit in different splits: the same frames never appear in two splits, and
+    in-domain test fakes obey the same rule as cross-manipulation ones."""
     if fake.base == UNUSED:
         return UNUSED
     split = _latest(fake.base, *fake.reals)
-    return split if fake.target in (None, split) else UNUSED
+    return split if all(r == split for r in fake.reals) else UNUSED
 
 
 FAKE_RULES: dict[str, Callable[[FakeVideo], str]] = {
@@ -242,7 +242,7 @@ def _fake_splits(fakes: pd.DataFrame, real_by_id: dict[str, str], settings: Prot
         role = _role(row.manipulation, train, test)
         reals = tuple(real_by_id[vid] for vid in (row.target, row.source) if vid in real_by_id)
         base = _listed_base(row, official) if official else _hash_base(role, row.video, bool(reals), settings)
-        splits[row.video] = FAKE_RULES[role](FakeVideo(base, reals, real_by_id.get(row.target)))
+        splits[row.video] = FAKE_RULES[role](FakeVideo(base, reals))
     return pd.Series(splits, dtype=object)
 
 

@@ -83,3 +83,19 @@ def test_bf16_embeddings_match_fp32(name, size):
     bf16 = load_model(settings, "cpu", "bf16").encode_images(x)
     assert load_model(settings, "cpu", "auto").precision == "bf16"
     assert _cosines(fp32, bf16).min() >= 0.999
+
+
+@pytest.mark.parametrize("name", ["tiny-vit", pytest.param("ViT-B-32", marks=pytest.mark.slow)])
+def test_sequence_first_text_tower_gives_the_same_embeddings(name):
+    """load_model switches the text blocks to sequence-first for speed; the embeddings must not move."""
+    import open_clip
+
+    loaded = load_model(ModelSettings(model=name, pretrained="none"), "cpu", "fp32")
+    assert loaded.model.transformer.batch_first is False
+    torch.manual_seed(0)
+    reference = open_clip.create_model(name, pretrained=None).eval()
+    loaded.model.load_state_dict(reference.state_dict())
+    texts = ["Authentic face", "AI-Generated face", "a deepfake of a person's face"]
+    with torch.inference_mode():
+        expected = reference.encode_text(loaded.tokenizer(texts))
+    assert torch.equal(loaded.encode_texts(texts), expected)

@@ -120,7 +120,8 @@ def test_in_domain_fakes_follow_their_reals() -> None:
     fs = df[df["manipulation"] == "FaceSwap"].drop_duplicates("video")
     rank = {"train": 0, "val": 1, "test": 2}
     latest = [max(real[t], real[s], key=rank.get) for t, s in zip(fs["target"], fs["source"])]
-    expected = [split if real[t] == split else "" for t, split in zip(fs["target"], latest)]
+    expected = [split if real[t] == real[s] == split else "" for t, s, split in
+                zip(fs["target"], fs["source"], latest)]
     assert fs["split"].tolist() == expected
     assert "" in expected, "some fakes have a source real video in a later split than their target"
     assert set(fs["split"]) == {"train", "val", "test", ""}
