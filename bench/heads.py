@@ -61,7 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def make_cache(path: Path, rows: int, frames: int, dim: int, n_manip: int, signal: float, seed: int) -> Path:
-    """FF++-shaped synthetic cache: videos cycle over the classes, each fake names a real target and source."""
+    """FF++-shaped synthetic cache: videos cycle over the classes, each fake names a real target and source
+    (swapped pairs, as in FF++)."""
     rng = np.random.default_rng(seed)
     classes = (REAL_CLASS,) + SUPPORTED_MANIPULATIONS[:n_manip]
     n_videos = rows // frames
@@ -73,7 +74,8 @@ def make_cache(path: Path, rows: int, frames: int, dim: int, n_manip: int, signa
     for v in range(n_videos):
         cls, k = classes[v % len(classes)], v // len(classes)
         real = cls == REAL_CLASS
-        target, source = f"{k % n_real:03d}", "" if real else f"{(k + 1) % n_real:03d}"
+        partner = (k ^ 1) if (k ^ 1) < n_real else (k + 1) % n_real  # FF++ swaps pairs: 000_001 and 001_000
+        target, source = f"{k % n_real:03d}", "" if real else f"{partner % n_real:03d}"
         vid = target if real else f"{target}_{source}"
         shift = 0 if real else signal * np.sqrt(dim) * (fake_dir + manip_dir[cls]) / np.sqrt(2)
         offset = rng.normal(0, 0.5, dim)  # per-video identity, shared by its frames

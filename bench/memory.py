@@ -1,0 +1,274 @@
+"""Peak memory of the heads stage and of the evaluator as the cache grows (10k -> 100k rows by default).
+
+For each size a synthetic cache is written with clipforensics.cache.write_cache (bench/heads.py's
+make_cache: float16 embeddings, videos of --frames frames, Real_youtube + --manipulations fakes, every
+prompt set), then, each in a FRESH child process:
+
+    fit_heads.py --cache C --heads all --out R                    (heads stage)
+    evaluate.py R/<head>/scores.csv ... --bootstrap 1000 --out E   (evaluator, every head's scores)
+
+The child runs the script's own main() (imports first, so their RSS is the baseline) and writes its
+peak RSS (VmHWM of /proc/self/status) at exit. It also wraps the stage's main functions (file:function)
+and records, per call, the peak RSS above the RSS at entry (VmHWM is reset on entry through
+/proc/self/clear_refs), so a part that grows faster than the data is named in the profile table.
+
+The claim under test: peak RSS grows by much less than 10x when rows grow 10x -- the baseline is the
+imported libraries, and what grows is a small multiple of the embeddings themselves.
+
+    .venv/bin/python bench/memory.py                           # ~4 min on 2 cores
+    .venv/bin/python bench/memory.py --rows 2000,8000 --frames 20 --bootstrap 100   # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import common  # noqa: F401  (sets sys.path and HF_HUB_OFFLINE; stdlib only: the child's baseline stays the script's)
+from common import HelpFormatter, ROOT, command_line, markdown_table, timed
+
+MIB = 1024 * 1024
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--rows", default="10000,100000", help="cache sizes in frames (comma list, ascending)")
+    p.add_argument("--frames", type=int, default=100, help="frames per video")
+    p.add_argument("--dim", type=int, default=512, help="embedding dimension")
+    p.add_argument("--manipulations", type=int, default=4, help="fake classes besides Real_youtube")
+    p.add_argument("--signal", type=float, default=0.08, help="fake shift along the class directions (noise = 1)")
+    p.add_argument("--train-fakes", default="FaceSwap", help="protocol of the head fits (comma list)")
+    p.add_argument("--test-fakes", default="NeuralTextures", help="protocol of the head fits (comma list or rest)")
+    p.add_argument("--heads", default="all", help="heads for fit_heads.py (comma list or all)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of evaluate.py")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic embeddings")
+    p.add_argument("--top", type=int, default=12, help="rows of the per-function profile table")
+    p.add_argument("--keep", default=None, help="write caches, runs and reports here instead of a temp dir")
+    return p.parse_args(argv)
+
+
+# ---------------------------------------------------------------------------- child (measured process)
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith(field + ":"))
+
+
+def _reset_peak() -> bool:
+    """Linux: set this process's VmHWM back to its current RSS. False where that is not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class PeakTracker:
+    """Per wrapped function: the highest RSS reached during a call minus the RSS at its entry.
+
+    VmHWM is reset on each entry; before every reset the current VmHWM is folded into every active
+    (enclosing) call and into the process peak, so nesting and the overall peak stay exact.
+    """
+
+    def __init__(self) -> None:
+        self.peak_kib = _status_kib("VmHWM")
+        self.stack: list[list] = []
+        self.calls: dict[str, dict[str, float]] = {}
+        self.can_reset = _reset_peak()
+
+    def fold(self) -> None:
+        hwm = _status_kib("VmHWM")
+        self.peak_kib = max(self.peak_kib, hwm)
+        for frame in self.stack:
+            frame[0] = max(frame[0], hwm)
+
+    def wrap(self, module, attr: str, label=None) -> None:
+        real = getattr(module, attr)
+        where = f"{module.__name__.replace('.', '/')}.py:{attr}"
+
+        def wrapped(*a, **k):
+            self.fold()
+            _reset_peak()
+            entry = _status_kib("VmRSS")
+            frame = [entry]
+            self.stack.append(frame)
+            start = time.perf_counter()
+            try:
+                return real(*a, **k)
+            finally:
+                seconds = time.perf_counter() - start
+                self.fold()
+                self.stack.remove(frame)
+                key = where + (f"({label(*a, **k)})" if label else "")
+                rec = self.calls.setdefault(key, {"extra": 0.0, "entry": 0.0, "n": 0, "seconds": 0.0})
+                if (frame[0] - entry) / 1024 >= rec["extra"]:
+                    rec["extra"], rec["entry"] = (frame[0] - entry) / 1024, entry / 1024
+                rec["n"] += 1
+                rec["seconds"] += seconds
+        setattr(module, attr, wrapped)
+
+
+def _instrument(script: str, tracker: PeakTracker) -> None:
+    """Wrap the stage's steps where the stage function looks them up (module globals)."""
+    if script == "fit_heads.py":
+        from clipforensics import fit
+        for attr in ("read_cache", "split_rows", "features", "make_scores", "write_scores", "save_head"):
+            tracker.wrap(fit, attr)
+        tracker.wrap(fit, "fit_head", label=lambda name, *a, **k: name)
+    elif script == "evaluate.py":
+        from clipforensics import evaluation, metrics
+        for attr in ("load_run", "write_outputs", "plot_roc", "plot_confusion", "error_analysis", "write_html"):
+            tracker.wrap(evaluation, attr)
+        tracker.wrap(evaluation, "evaluate_run", label=lambda name, *a, **k: name)
+        tracker.wrap(metrics, "bootstrap_replicates")
+        tracker.wrap(metrics, "video_scores")
+
+
+def child(script: str, out_json: str, argv: list[str]) -> None:
+    """Import the script (baseline), then run its main(argv) like `python script argv` would; write peaks."""
+    import runpy
+    start = time.perf_counter()
+    sys.argv = [script, *argv]
+    module = runpy.run_path(str(ROOT / script), run_name="bench_memory_child")  # imports, defines main()
+    imports = {"rss": _status_kib("VmRSS") / 1024, "hwm": _status_kib("VmHWM") / 1024,
+               "seconds": time.perf_counter() - start}
+    tracker = PeakTracker()
+    _instrument(script, tracker)
+    start = time.perf_counter()
+    try:
+        rc = module["main"](argv)
+    except SystemExit as exc:  # argparse errors
+        rc = exc.code
+    tracker.fold()
+    result = {"imports": imports, "peak": tracker.peak_kib / 1024, "rc": rc, "can_reset": tracker.can_reset,
+              "seconds": time.perf_counter() - start, "calls": tracker.calls}
+    Path(out_json).write_text(json.dumps(result))
+    sys.stdout.flush()
+    os._exit(0 if rc in (0, None) else 1)  # the peak is written: skip interpreter teardown
+
+
+def run_child(script: str, argv: list[str], out_json: Path, log: Path) -> dict:
+    """A fresh interpreter for one stage; its output goes to `log`."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", script, str(out_json), *argv]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    with open(log, "w") as fh:
+        seconds, done = timed(subprocess.run, cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    if done.returncode or not out_json.exists():
+        raise SystemExit(f"{script} child failed (rc {done.returncode}):\n{log.read_text()[-3000:]}")
+    result = json.loads(out_json.read_text())
+    result["wall"] = seconds
+    return result
+
+
+# ---------------------------------------------------------------------------- parent
+
+def measure(args, rows: int, tmp: Path) -> dict:
+    from heads import make_cache  # bench/heads.py's synthetic cache (imports numpy, pandas, sklearn here only)
+    from clipforensics.cache import read_cache
+    from clipforensics.fit import split_rows
+    from clipforensics.protocol import ProtocolSettings
+
+    cache = tmp / f"cache-{rows}.h5"
+    build, _ = timed(make_cache, cache, rows, args.frames, args.dim, args.manipulations, args.signal, args.seed)
+    print(f"{rows} rows: cache written in {build:.1f} s", file=sys.stderr)
+    protocol = ProtocolSettings(train_fakes=tuple(args.train_fakes.split(",")),
+                                test_fakes=tuple(args.test_fakes.split(",")))
+    data = read_cache(cache)
+    splits = split_rows(data, protocol)["split"].value_counts().to_dict()
+    emb = data.embeddings.nbytes / MIB
+    manifest = data.manifest.memory_usage(deep=True).sum() / MIB
+    del data
+    run, report = tmp / f"run-{rows}", tmp / f"report-{rows}"
+    fit = run_child("fit_heads.py", ["--cache", str(cache), "--heads", args.heads, "--out", str(run), "--overwrite",
+                                     "--train-fakes", args.train_fakes, "--test-fakes", args.test_fakes],
+                    tmp / f"fit-{rows}.json", tmp / f"fit-{rows}.log")
+    print(f"{rows} rows: fit_heads.py peak {fit['peak']:.0f} MiB in {fit['wall']:.1f} s", file=sys.stderr)
+    scores = sorted(str(p) for p in run.glob("*/scores.csv"))
+    ev = run_child("evaluate.py", [*scores, "--out", str(report), "--bootstrap", str(args.bootstrap)],
+                   tmp / f"eval-{rows}.json", tmp / f"eval-{rows}.log")
+    print(f"{rows} rows: evaluate.py peak {ev['peak']:.0f} MiB in {ev['wall']:.1f} s", file=sys.stderr)
+    return {"rows": rows, "emb": emb, "manifest": manifest, "cache_file": cache.stat().st_size / MIB,
+            "scores_files": len(scores), "scores_mib": sum(Path(s).stat().st_size for s in scores) / MIB,
+            "scored_rows": splits.get("val", 0) + splits.get("test", 0), "test_rows": splits.get("test", 0),
+            "fit": fit, "eval": ev}
+
+
+def main(argv=None) -> None:
+    if argv is None and sys.argv[1:2] == ["--child"]:  # python bench/memory.py --child SCRIPT OUT_JSON ARGS...
+        return child(sys.argv[2], sys.argv[3], sys.argv[4:])
+    args = parse_args(argv)
+    sizes = sorted(int(r) for r in args.rows.split(","))
+    import torch  # noqa: F401  (machine() reports it; only in the parent)
+    from common import machine
+    where = machine()
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = Path(args.keep or scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
+        results = [measure(args, n, tmp) for n in sizes]
+
+    stages = (("fit", f"`fit_heads.py --heads {args.heads}`"),
+              ("eval", f"`evaluate.py` <all scores> `--bootstrap {args.bootstrap}`"))
+    per_size = []
+    for r in results:
+        for key, what in stages:
+            s = r[key]
+            data = (f"{r['emb']:.1f} emb f16 + {r['manifest']:.0f} manifest" if key == "fit" else
+                    f"{r['scores_files']} x {r['scored_rows']} scored rows, {r['scores_mib']:.1f} CSV")
+            per_size.append([what, r["rows"], data, f"{s['imports']['rss']:.0f}", f"{s['peak']:.0f}",
+                             f"{s['peak'] - s['imports']['rss']:.0f}", f"{s['wall']:.1f}"])
+
+    lo, hi = results[0], results[-1]
+    factor = hi["rows"] / lo["rows"]
+    growth = []
+    for key, what in stages:
+        a, b = lo[key], hi[key]
+        d_peak = b["peak"] - a["peak"]
+        d_data = (hi["emb"] - lo["emb"]) if key == "fit" else (hi["scores_mib"] - lo["scores_mib"])
+        data_name = "embeddings f16" if key == "fit" else "scores CSVs"
+        work_a, work_b = a["peak"] - a["imports"]["rss"], b["peak"] - b["imports"]["rss"]
+        growth.append([what, f"x{factor:.0f}", f"x{b['peak'] / a['peak']:.2f}", f"x{work_b / max(work_a, 1e-9):.1f}",
+                       f"{d_peak:+.0f}", f"{d_data:+.1f} ({data_name})", f"{d_peak / d_data:.1f}",
+                       f"{d_peak - (hi['emb'] - lo['emb']):+.0f}",
+                       "yes" if b["peak"] / a["peak"] < factor / 3 else "**no**"])
+
+    profile = []
+    for key, _ in stages:
+        names = sorted(hi[key]["calls"], key=lambda n: -hi[key]["calls"][n]["extra"])
+        for name in names[:args.top if key == "fit" else args.top]:
+            c_hi, c_lo = hi[key]["calls"][name], lo[key]["calls"].get(name, {"extra": float("nan")})
+            ratio = c_hi["extra"] / c_lo["extra"] if c_lo["extra"] > 1 else float("nan")
+            flag = "**superlinear**" if ratio == ratio and ratio > 1.3 * factor and c_hi["extra"] > 50 else ""
+            profile.append([f"`{name}`", int(c_hi["n"]), f"{c_lo['extra']:.0f}", f"{c_hi['extra']:.0f}",
+                            f"x{ratio:.1f}" if ratio == ratio else "-",
+                            f"{c_hi['extra'] / hi['emb']:.1f}", f"{c_hi['seconds']:.1f}", flag])
+
+    print(markdown_table(["stage", "rows", "data (MiB)", "RSS after imports (MiB)", "peak RSS (MiB)",
+                          "peak - imports (MiB)", "wall s"], per_size))
+    print()
+    print(markdown_table([f"stage ({lo['rows']} -> {hi['rows']} rows)", "rows", "peak RSS", "peak - imports",
+                          "Δpeak (MiB)", "Δdata (MiB)", "Δpeak / Δdata", "Δpeak - Δembeddings (MiB)",
+                          f"peak grows < x{factor / 3:.2g}?"], growth))
+    print()
+    print(markdown_table(["function (peak above its entry RSS)", "calls", f"MiB at {lo['rows']}",
+                          f"MiB at {hi['rows']}", "growth", f"x embeddings at {hi['rows']}",
+                          f"s at {hi['rows']}", "note"], profile))
+    print(f"\n{where}; synthetic cache: {args.frames} frames per video, {args.dim}-d float16, Real_youtube + "
+          f"{args.manipulations} manipulations, every prompt set; heads trained on {args.train_fakes}, tested on "
+          f"{args.test_fakes}; {hi['scores_files']} heads. Each stage ran in a fresh child process; peak RSS = VmHWM of that process (main thread's "
+          f"process; no worker processes are spawned by these stages). 'RSS after imports' = after the "
+          f"script's own imports, before main(). Function rows: highest RSS during a call minus RSS at its "
+          f"entry (VmHWM reset on entry{'' if hi['fit']['can_reset'] else ' -- NOT available here, rows invalid'}); "
+          f"'growth' compares the two sizes (x{factor:.0f} rows); Δdata for the evaluator is the scores CSVs "
+          f"it reads.")
+    print(f"\ncommand: `{command_line()}`")
+
+
+if __name__ == "__main__":
+    main()
