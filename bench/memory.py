@@ -105,7 +105,7 @@ class PeakTracker:
             finally:
                 seconds = time.perf_counter() - start
                 self.fold()
-                self.stack.remove(frame)
+                assert self.stack.pop() is frame  # calls nest: last in, first out
                 key = where + (f"({label(*a, **k)})" if label else "")
                 rec = self.calls.setdefault(key, {"extra": 0.0, "entry": 0.0, "n": 0, "seconds": 0.0})
                 if (frame[0] - entry) / 1024 >= rec["extra"]:
