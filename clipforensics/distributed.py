@@ -1,7 +1,8 @@
 """Which part of the work this process does: one process, a torchrun rank, or a `--shard K/N` job.
 
 Extraction work is divided by chunk: chunk k belongs to shard k mod N, so every shard writes its own
-chunk files and the assembled cache is the same as a single process would write.
+chunk files and the assembled cache is the same as a single process would write (bit for bit at the
+same torch thread count: torchrun gives each rank one thread, and bf16 CPU sums depend on it).
 """
 
 from __future__ import annotations
