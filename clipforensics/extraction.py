@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -30,7 +30,7 @@ from .atomic import atomic_path, exclusive_lock, write_json
 from .errors import UserError
 from .manifest import ManifestSettings, manifest_hash, scan
 from .distributed import Shard, current_shard, finish, init_process_group
-from .models import LoadedModel, ModelSettings, load_model
+from .models import PRECISIONS, LoadedModel, ModelSettings, load_model
 from .prompts import PROMPT_SETS, get_prompt_set
 from .settings import option, to_dict
 
@@ -42,7 +42,7 @@ class ExtractSettings:
     workers: int = option(2, "DataLoader worker processes that decode images (0: decode in the main process)")
     device: str = option("auto", "auto, cpu, cuda or cuda:N", metavar="DEVICE")
     precision: str = option("auto", "auto (fp16 autocast on CUDA, bf16 weights on CPU), fp32, fp16, bf16",
-                            choices=("auto", "fp32", "fp16", "bf16"))
+                            choices=PRECISIONS)
     prompt_sets: tuple[str, ...] = option(tuple(PROMPT_SETS), "prompt sets to embed (comma list)")
     limit: int | None = option(None, "use at most N images, spread evenly over the manifest (trial runs)")
     chunk_size: int = option(512, "rows per resumable chunk: a crash redoes at most one chunk")
@@ -284,8 +284,9 @@ def _refuse_or_accept_existing(out: Path, identity: dict[str, Any]) -> None:
     print(f"{out} is already complete with these settings: nothing to do", file=sys.stderr)
 
 
-def _run_chunks(job: Job, chunks) -> None:
+def _run_chunks(job: Job, chunks: Iterable[int]) -> None:
     n, settings, loaded = len(job.manifest), job.settings, job.loaded
+    chunks = list(chunks)
     todo = sorted(set(chunks) - job.store.done())
     if not todo:
         return
@@ -296,9 +297,8 @@ def _run_chunks(job: Job, chunks) -> None:
                         pin_memory=loaded.device.type == "cuda",
                         persistent_workers=False, prefetch_factor=4 if settings.workers else None)
     remaining = sum(len(b) for b in batches)
-    if len(todo) < len(list(chunks)):
-        print(f"resuming: {len(list(chunks)) - len(todo)} of {len(list(chunks))} chunks already done",
-              file=sys.stderr)
+    if len(todo) < len(chunks):
+        print(f"resuming: {len(chunks) - len(todo)} of {len(chunks)} chunks already done", file=sys.stderr)
     pending: dict[int, tuple[list[np.ndarray], list[str]]] = {}
     with tqdm(total=remaining, unit="img", desc="extract", dynamic_ncols=True, file=sys.stderr) as bar:
         for images, idx, reasons in loader:

@@ -23,7 +23,7 @@ from sklearn.svm import LinearSVC
 
 from .cache import PromptEmbeddings
 from .errors import UserError
-from .metrics import roc_auc, video_scores
+from .metrics import frame_video_auc
 from .prompts import class_means
 
 ZEROSHOT_PREFIX = "zeroshot-"
@@ -52,8 +52,7 @@ def video_auc(feats: Features, proba: np.ndarray) -> float:
     """Validation criterion: AUC of per-video mean probabilities (what the user reports)."""
     table = pd.DataFrame({"video": feats.video, "manipulation": "", "label": feats.y, "split": "val",
                           "score": proba})
-    v = video_scores(table, "mean")
-    return roc_auc(v["label"].to_numpy(), v["score"].to_numpy())
+    return frame_video_auc(table)[1]
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

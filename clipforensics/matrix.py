@@ -17,7 +17,7 @@ from .atomic import write_csv, write_json
 from .cache import FeatureCache, read_cache
 from .fit import features
 from .heads import fit_head, resolve_heads
-from .metrics import roc_auc, video_scores
+from .metrics import frame_video_auc
 from .protocol import ProtocolSettings, assign_splits
 from .report import plot_matrix
 from .settings import option, to_dict
@@ -43,10 +43,9 @@ def _cells(cache: FeatureCache, head: str, base: ProtocolSettings, train: tuple[
     cells = []
     for manip in tests:
         part = test[(test["label"] == 0) | (test["manipulation"] == manip)]
-        videos = video_scores(part, agg)
-        cells.append({"train": row, "test": manip,
-                      "frame_auc": roc_auc(part["label"], part["score"]),
-                      "video_auc": roc_auc(videos["label"], videos["score"]),
+        frame_auc, video_auc = frame_video_auc(part, agg)
+        videos = part.drop_duplicates("video")
+        cells.append({"train": row, "test": manip, "frame_auc": frame_auc, "video_auc": video_auc,
                       "real_videos": int((videos["label"] == 0).sum()),
                       "fake_videos": int((videos["label"] == 1).sum())})
     return cells

@@ -203,6 +203,12 @@ def eer(labels: Any, scores: Any) -> tuple[float, float]:
     return float(rate[0]), float(threshold[0])
 
 
+def frame_video_auc(df: pd.DataFrame, agg: str = "mean") -> tuple[float, float]:
+    """(frame AUC, video AUC) of a scores table: the quick summary that selection and the matrix use."""
+    videos = video_scores(df, agg)
+    return roc_auc(df["label"], df["score"]), roc_auc(videos["label"], videos["score"])
+
+
 def average_precision(labels: Any, scores: Any) -> float:
     """Average precision with fakes as positives, identical to sklearn's average_precision_score."""
     _, curve = _point_sweep(labels, scores, "AP")

@@ -33,7 +33,7 @@ from .atomic import atomic_path, write_csv
 from .errors import UserError
 from .extraction import ImageFiles, collate_images
 from .lora import Detector, LoraSettings, lookup
-from .metrics import roc_auc, video_scores
+from .metrics import frame_video_auc
 from .scores import make_scores
 
 CHECKPOINT = "checkpoint.pt"
@@ -291,10 +291,8 @@ def predict(run: TrainRun, frames: Frames) -> np.ndarray:
 
 def auc_metrics(rows: pd.DataFrame, probs: np.ndarray, prefix: str) -> dict[str, float]:
     """Frame AUC and video AUC (video score = mean of its frames' probabilities)."""
-    table = make_scores(rows, probs)
-    videos = video_scores(table, "mean")
-    return {f"{prefix}_frame_auc": roc_auc(table["label"], table["score"]),
-            f"{prefix}_video_auc": roc_auc(videos["label"], videos["score"])}
+    frame, video = frame_video_auc(make_scores(rows, probs))
+    return {f"{prefix}_frame_auc": frame, f"{prefix}_video_auc": video}
 
 
 def validate(run: TrainRun) -> dict[str, float]:
