@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from clipforensics.errors import cli_entry
-from clipforensics.evaluation import EvaluateSettings, evaluate
-from clipforensics.matrix import MatrixSettings, cross_manipulation
-from clipforensics.protocol import ProtocolSettings
-from clipforensics.settings import add_arguments, from_namespace
+from clipforensics.core.errors import cli_entry
+from clipforensics.evaluate.evaluation import EvaluateSettings, evaluate
+from clipforensics.evaluate.matrix import MatrixSettings, cross_manipulation
+from clipforensics.data.protocol import ProtocolSettings
+from clipforensics.core.settings import add_arguments, from_namespace
 
 
 def build_parser() -> argparse.ArgumentParser:

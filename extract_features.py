@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from clipforensics.cache import read_cache
-from clipforensics.errors import UserError, cli_entry
-from clipforensics.extraction import ExtractSettings, extract, summarize
-from clipforensics.manifest import ManifestSettings
-from clipforensics.models import ModelSettings
-from clipforensics.settings import add_arguments, from_namespace
+from clipforensics.data.cache import read_cache
+from clipforensics.core.errors import UserError, cli_entry
+from clipforensics.extract.run import ExtractSettings, extract, summarize
+from clipforensics.data.manifest import ManifestSettings
+from clipforensics.extract.models import ModelSettings
+from clipforensics.core.settings import add_arguments, from_namespace
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,20 +26,20 @@ import peft
 import torch
 
 from clipforensics import __version__
-from clipforensics.atomic import atomic_path, write_json
-from clipforensics.cache import FeatureCache, check_identity, read_cache
-from clipforensics.errors import UserError, cli_entry
-from clipforensics.extraction import ExtractSettings, extract, spread_rows
-from clipforensics.fit import run_identity, split_rows
-from clipforensics.lora import (LoraSettings, build_detector, check_settings, describe_counts,
+from clipforensics.core.io import atomic_path, write_json
+from clipforensics.data.cache import FeatureCache, check_identity, read_cache
+from clipforensics.core.errors import UserError, cli_entry
+from clipforensics.extract.run import ExtractSettings, extract, spread_rows
+from clipforensics.heads.fit import run_identity, split_rows
+from clipforensics.lora.model import (LoraSettings, build_detector, check_settings, describe_counts,
                                 parameter_counts, save_adapter, save_head, save_merged)
-from clipforensics.manifest import ManifestSettings, manifest_hash, scan
-from clipforensics.models import LoadedModel, ModelSettings, load_model, resolve_device, resolve_precision
-from clipforensics.protocol import ProtocolSettings, split_summary
-from clipforensics.report import new_figure, save_figure
-from clipforensics.scores import make_scores, write_scores
-from clipforensics.settings import add_arguments, from_dict, from_namespace, to_dict
-from clipforensics.training import LOG, Frames, TrainRun, TrainState, fit, predict, resolve_amp, write_log
+from clipforensics.data.manifest import ManifestSettings, manifest_hash, scan
+from clipforensics.extract.models import LoadedModel, ModelSettings, load_model, resolve_device, resolve_precision
+from clipforensics.data.protocol import ProtocolSettings, split_summary
+from clipforensics.report.report import new_figure, save_figure
+from clipforensics.data.scores import make_scores, write_scores
+from clipforensics.core.settings import add_arguments, from_dict, from_namespace, to_dict
+from clipforensics.lora.train import LOG, Frames, TrainRun, TrainState, fit, predict, resolve_amp, write_log
 
 ADAPTER_DIR = "adapter"
 HEAD_FILE = "head.safetensors"

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 
-from clipforensics.cache import read_cache
-from clipforensics.errors import cli_entry
-from clipforensics.fit import FitSettings, fit_heads
-from clipforensics.heads import available_heads
-from clipforensics.protocol import ProtocolSettings
-from clipforensics.settings import add_arguments, from_namespace
+from clipforensics.data.cache import read_cache
+from clipforensics.core.errors import cli_entry
+from clipforensics.heads.fit import FitSettings, fit_heads
+from clipforensics.heads.heads import available_heads
+from clipforensics.data.protocol import ProtocolSettings
+from clipforensics.core.settings import add_arguments, from_namespace
 
 
 def build_parser() -> argparse.ArgumentParser:

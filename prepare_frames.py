@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from clipforensics.errors import cli_entry
-from clipforensics.frames import FrameSettings, prepare
-from clipforensics.settings import add_arguments, from_namespace
+from clipforensics.core.errors import cli_entry
+from clipforensics.frames.prepare import FrameSettings, prepare
+from clipforensics.core.settings import add_arguments, from_namespace
 
 
 def build_parser() -> argparse.ArgumentParser:

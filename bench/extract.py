@@ -33,12 +33,12 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import extract_features  # noqa: E402
-from clipforensics import extraction  # noqa: E402
-from clipforensics.cache import PromptEmbeddings  # noqa: E402
-from clipforensics.manifest import ManifestSettings, scan  # noqa: E402
-from clipforensics.models import LoadedModel, ModelSettings, load_model  # noqa: E402
-from clipforensics.prompts import get_prompt_set  # noqa: E402
-from clipforensics.synthetic import generate  # noqa: E402
+from clipforensics.extract import run as extraction  # noqa: E402
+from clipforensics.data.cache import PromptEmbeddings  # noqa: E402
+from clipforensics.data.manifest import ManifestSettings, scan  # noqa: E402
+from clipforensics.extract.models import LoadedModel, ModelSettings, load_model  # noqa: E402
+from clipforensics.extract.prompts import get_prompt_set  # noqa: E402
+from clipforensics.synthetic.write import generate  # noqa: E402
 
 MANIPULATIONS = 4  # synthetic default: each real frame has 4 fakes
 

@@ -31,13 +31,13 @@ import pandas as pd  # noqa: E402
 
 import evaluate  # noqa: E402
 import fit_heads  # noqa: E402
-from clipforensics import fit  # noqa: E402
-from clipforensics.heads import fit_head, resolve_heads  # noqa: E402
-from clipforensics.cache import PromptEmbeddings, read_cache, write_cache  # noqa: E402
-from clipforensics.manifest import COLUMNS, manifest_hash  # noqa: E402
-from clipforensics.prompts import PROMPT_SETS  # noqa: E402
-from clipforensics.protocol import ProtocolSettings  # noqa: E402
-from clipforensics.synthetic import REAL_CLASS, SUPPORTED_MANIPULATIONS  # noqa: E402
+from clipforensics.heads import fit  # noqa: E402
+from clipforensics.heads.heads import fit_head, resolve_heads  # noqa: E402
+from clipforensics.data.cache import PromptEmbeddings, read_cache, write_cache  # noqa: E402
+from clipforensics.data.manifest import COLUMNS, manifest_hash  # noqa: E402
+from clipforensics.extract.prompts import PROMPT_SETS  # noqa: E402
+from clipforensics.data.protocol import ProtocolSettings  # noqa: E402
+from clipforensics.synthetic.write import REAL_CLASS, SUPPORTED_MANIPULATIONS  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

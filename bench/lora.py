@@ -22,11 +22,11 @@ from common import command_line, machine, markdown_table, quiet
 import open_clip  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from clipforensics.lora import LoraSettings, build_detector, parameter_counts  # noqa: E402
-from clipforensics.manifest import ManifestSettings, scan  # noqa: E402
-from clipforensics.models import ModelSettings, load_model  # noqa: E402
-from clipforensics.synthetic import generate  # noqa: E402
-from clipforensics.training import Frames, TrainRun, make_optimization, train_epoch  # noqa: E402
+from clipforensics.lora.model import LoraSettings, build_detector, parameter_counts  # noqa: E402
+from clipforensics.data.manifest import ManifestSettings, scan  # noqa: E402
+from clipforensics.extract.models import ModelSettings, load_model  # noqa: E402
+from clipforensics.synthetic.write import generate  # noqa: E402
+from clipforensics.lora.train import Frames, TrainRun, make_optimization, train_epoch  # noqa: E402
 
 BATCH_SIZES = {"tiny-vit": 32}
 DEFAULT_BATCH = 8  # ViT-B-32 at 224 px: ~1.6 s per step on 2 idle cores

@@ -120,12 +120,13 @@ class PeakTracker:
 def _instrument(script: str, tracker: PeakTracker) -> None:
     """Wrap the stage's steps where the stage function looks them up (module globals)."""
     if script == "fit_heads.py":
-        from clipforensics import fit
+        from clipforensics.heads import fit
         for attr in ("read_cache", "split_rows", "features", "make_scores", "write_scores", "save_head"):
             tracker.wrap(fit, attr)
         tracker.wrap(fit, "fit_head", label=lambda name, *a, **k: name)
     elif script == "evaluate.py":
-        from clipforensics import evaluation, metrics
+        from clipforensics.evaluate import evaluation
+        from clipforensics.evaluate import metrics
         for attr in ("load_run", "write_outputs", "plot_roc", "plot_confusion", "error_analysis", "write_html"):
             tracker.wrap(evaluation, attr)
         tracker.wrap(evaluation, "evaluate_run")
@@ -173,9 +174,9 @@ def run_child(script: str, argv: list[str], out_json: Path, log: Path) -> dict:
 
 def measure(args, rows: int, tmp: Path) -> dict:
     from heads import make_cache  # bench/heads.py's synthetic cache (imports numpy, pandas, sklearn here only)
-    from clipforensics.cache import read_cache
-    from clipforensics.fit import split_rows
-    from clipforensics.protocol import ProtocolSettings
+    from clipforensics.data.cache import read_cache
+    from clipforensics.heads.fit import split_rows
+    from clipforensics.data.protocol import ProtocolSettings
 
     cache = tmp / f"cache-{rows}.h5"
     build, _ = timed(make_cache, cache, rows, args.frames, args.dim, args.manipulations, args.signal, args.seed)

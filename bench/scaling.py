@@ -70,7 +70,7 @@ def cases(text: str) -> list[tuple[str, int, int]]:
 
 def make_data(root: Path, size: int, need: int) -> tuple[Path, float]:
     """Generated frames (real + manipulations) of `size` px, at least `need` of them."""
-    from clipforensics.synthetic import DEFAULT_MANIPULATIONS, generate
+    from clipforensics.synthetic.write import DEFAULT_MANIPULATIONS, generate
     assert len(DEFAULT_MANIPULATIONS) == MANIPULATIONS
     videos = max(2, math.ceil(need / (FRAMES * (1 + MANIPULATIONS))))
     out = root / f"ff-{size}px-{videos}v"
@@ -88,7 +88,7 @@ def torchrun() -> list[str]:
 def child(prefix: str, argv: list[str]) -> None:
     """Run extract_features.main(argv) as `python extract_features.py argv` would; timestamp the image loop."""
     import extract_features
-    from clipforensics import extraction
+    from clipforensics.extract import run as extraction
     real, stamps = extraction._run_chunks, {}
 
     def image_loop(*a, **k):
@@ -139,7 +139,7 @@ def run(args, cmd: list[str], log: Path, threads: int | None = None) -> float:
 
 def same(a: Path, b: Path) -> dict:
     """Identical embeddings (numpy array_equal, same rows in the same order)? And how far apart if not."""
-    from clipforensics.cache import read_cache
+    from clipforensics.data.cache import read_cache
     x, y = read_cache(a), read_cache(b)
     if x.manifest["path"].tolist() != y.manifest["path"].tolist():
         return {"equal": False, "rows": len(x.embeddings), "dims": x.embeddings.shape[1], "note": "other rows"}

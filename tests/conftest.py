@@ -11,7 +11,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 import extract_features  # noqa: E402
-from clipforensics.synthetic import generate  # noqa: E402
+from clipforensics.synthetic.write import generate  # noqa: E402
 
 TINY = ["--model", "tiny-vit", "--pretrained", "none", "--workers", "0", "--batch-size", "16"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import h5py
 import pytest
 
-from clipforensics.cache import read_attrs, read_cache
-from clipforensics.errors import UserError
+from clipforensics.data.cache import read_attrs, read_cache
+from clipforensics.core.errors import UserError
 
 
 def test_expected_identity_is_checked(tiny_cache):

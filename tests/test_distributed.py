@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import extract_features
-from clipforensics.cache import read_cache
+from clipforensics.data.cache import read_cache
 from conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[1]

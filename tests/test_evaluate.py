@@ -11,7 +11,7 @@ from sklearn.metrics import roc_auc_score
 
 import evaluate
 import fit_heads
-from clipforensics.metrics import video_scores
+from clipforensics.evaluate.metrics import video_scores
 
 PROTOCOL = ["--train-fakes", "FaceSwap", "--test-fakes", "NeuralTextures,Deepfakes"]
 

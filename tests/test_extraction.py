@@ -16,10 +16,10 @@ import pytest
 from PIL import Image
 
 import extract_features
-from clipforensics import extraction
-from clipforensics.cache import read_cache
-from clipforensics.manifest import ManifestSettings, manifest_hash, scan
-from clipforensics.prompts import PROMPT_SETS
+from clipforensics.extract import run as extraction
+from clipforensics.data.cache import read_cache
+from clipforensics.data.manifest import ManifestSettings, manifest_hash, scan
+from clipforensics.extract.prompts import PROMPT_SETS
 from conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +61,7 @@ def test_prompts_are_stored_with_their_classes(tiny_cache):
 
 def test_embeddings_match_a_direct_forward(tiny_cache, synthetic_root):
     """The cache row of an image is the model's embedding of that very image."""
-    from clipforensics.models import ModelSettings, load_model
+    from clipforensics.extract.models import ModelSettings, load_model
 
     cache = read_cache(tiny_cache)
     loaded = load_model(ModelSettings(model="tiny-vit", pretrained="none"), "cpu", cache.attrs["precision"])

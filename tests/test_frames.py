@@ -13,12 +13,13 @@ import pandas as pd
 import pytest
 
 import prepare_frames
-from clipforensics import faces, synthetic
-from clipforensics.errors import UserError
-from clipforensics.faces import Face, centre_crop, cut, square_crop
-from clipforensics.frames import FrameSettings, find_videos, frame_name, prepare
-from clipforensics.manifest import ManifestSettings, scan, video_table
-from clipforensics.video import VideoError, read_sampled, sample_indices
+from clipforensics.frames import faces
+from clipforensics.synthetic import write as synthetic
+from clipforensics.core.errors import UserError
+from clipforensics.frames.faces import Face, centre_crop, cut, square_crop
+from clipforensics.frames.prepare import FrameSettings, find_videos, frame_name, prepare
+from clipforensics.data.manifest import ManifestSettings, scan, video_table
+from clipforensics.frames.video import VideoError, read_sampled, sample_indices
 
 SEED = 0
 
@@ -130,7 +131,7 @@ def test_a_header_that_claims_more_frames_is_corrected_by_reading(tmp_path):
 
 def test_a_header_that_claims_fewer_frames_is_corrected_by_a_second_pass(tmp_path, monkeypatch):
     path = write_video(tmp_path / "v.avi", grey_frames([4 * i for i in range(60)]))
-    monkeypatch.setattr("clipforensics.video.reported_frame_count", lambda p: 10)
+    monkeypatch.setattr("clipforensics.frames.video.reported_frame_count", lambda p: 10)
     got = read_sampled(path, 5)
     assert got.indices == (0, 15, 30, 44, 59) and got.reported == 10
     assert [round(frame.mean() / 4) for frame in got.frames] == [0, 15, 30, 44, 59]

@@ -10,10 +10,10 @@ import pytest
 
 import extract_features
 import fit_heads
-from clipforensics.cache import read_cache
-from clipforensics.heads import HEADS, Features, ZeroShotHead, available_heads, make_head
-from clipforensics.metrics import roc_auc
-from clipforensics.synthetic import generate
+from clipforensics.data.cache import read_cache
+from clipforensics.heads.heads import HEADS, Features, ZeroShotHead, available_heads, make_head
+from clipforensics.evaluate.metrics import roc_auc
+from clipforensics.synthetic.write import generate
 from conftest import TINY
 
 PROTOCOL = ["--train-fakes", "FaceSwap", "--test-fakes", "NeuralTextures,Deepfakes"]

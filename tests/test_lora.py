@@ -20,18 +20,20 @@ from safetensors.torch import load_file
 
 import extract_features
 import finetune_lora
-from clipforensics import lora, training
-from clipforensics.cache import check_identity, read_cache
-from clipforensics.errors import UserError
-from clipforensics.metrics import roc_auc, video_scores
-from clipforensics.models import ModelSettings, load_model
-from clipforensics.prompts import PROMPT_SETS, PromptSet
-from clipforensics.scores import read_scores
-from clipforensics.synthetic import generate
+from clipforensics.lora import model as lora
+from clipforensics.lora import train as training
+from clipforensics.data.cache import check_identity, read_cache
+from clipforensics.core.errors import UserError
+from clipforensics.evaluate.metrics import roc_auc, video_scores
+from clipforensics.extract import models
+from clipforensics.extract.models import ModelSettings, load_model
+from clipforensics.extract.prompts import PROMPT_SETS, PromptSet
+from clipforensics.data.scores import read_scores
+from clipforensics.synthetic.write import generate
 from conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
-VISION = json.loads((Path(lora.__file__).parent / "configs" / "tiny-vit.json").read_text())["vision_cfg"]
+VISION = json.loads((models.CONFIG_DIR / "tiny-vit.json").read_text())["vision_cfg"]
 FAST = ["--epochs", "3", "--batch-size", "16", "--lr", "3e-3", "--rank", "8", "--alpha", "16", "--workers", "0"]
 TINY_MODEL = ModelSettings(model="tiny-vit", pretrained="none")
 

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from clipforensics.errors import UserError
-from clipforensics.manifest import (COLUMNS, ManifestSettings, manifest_hash, sample_frames, scan, video_of,
+from clipforensics.core.errors import UserError
+from clipforensics.data.manifest import (COLUMNS, ManifestSettings, manifest_hash, sample_frames, scan, video_of,
                                     video_table)
-from clipforensics.settings import add_arguments, from_namespace
+from clipforensics.core.settings import add_arguments, from_namespace
 
 
 def touch(root: Path, *relative: str) -> None:

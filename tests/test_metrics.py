@@ -18,8 +18,8 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from clipforensics import metrics
-from clipforensics.errors import UserError
+from clipforensics.evaluate import metrics
+from clipforensics.core.errors import UserError
 
 
 def random_scores(seed: int, n: int = 200, ties: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from clipforensics.errors import UserError
-from clipforensics.models import ModelSettings, load_model
+from clipforensics.core.errors import UserError
+from clipforensics.extract.models import ModelSettings, load_model
 
 TINY = ModelSettings(model="tiny-vit", pretrained="none")
 

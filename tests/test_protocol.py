@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clipforensics.errors import UserError
-from clipforensics.manifest import ManifestSettings, scan
-from clipforensics.protocol import (ProtocolSettings, assign_splits, check_splits, load_split_file,
+from clipforensics.core.errors import UserError
+from clipforensics.data.manifest import ManifestSettings, scan
+from clipforensics.data.protocol import (ProtocolSettings, assign_splits, check_splits, load_split_file,
                                     parse_real_split, split_summary)
 
 N_REAL = 200

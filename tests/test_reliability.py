@@ -18,7 +18,7 @@ import pytest
 import evaluate
 import extract_features
 import fit_heads
-from clipforensics.cache import read_cache
+from clipforensics.data.cache import read_cache
 from conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[1]

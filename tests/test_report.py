@@ -11,9 +11,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from clipforensics import metrics, report
-from clipforensics.errors import UserError
-from clipforensics.report import RunResult
+from clipforensics.evaluate import metrics
+
+from clipforensics.report import report
+from clipforensics.core.errors import UserError
+from clipforensics.report.report import RunResult
 
 MANIPS = ("Deepfakes", "Face2Face", "FaceSwap")
 N_REAL, N_FAKE_PER_MANIP, N_FRAMES = 10, 4, 3

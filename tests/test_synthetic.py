@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipforensics import synthetic
-from clipforensics.errors import UserError
-from clipforensics.synthetic import DEFAULT_MANIPULATIONS, REAL_CLASS, generate, main
+from clipforensics.synthetic import write as synthetic
+from clipforensics.core.errors import UserError
+from clipforensics.synthetic.write import DEFAULT_MANIPULATIONS, REAL_CLASS, generate, main
 
 SMALL = {"videos": 6, "frames": 3, "size": 64}
 ALL = synthetic.SUPPORTED_MANIPULATIONS

@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from clipforensics.errors import UserError, cli_entry
+from clipforensics.core.errors import UserError, cli_entry
 
 REAL_CLASS = "Real_youtube"
 DEFAULT_MANIPULATIONS = ("FaceSwap", "NeuralTextures", "Deepfakes", "Face2Face")
@@ -585,6 +585,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"wrote {args.videos * args.frames} real and {n_fake} fake frames to {root}")
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -13,9 +13,9 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from .atomic import write_csv, write_json
-from .errors import UserError
-from .manifest import video_of
+from clipforensics.core.io import write_csv, write_json
+from clipforensics.core.errors import UserError
+from clipforensics.data.manifest import video_of
 
 SCORE_COLUMNS = ("path", "video", "manipulation", "label", "split", "score")
 

@@ -28,9 +28,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from clipforensics import metrics
-from clipforensics.atomic import atomic_path, write_csv, write_text
-from clipforensics.errors import UserError
+from clipforensics.evaluate import metrics
+from clipforensics.core.io import atomic_path, write_csv, write_text
+from clipforensics.core.errors import UserError
 
 DPI = 110
 MIN_VIDEOS = 30

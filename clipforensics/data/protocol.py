@@ -16,9 +16,9 @@ from typing import Any, Callable, NamedTuple
 
 import pandas as pd
 
-from clipforensics.errors import UserError
-from clipforensics.manifest import sample_frames, video_table
-from clipforensics.settings import option
+from clipforensics.core.errors import UserError
+from clipforensics.data.manifest import sample_frames, video_table
+from clipforensics.core.settings import option
 
 SPLITS = ("train", "val", "test")
 UNUSED = ""

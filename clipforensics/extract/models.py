@@ -17,8 +17,8 @@ from typing import Any, Callable
 import open_clip
 import torch
 
-from .errors import UserError
-from .settings import option
+from clipforensics.core.errors import UserError
+from clipforensics.core.settings import option
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 open_clip.add_model_config(CONFIG_DIR)

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from .errors import UserError
+from clipforensics.core.errors import UserError
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from clipforensics.errors import UserError
+from clipforensics.core.errors import UserError
 
 VAL_SPLIT = "val"
 DEFAULT_THRESHOLD = 0.5

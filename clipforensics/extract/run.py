@@ -25,14 +25,15 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from . import cache as cache_mod
-from .atomic import atomic_path, exclusive_lock, write_json
-from .errors import UserError
-from .manifest import ManifestSettings, manifest_hash, scan
-from .distributed import Shard, current_shard, finish, init_process_group
-from .models import PRECISIONS, LoadedModel, ModelSettings, load_model
-from .prompts import PROMPT_SETS, get_prompt_set
-from .settings import option, to_dict
+from clipforensics.data import cache as cache_mod
+from clipforensics.core.io import atomic_path, exclusive_lock, write_json
+from clipforensics.core.errors import UserError
+from clipforensics.core.sampling import spread
+from clipforensics.data.manifest import ManifestSettings, manifest_hash, scan
+from clipforensics.extract.distributed import Shard, current_shard, finish, init_process_group
+from clipforensics.extract.models import PRECISIONS, LoadedModel, ModelSettings, load_model
+from clipforensics.extract.prompts import PROMPT_SETS, get_prompt_set
+from clipforensics.core.settings import option, to_dict
 
 
 @dataclass
@@ -144,7 +145,7 @@ def spread_rows(df: pd.DataFrame, limit: int | None) -> pd.DataFrame:
         return df
     if limit < 1:
         raise UserError("--limit must be at least 1")
-    keep = np.unique(np.linspace(0, len(df) - 1, limit).round().astype(int))
+    keep = spread(len(df), limit)
     return df.iloc[keep].reset_index(drop=True)
 
 

@@ -13,14 +13,14 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from .atomic import write_csv, write_json
-from .cache import FeatureCache, read_cache
-from .fit import features
-from .heads import fit_head, resolve_heads
-from .metrics import frame_video_auc
-from .protocol import ProtocolSettings, assign_splits
-from .report import plot_matrix
-from .settings import option, to_dict
+from clipforensics.core.io import write_csv, write_json
+from clipforensics.data.cache import FeatureCache, read_cache
+from clipforensics.heads.fit import features
+from clipforensics.heads.heads import fit_head, resolve_heads
+from clipforensics.evaluate.metrics import frame_video_auc
+from clipforensics.data.protocol import ProtocolSettings, assign_splits
+from clipforensics.report.report import plot_matrix
+from clipforensics.core.settings import option, to_dict
 
 ALL_OTHERS = "all others"
 

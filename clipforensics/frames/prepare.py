@@ -25,11 +25,11 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from clipforensics.atomic import exclusive_lock, write_csv, write_json
-from clipforensics.errors import UserError
-from clipforensics.faces import DETECTORS, NO_FALLBACK, Crop, cut, detect, make_detector, track_crops
-from clipforensics.settings import option, to_dict
-from clipforensics.video import VIDEO_EXTENSIONS, Sampled, VideoError, read_sampled
+from clipforensics.core.io import exclusive_lock, write_csv, write_json
+from clipforensics.core.errors import UserError
+from clipforensics.frames.faces import DETECTORS, NO_FALLBACK, Crop, cut, detect, make_detector, track_crops
+from clipforensics.core.settings import option, to_dict
+from clipforensics.frames.video import VIDEO_EXTENSIONS, Sampled, VideoError, read_sampled
 
 COMPRESSIONS = ("raw", "c23", "c40")
 FACE_COLUMNS = ("class", "video", "frame", "x0", "y0", "x1", "y1", "detector", "score", "fallback")

@@ -20,10 +20,10 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from . import __version__
-from .atomic import atomic_path
-from .errors import UserError
-from .manifest import COLUMNS
+from clipforensics import __version__
+from clipforensics.core.io import atomic_path
+from clipforensics.core.errors import UserError
+from clipforensics.data.manifest import COLUMNS
 
 SCHEMA_VERSION = 1
 STRING_COLUMNS = tuple(c for c in COLUMNS if c != "label")

@@ -18,8 +18,9 @@ from typing import Collection, Iterator
 import numpy as np
 import pandas as pd
 
-from clipforensics.errors import UserError
-from clipforensics.settings import option
+from clipforensics.core.errors import UserError
+from clipforensics.core.sampling import spread
+from clipforensics.core.settings import option
 
 REAL_CLASSES = ("Real_youtube",)
 KNOWN_MANIPULATIONS = ("FaceSwap", "NeuralTextures", "Deepfakes", "Face2Face", "FaceShifter", "DeepFakeDetection")
@@ -196,11 +197,6 @@ def video_table(df: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
-def _spread(n_frames: int, per_video: int) -> np.ndarray:
-    """Evenly spread positions among a video's sorted frames, first and last included."""
-    return np.unique(np.rint(np.linspace(0, n_frames - 1, min(n_frames, per_video))).astype(np.int64))
-
-
 def sample_frames(df: pd.DataFrame, per_video: int | None) -> pd.DataFrame:
     """Keep at most `per_video` frames of each video, spread over it (not the first N), in df's order."""
     if per_video is None or df.empty:
@@ -210,5 +206,5 @@ def sample_frames(df: pd.DataFrame, per_video: int | None) -> pd.DataFrame:
     ordered = df.reset_index(drop=True).sort_values(["video", "path"], kind="stable")
     sizes = ordered.groupby("video", sort=False).size().to_numpy()
     starts = np.cumsum(sizes) - sizes
-    picks = np.concatenate([start + _spread(size, per_video) for start, size in zip(starts, sizes)])
+    picks = np.concatenate([start + spread(size, per_video) for start, size in zip(starts, sizes)])
     return df.iloc[np.sort(ordered.index.to_numpy()[picks])]

@@ -12,14 +12,14 @@ from typing import Any
 
 import pandas as pd
 
-from . import __version__
-from .atomic import write_json, write_text
-from .errors import UserError
-from .manifest import KNOWN_MANIPULATIONS
-from .metrics import AGGREGATORS, choose_threshold, evaluate_split, per_manipulation
-from .report import RunResult, error_analysis, markdown_table, plot_confusion, plot_roc, write_html
-from .scores import read_scores, read_settings
-from .settings import option, to_dict
+from clipforensics import __version__
+from clipforensics.core.io import write_json, write_text
+from clipforensics.core.errors import UserError
+from clipforensics.data.manifest import KNOWN_MANIPULATIONS
+from clipforensics.evaluate.metrics import AGGREGATORS, choose_threshold, evaluate_split, per_manipulation
+from clipforensics.report.report import RunResult, error_analysis, markdown_table, plot_confusion, plot_roc, write_html
+from clipforensics.data.scores import read_scores, read_settings
+from clipforensics.core.settings import option, to_dict
 
 FEW_VIDEOS = 30
 

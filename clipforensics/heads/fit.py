@@ -12,14 +12,14 @@ from typing import Any
 import joblib
 import pandas as pd
 
-from . import __version__
-from .atomic import atomic_path, write_json
-from .cache import FeatureCache, read_cache
-from .errors import UserError
-from .heads import Features, FitResult, fit_head, resolve_heads
-from .protocol import ProtocolSettings, assign_splits, split_summary
-from .scores import make_scores, write_scores
-from .settings import option, to_dict
+from clipforensics import __version__
+from clipforensics.core.io import atomic_path, write_json
+from clipforensics.data.cache import FeatureCache, read_cache
+from clipforensics.core.errors import UserError
+from clipforensics.heads.heads import Features, FitResult, fit_head, resolve_heads
+from clipforensics.data.protocol import ProtocolSettings, assign_splits, split_summary
+from clipforensics.data.scores import make_scores, write_scores
+from clipforensics.core.settings import option, to_dict
 
 RUN_FILE = "run.json"
 

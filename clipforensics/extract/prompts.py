@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import UserError
+from clipforensics.core.errors import UserError
 
 REAL, FAKE = 0, 1
 

@@ -29,12 +29,12 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .atomic import atomic_path, write_csv
-from .errors import UserError
-from .extraction import ImageFiles, collate_images
-from .lora import Detector, LoraSettings, lookup
-from .metrics import frame_video_auc
-from .scores import make_scores
+from clipforensics.core.io import atomic_path, write_csv
+from clipforensics.core.errors import UserError
+from clipforensics.extract.run import ImageFiles, collate_images
+from clipforensics.lora.model import Detector, LoraSettings, lookup
+from clipforensics.evaluate.metrics import frame_video_auc
+from clipforensics.data.scores import make_scores
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_VERSION = 1

@@ -15,6 +15,8 @@ from typing import Collection
 import cv2
 import numpy as np
 
+from clipforensics.core.sampling import spread
+
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv"})
 
 
@@ -33,15 +35,8 @@ class Sampled:
 
 
 def sample_indices(n_frames: int, count: int) -> np.ndarray:
-    """`count` source indices spread evenly over `n_frames`: rint(linspace(0, n-1, min(count, n))).
-
-    First and last frames are always included; np.rint rounds halves to even (29.5 -> 30,
-    44.25 -> 44), so a 60-frame video sampled 5 times gives 0, 15, 30, 44, 59. A video shorter than
-    `count` gives all its frames.
-    """
-    if n_frames <= 0:
-        return np.zeros(0, dtype=np.int64)
-    return np.unique(np.rint(np.linspace(0, n_frames - 1, min(count, n_frames))).astype(np.int64))
+    """`count` source indices spread evenly over `n_frames` (all frames when the video is shorter)."""
+    return spread(n_frames, count)
 
 
 def _open(path: Path, threads: int) -> cv2.VideoCapture:

@@ -21,10 +21,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.svm import LinearSVC
 
-from .cache import PromptEmbeddings
-from .errors import UserError
-from .metrics import frame_video_auc
-from .prompts import class_means
+from clipforensics.data.cache import PromptEmbeddings
+from clipforensics.core.errors import UserError
+from clipforensics.evaluate.metrics import frame_video_auc
+from clipforensics.extract.prompts import class_means
 
 ZEROSHOT_PREFIX = "zeroshot-"
 ZEROSHOT_TEMPERATURE = 100.0  # CLIP's trained logit scale: cosine differences of ~0.01 become real odds

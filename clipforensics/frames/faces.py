@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Sequence
 import cv2
 import numpy as np
 
-from clipforensics.errors import UserError
+from clipforensics.core.errors import UserError
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, x1/y1 exclusive
 NO_FALLBACK = ""

@@ -31,11 +31,11 @@ import torch.nn.functional as F
 from peft.tuners.lora.layer import MultiheadAttention as LoraMultiheadAttention
 from torch import nn
 
-from .atomic import atomic_path
-from .errors import UserError
-from .models import LoadedModel
-from .prompts import class_means, get_prompt_set
-from .settings import option
+from clipforensics.core.io import atomic_path
+from clipforensics.core.errors import UserError
+from clipforensics.extract.models import LoadedModel
+from clipforensics.extract.prompts import class_means, get_prompt_set
+from clipforensics.core.settings import option
 
 V = TypeVar("V")
 
