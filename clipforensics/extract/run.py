@@ -1,39 +1,33 @@
-"""Bulk CLIP inference, split as reader -> mapper -> writer (after clip-retrieval):
+"""The extraction stage, split as reader -> mapper -> writer (after clip-retrieval):
 
-reader: a DataLoader whose workers decode and preprocess images (bad files become a reason, not a crash);
-mapper: the model, batched, in inference mode;
-writer: finished chunks of rows, each saved atomically under `<out>.parts/`, then one cache file.
-
-A kill -9 loses at most the chunk in progress; the rerun skips every finished chunk.
+reader (`extract.reader`): a DataLoader whose workers decode images;
+mapper (here): the model, batched, in inference mode;
+writer (`extract.chunks`): finished chunks saved atomically under `<out>.parts/`, then one cache file.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import shutil
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from clipforensics.data import cache as cache_mod
-from clipforensics.core.io import atomic_path, exclusive_lock, write_json
 from clipforensics.core.errors import UserError
 from clipforensics.core.sampling import spread
+from clipforensics.core.settings import option, to_dict
+from clipforensics.data import cache as cache_mod
 from clipforensics.data.manifest import ManifestSettings, manifest_hash, scan
+from clipforensics.extract.chunks import ChunkCollector, ChunkStore, assemble, output_lock, plan_batches
 from clipforensics.extract.distributed import Shard, current_shard, finish, init_process_group
 from clipforensics.extract.models import PRECISIONS, LoadedModel, ModelSettings, load_model
 from clipforensics.extract.prompts import PROMPT_SETS, get_prompt_set
-from clipforensics.core.settings import option, to_dict
+from clipforensics.extract.reader import ImageFiles, collate_images
 
 
 @dataclass
@@ -52,93 +46,6 @@ class ExtractSettings:
                                      "`extract_features.py merge` with the same options", metavar="K/N")
 
 
-class ImageFiles(Dataset):
-    """Reader: decodes one image; an unreadable file yields a zero tensor and the reason."""
-
-    def __init__(self, root: Path, paths: list[str], preprocess, image_size: int) -> None:
-        self.root, self.paths, self.preprocess, self.image_size = root, paths, preprocess, image_size
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str]:
-        try:
-            with Image.open(self.root / self.paths[i]) as img:
-                img.load()
-                return self.preprocess(img.convert("RGB")), i, ""
-        except Exception as exc:  # any decode failure is data, not a crash
-            reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
-            return torch.zeros(3, self.image_size, self.image_size), i, reason
-
-
-def collate_images(batch: list[tuple[torch.Tensor, int, str]]) -> tuple[torch.Tensor, list[int], list[str]]:
-    images, idx, reasons = zip(*batch)
-    return torch.stack(images), list(idx), list(reasons)
-
-
-class ChunkStore:
-    """Finished chunks of a run in progress: `<out>.parts/chunk-<k>.npz`, each written atomically."""
-
-    def __init__(self, out: Path) -> None:
-        self.dir = out.with_name(out.name + ".parts")
-
-    def path(self, k: int) -> Path:
-        return self.dir / f"chunk-{k:06d}.npz"
-
-    def done(self) -> set[int]:
-        return {int(p.stem.split("-")[1]) for p in self.dir.glob("chunk-*.npz")} if self.dir.exists() else set()
-
-    def save(self, k: int, embeddings: np.ndarray, reasons: list[str]) -> None:
-        with atomic_path(self.path(k), suffix=".npz") as tmp:
-            np.savez(tmp, embeddings=embeddings.astype(np.float16), reasons=np.array(reasons, dtype=str))
-
-    def load(self, k: int) -> tuple[np.ndarray, list[str]]:
-        with np.load(self.path(k)) as z:
-            return z["embeddings"], [str(r) for r in z["reasons"]]
-
-    def identity_file(self) -> Path:
-        return self.dir / "identity.json"
-
-    def start(self, identity: dict[str, Any], overwrite: bool) -> None:
-        """Resume only a run with the same identity; anything else is refused or wiped."""
-        if self.identity_file().exists():
-            old = json.loads(self.identity_file().read_text())
-            if old != identity:
-                if not overwrite:
-                    raise UserError(f"unfinished parts in {self.dir} were made with other settings; "
-                                    "rerun with --overwrite to discard them")
-                shutil.rmtree(self.dir)
-            else:
-                return
-        self.dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.identity_file(), identity)
-
-    def check(self, identity: dict[str, Any]) -> None:
-        """For followers and merges: the parts must exist and have been made with these settings."""
-        if not self.identity_file().exists():
-            raise UserError(f"no extraction parts at {self.dir}: run the shards first")
-        if json.loads(self.identity_file().read_text()) != identity:
-            raise UserError(f"parts in {self.dir} were made with other settings than these")
-
-    def mark_shard_done(self, shard: Shard) -> None:
-        write_json(self.dir / f"shard-{shard.rank}-of-{shard.world}.done", {"rank": shard.rank, "world": shard.world})
-
-    def remove(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def output_lock(out: Path, shard: Shard | None = None) -> Iterator[None]:
-    """Refuse a second extraction writing the same cache (or the same shard of it) at the same time."""
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create {out.parent}: {exc.strerror}") from None
-    part = f".shard-{shard.rank}-of-{shard.world}" if shard and not shard.single else ""
-    with exclusive_lock(out.with_name(f"{out.name}{part}.lock"), f"{out}{part.replace('.', ' ')}"):
-        yield
-
-
 def spread_rows(df: pd.DataFrame, limit: int | None) -> pd.DataFrame:
     """At most `limit` rows, evenly spread so that every class and video range is represented."""
     if limit is None or limit >= len(df):
@@ -147,15 +54,6 @@ def spread_rows(df: pd.DataFrame, limit: int | None) -> pd.DataFrame:
         raise UserError("--limit must be at least 1")
     keep = spread(len(df), limit)
     return df.iloc[keep].reset_index(drop=True)
-
-
-def _batches(chunks: list[int], n_rows: int, chunk_size: int, batch_size: int) -> list[list[int]]:
-    """Batches never straddle chunks, so a chunk is complete exactly when its last batch is."""
-    out = []
-    for k in chunks:
-        rows = range(k * chunk_size, min((k + 1) * chunk_size, n_rows))
-        out += [list(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)]
-    return out
 
 
 def embed_prompts(loaded: LoadedModel, names: tuple[str, ...]) -> dict[str, cache_mod.PromptEmbeddings]:
@@ -291,7 +189,7 @@ def _run_chunks(job: Job, chunks: Iterable[int]) -> None:
     todo = sorted(set(chunks) - job.store.done())
     if not todo:
         return
-    batches = _batches(todo, n, settings.chunk_size, settings.batch_size)
+    batches = plan_batches(todo, n, settings.chunk_size, settings.batch_size)
     dataset = ImageFiles(Path(job.manifest_settings.data_root), job.manifest["path"].tolist(), loaded.preprocess,
                          loaded.image_size)
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=settings.workers, collate_fn=collate_images,
@@ -300,43 +198,21 @@ def _run_chunks(job: Job, chunks: Iterable[int]) -> None:
     remaining = sum(len(b) for b in batches)
     if len(todo) < len(chunks):
         print(f"resuming: {len(chunks) - len(todo)} of {len(chunks)} chunks already done", file=sys.stderr)
-    pending: dict[int, tuple[list[np.ndarray], list[str]]] = {}
+    collector = ChunkCollector(job.store, n, settings.chunk_size)
     with tqdm(total=remaining, unit="img", desc="extract", dynamic_ncols=True, file=sys.stderr) as bar:
         for images, idx, reasons in loader:
-            emb = loaded.encode_images(images).numpy()
-            k = idx[0] // settings.chunk_size
-            parts, why = pending.setdefault(k, ([], []))
-            parts.append(emb)
-            why.extend(reasons)
-            end = min((k + 1) * settings.chunk_size, n)
-            if idx[-1] == end - 1:
-                job.store.save(k, np.concatenate(parts), why)
-                del pending[k]
+            collector.add(idx, loaded.encode_images(images).numpy(), reasons)
             bar.update(len(idx))
 
 
 def _assemble(job: Job) -> Path:
-    chunks = [job.store.load(k) for k in range(job.n_chunks)]
-    embeddings = np.concatenate([c[0] for c in chunks])
-    reasons = np.array([r for c in chunks for r in c[1]], dtype=object)
-    ok = reasons == ""
-    manifest = job.manifest
-    failed = pd.DataFrame({"path": manifest["path"][~ok].to_numpy(), "reason": reasons[~ok]})
-    if not ok.any():
-        job.store.remove()
-        raise UserError(f"all {len(manifest)} images failed to decode (first: {failed.iloc[0].path}: "
-                        f"{failed.iloc[0].reason})")
     run_settings = {"manifest": to_dict(job.manifest_settings), "model": to_dict(job.model_settings),
                     "extract": to_dict(job.settings)}
     attrs = {**job.loaded.identity, **job.attrs,
              "data_root": str(Path(job.manifest_settings.data_root).resolve()),
-             "device": str(job.loaded.device), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-             "settings": run_settings}
-    cache_mod.write_cache(job.out, embeddings=embeddings[ok], manifest=manifest[ok].reset_index(drop=True),
-                          attrs=attrs, prompts=embed_prompts(job.loaded, job.settings.prompt_sets), failed=failed)
-    write_json(job.out.with_suffix(".json"), {**attrs, "n_images": int(ok.sum()), "n_failed": int((~ok).sum())})
-    job.store.remove()
-    return job.out
+             "device": str(job.loaded.device), "settings": run_settings}
+    return assemble(job.out, job.store, job.n_chunks, job.manifest, attrs,
+                    lambda: embed_prompts(job.loaded, job.settings.prompt_sets))
 
 
 def summarize(cache: cache_mod.FeatureCache) -> str:

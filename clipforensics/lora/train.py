@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from clipforensics.core.io import atomic_path, write_csv
 from clipforensics.core.errors import UserError
-from clipforensics.extract.run import ImageFiles, collate_images
+from clipforensics.extract.reader import ImageFiles, collate_images
 from clipforensics.lora.model import Detector, LoraSettings, lookup
 from clipforensics.evaluate.metrics import frame_video_auc
 from clipforensics.data.scores import make_scores

@@ -1,0 +1,131 @@
+"""Writer side of extraction: finished chunks of rows saved atomically under `<out>.parts/`, then
+assembled into one cache file.
+
+A kill -9 loses at most the chunk in progress; the rerun skips every finished chunk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from clipforensics.core.errors import UserError
+from clipforensics.core.io import atomic_path, exclusive_lock, write_json
+from clipforensics.data import cache as cache_mod
+from clipforensics.extract.distributed import Shard
+
+
+class ChunkStore:
+    """Finished chunks of a run in progress: `<out>.parts/chunk-<k>.npz`, each written atomically."""
+
+    def __init__(self, out: Path) -> None:
+        self.dir = out.with_name(out.name + ".parts")
+
+    def path(self, k: int) -> Path:
+        return self.dir / f"chunk-{k:06d}.npz"
+
+    def done(self) -> set[int]:
+        return {int(p.stem.split("-")[1]) for p in self.dir.glob("chunk-*.npz")} if self.dir.exists() else set()
+
+    def save(self, k: int, embeddings: np.ndarray, reasons: list[str]) -> None:
+        with atomic_path(self.path(k), suffix=".npz") as tmp:
+            np.savez(tmp, embeddings=embeddings.astype(np.float16), reasons=np.array(reasons, dtype=str))
+
+    def load(self, k: int) -> tuple[np.ndarray, list[str]]:
+        with np.load(self.path(k)) as z:
+            return z["embeddings"], [str(r) for r in z["reasons"]]
+
+    def identity_file(self) -> Path:
+        return self.dir / "identity.json"
+
+    def start(self, identity: dict[str, Any], overwrite: bool) -> None:
+        """Resume only a run with the same identity; anything else is refused or wiped."""
+        if self.identity_file().exists():
+            old = json.loads(self.identity_file().read_text())
+            if old != identity:
+                if not overwrite:
+                    raise UserError(f"unfinished parts in {self.dir} were made with other settings; "
+                                    "rerun with --overwrite to discard them")
+                shutil.rmtree(self.dir)
+            else:
+                return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.identity_file(), identity)
+
+    def check(self, identity: dict[str, Any]) -> None:
+        """For followers and merges: the parts must exist and have been made with these settings."""
+        if not self.identity_file().exists():
+            raise UserError(f"no extraction parts at {self.dir}: run the shards first")
+        if json.loads(self.identity_file().read_text()) != identity:
+            raise UserError(f"parts in {self.dir} were made with other settings than these")
+
+    def mark_shard_done(self, shard: Shard) -> None:
+        write_json(self.dir / f"shard-{shard.rank}-of-{shard.world}.done", {"rank": shard.rank, "world": shard.world})
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def output_lock(out: Path, shard: Shard | None = None) -> Iterator[None]:
+    """Refuse a second extraction writing the same cache (or the same shard of it) at the same time."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {out.parent}: {exc.strerror}") from None
+    part = f".shard-{shard.rank}-of-{shard.world}" if shard and not shard.single else ""
+    with exclusive_lock(out.with_name(f"{out.name}{part}.lock"), f"{out}{part.replace('.', ' ')}"):
+        yield
+
+
+def plan_batches(chunks: list[int], n_rows: int, chunk_size: int, batch_size: int) -> list[list[int]]:
+    """Batches never straddle chunks, so a chunk is complete exactly when its last batch is."""
+    out = []
+    for k in chunks:
+        rows = range(k * chunk_size, min((k + 1) * chunk_size, n_rows))
+        out += [list(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)]
+    return out
+
+
+class ChunkCollector:
+    """Gathers batch results per chunk and saves a chunk the moment its last row arrives."""
+
+    def __init__(self, store: ChunkStore, n_rows: int, chunk_size: int) -> None:
+        self.store, self.n_rows, self.chunk_size = store, n_rows, chunk_size
+        self.pending: dict[int, tuple[list[np.ndarray], list[str]]] = {}
+
+    def add(self, idx: list[int], embeddings: np.ndarray, reasons: list[str]) -> None:
+        k = idx[0] // self.chunk_size
+        parts, why = self.pending.setdefault(k, ([], []))
+        parts.append(embeddings)
+        why.extend(reasons)
+        if idx[-1] == min((k + 1) * self.chunk_size, self.n_rows) - 1:
+            self.store.save(k, np.concatenate(parts), why)
+            del self.pending[k]
+
+
+def assemble(out: Path, store: ChunkStore, n_chunks: int, manifest: pd.DataFrame, attrs: dict[str, Any],
+             prompts: Callable[[], dict[str, cache_mod.PromptEmbeddings]]) -> Path:
+    """Join every chunk into the cache (failed images listed apart), then drop the parts."""
+    chunks = [store.load(k) for k in range(n_chunks)]
+    embeddings = np.concatenate([c[0] for c in chunks])
+    reasons = np.array([r for c in chunks for r in c[1]], dtype=object)
+    ok = reasons == ""
+    failed = pd.DataFrame({"path": manifest["path"][~ok].to_numpy(), "reason": reasons[~ok]})
+    if not ok.any():
+        store.remove()
+        raise UserError(f"all {len(manifest)} images failed to decode (first: {failed.iloc[0].path}: "
+                        f"{failed.iloc[0].reason})")
+    attrs = {**attrs, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    cache_mod.write_cache(out, embeddings=embeddings[ok], manifest=manifest[ok].reset_index(drop=True),
+                          attrs=attrs, prompts=prompts(), failed=failed)
+    write_json(out.with_suffix(".json"), {**attrs, "n_images": int(ok.sum()), "n_failed": int((~ok).sum())})
+    store.remove()
+    return out
