@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from pathlib import Path  # noqa: E402
+from typing import Iterator  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -27,3 +31,18 @@ def tiny_cache(synthetic_root, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cache") / "tiny.h5"
     assert extract_features.main(["--data-root", str(synthetic_root), "--out", str(out), *TINY]) == 0
     return out
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(path: Path) -> Iterator[None]:
+    """Hold `path`'s lock from another process (locks are per process, as two runs would be)."""
+    code = ("import fcntl, sys\nfh = open(sys.argv[1], 'a')\nfcntl.lockf(fh, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\nsys.stdin.read()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        yield
+    finally:
+        proc.stdin.close()
+        proc.wait()

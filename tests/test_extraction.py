@@ -20,7 +20,7 @@ from clipforensics.extract import run as extraction
 from clipforensics.data.cache import read_cache
 from clipforensics.data.manifest import ManifestSettings, manifest_hash, scan
 from clipforensics.extract.prompts import PROMPT_SETS
-from conftest import TINY
+from conftest import TINY, lock_held_elsewhere
 
 ROOT = Path(__file__).resolve().parents[1]
 N_IMAGES = 48 * 2 * 5  # conftest's synthetic_root
@@ -183,11 +183,8 @@ def test_bad_roots_are_one_line_errors(tmp_path, synthetic_root, case, capsys):
 
 
 def test_second_writer_is_refused_by_the_lock(tmp_path, synthetic_root, capsys):
-    import fcntl
-
     out = tmp_path / "c.h5"
-    with open(tmp_path / "c.h5.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    with lock_held_elsewhere(tmp_path / "c.h5.lock"):
         assert run(synthetic_root, out) == 2
     assert "another process is writing" in capsys.readouterr().err
     assert not out.exists()

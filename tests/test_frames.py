@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import math
 import os
 from pathlib import Path
@@ -20,6 +19,7 @@ from clipforensics.frames.faces import Face, centre_crop, cut, square_crop
 from clipforensics.frames.prepare import FrameSettings, find_videos, frame_name, prepare
 from clipforensics.data.manifest import ManifestSettings, scan, video_table
 from clipforensics.frames.video import VideoError, read_sampled, sample_indices
+from conftest import lock_held_elsewhere
 
 SEED = 0
 
@@ -309,8 +309,7 @@ def test_a_foreign_non_empty_out_and_a_second_run_are_refused(tmp_path, stub):
         prepare(settings(tmp_path / "in", tmp_path / "foreign", detector="stub"))
     out = tmp_path / "out"
     out.mkdir()
-    with open(out / ".prepare_frames.lock", "w") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
+    with lock_held_elsewhere(out / ".prepare_frames.lock"):
         with pytest.raises(UserError, match="another process is writing"):
             prepare(settings(tmp_path / "in", out, detector="stub"))
 

@@ -1,17 +1,90 @@
-"""Atomic writes: a file at a final path is always complete (write a temporary sibling, then rename)."""
+"""Safe file-system work shared by every stage.
+
+- Atomic writes: a file at a final path is always complete (write a temporary sibling, then rename).
+- Owned outputs: a stage writes only into a folder it created or recorded as its own, replaces only the
+  entries it wrote, and never writes where one of its inputs lives (`claim_output`, `OutputDir`).
+- Finished folders move into place in one rename (`install_dir`); temporaries a killed run left behind
+  are recognised by name and removed by the next run (`remove_stale_temps`).
+- Locks that die with their process and are never inherited by forked workers (`exclusive_lock`).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import re
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import pandas as pd
 
 from clipforensics.core.errors import UserError
+
+RECORD = ".clipforensics-output.json"
+"""The record an output folder carries of its own entries (top-level names, files or folders)."""
+RECORD_VERSION = 1
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)(?P<suffix>\.[A-Za-z0-9]+)?$")
+
+
+def temp_sibling(final: str | os.PathLike, kind: str = "tmp", suffix: str = "") -> Path:
+    """`.NAME.tmp-PID[suffix]` beside `final`: hidden, tied to this process, recognisable after a kill."""
+    final = Path(final)
+    return final.with_name(f".{final.name}.{kind}-{os.getpid()}{suffix}")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Temporaries in `folder` whose writing process is gone (a kill -9, a power cut)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = []
+    for entry in folder.iterdir():
+        match = _TEMP.match(entry.name)
+        if match and not _pid_alive(int(match["pid"])):
+            found.append(entry)
+    return found
+
+
+def remove_path(path: Path) -> None:
+    """A file, link or whole folder; links are removed, never followed."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> int:
+    """Remove what dead runs left in `folder`; return how many entries went."""
+    stale = stale_temps(folder)
+    for entry in stale:
+        with contextlib.suppress(FileNotFoundError):
+            remove_path(entry)
+    return len(stale)
+
+
+def user_os_error(exc: OSError, doing: str) -> UserError:
+    """One readable line for a failed file-system call: what, where, why (disk full, permission, ...)."""
+    where = f" {exc.filename}" if exc.filename else ""
+    why = exc.strerror or str(exc)
+    hint = " (free some space and rerun: finished work is kept)" if exc.errno == errno.ENOSPC else ""
+    return UserError(f"cannot {doing}{where}: {why}{hint}")
 
 
 @contextlib.contextmanager
@@ -22,7 +95,7 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp{suffix or final.suffix}")
+    tmp = temp_sibling(final, "tmp", suffix or final.suffix)
     try:
         yield tmp
         if tmp.exists():
@@ -48,15 +121,217 @@ def write_csv(path: str | os.PathLike, df: pd.DataFrame) -> None:
         df.to_csv(tmp, index=False)
 
 
+def sidecar(path: str | os.PathLike, ext: str = ".json") -> Path:
+    """`NAME.h5` -> `NAME.h5.json`: appended, never substituted, so it can never be the output itself."""
+    path = Path(path)
+    return path.with_name(path.name + ext)
+
+
+def install_dir(tmp: Path, final: Path) -> None:
+    """Rename a finished folder into place; an old one (a redo) is moved aside first, then removed.
+
+    Readers see the old folder or the new one, never a mix; a kill between the two renames leaves the
+    old one under a `.old-PID` name that `remove_stale_temps` clears.
+    """
+    old = temp_sibling(final, "old")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def exclusive_lock(lock_path: Path, what: str) -> Iterator[None]:
-    """Hold `lock_path` for the block; a second writer of `what` fails at once with one clear line."""
-    with open(lock_path, "w") as fh:
+    """Hold `lock_path` for the block; a second writer of `what` fails at once with one clear line.
+
+    POSIX record locks (`lockf`) belong to the process: a forked worker (DataLoader) does not inherit
+    them, so the lock is released the moment its holder dies, whatever its children do.
+    """
+    while True:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"another process is writing {what} (lock {lock_path} is held)") from None
+            fh = open(lock_path, "a")
+        except OSError as exc:
+            raise user_os_error(exc, "create the lock file") from None
         try:
-            yield
-        finally:
-            lock_path.unlink(missing_ok=True)
+            fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            fh.close()
+            if exc.errno in (errno.EACCES, errno.EAGAIN):
+                raise UserError(f"another process is writing {what} (lock {lock_path} is held)") from None
+            raise
+        try:  # the previous holder may have removed the file between our open and our lock
+            if os.fstat(fh.fileno()).st_ino == os.stat(lock_path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        fh.close()
+    try:
+        yield
+    finally:
+        lock_path.unlink(missing_ok=True)
+        fh.close()
+
+
+# ---------------------------------------------------------------- owned outputs
+
+
+def _resolved(path: str | os.PathLike) -> Path:
+    return Path(os.path.abspath(os.path.realpath(path)))
+
+
+def _within(inner: Path, outer: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+def check_apart(out: str | os.PathLike, inputs: Iterable[tuple[str, str | os.PathLike | None]],
+                flag: str = "--out") -> None:
+    """Refuse an output that equals, contains or sits inside an input (named, e.g. ("--cache", path)).
+
+    Links are resolved first, so a link to the data root counts as the data root.
+    """
+    target = _resolved(out)
+    for name, path in inputs:
+        if path is None or str(path) == "":
+            continue
+        source = _resolved(path)
+        if target == source:
+            raise UserError(f"{flag} {out} is the input {name} {path}; name another {flag}")
+        if _within(source, target):
+            raise UserError(f"{flag} {out} contains the input {name} {path}; name another {flag}")
+        if _within(target, source) and source.is_dir():
+            raise UserError(f"{flag} {out} is inside the input {name} {path}; name another {flag}")
+
+
+def _is_internal(entry: Path) -> bool:
+    """Entries a folder may hold besides its record: locks and temporaries of live runs."""
+    name = entry.name
+    return name == RECORD or (name.startswith(".") and name.endswith(".lock")) or bool(_TEMP.match(name))
+
+
+def _is_nested_output(entry: Path) -> bool:
+    """A sub-folder with its own record is another stage's output (e.g. a report's matrix/): left alone."""
+    return entry.is_dir() and not entry.is_symlink() and (entry / RECORD).is_file()
+
+
+@dataclass
+class OutputDir:
+    """A folder one stage owns: the entries it wrote are listed in its record; nothing else is touched."""
+
+    path: Path
+    stage: str
+    entries: set[str] = field(default_factory=set)
+
+    @property
+    def record_path(self) -> Path:
+        return self.path / RECORD
+
+    def _save(self) -> None:
+        try:
+            write_json(self.record_path, {"stage": self.stage, "entries": sorted(self.entries),
+                                          "version": RECORD_VERSION})
+        except OSError as exc:
+            raise user_os_error(exc, f"write into {self.path}") from None
+
+    def foreign(self) -> list[Path]:
+        """Top-level entries this stage did not write (a user's notes, another tool's files)."""
+        return sorted(e for e in self.path.iterdir()
+                      if e.name not in self.entries and not _is_internal(e) and not _is_nested_output(e))
+
+    def own(self, *names: str) -> None:
+        """Record top-level entries before writing them; an existing entry someone else wrote is refused."""
+        new = [n for n in names if n not in self.entries]
+        for name in new:
+            if Path(name).name != name or name in ("", ".", "..", RECORD):
+                raise ValueError(f"not a top-level entry name: {name!r}")
+            if os.path.lexists(self.path / name):
+                raise UserError(f"{self.path / name} exists and was not written by {self.stage}; "
+                                "move it away or name another output folder")
+        if new:
+            self.entries.update(new)
+            self._save()
+
+    def file(self, relative: str) -> Path:
+        """The path of `relative` (e.g. "logreg/scores.csv"), its top-level entry recorded first."""
+        self.own(Path(relative).parts[0])
+        return self.path / relative
+
+    def clear(self) -> None:
+        """Remove every recorded entry (a redo with --overwrite); foreign entries stay."""
+        for name in sorted(self.entries):
+            with contextlib.suppress(FileNotFoundError):
+                remove_path(self.path / name)
+        self.entries.clear()
+        self._save()
+
+
+def _read_record(out: Path, stage: str) -> set[str] | None:
+    record = out / RECORD
+    if not record.is_file():
+        return None
+    try:
+        data = json.loads(record.read_text(encoding="utf-8"))
+        entries, owner = data["entries"], data["stage"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{record} is damaged; name another output folder") from None
+    if owner != stage:
+        raise UserError(f"{out} holds the output of {owner}, not {stage}; name another output folder")
+    return {str(e) for e in entries}
+
+
+def claim_output(out: str | os.PathLike, *, stage: str, inputs: Iterable[tuple[str, Any]] = (),
+                 flag: str = "--out") -> OutputDir:
+    """Take `out` as `stage`'s output folder, or refuse with one line before any work is done.
+
+    Accepted: a new folder, an empty one, or one whose record says `stage` wrote it (its foreign
+    entries are kept and never touched). Refused: a file, a non-empty folder without a record, a
+    folder of another stage, an unwritable folder, and a folder that equals, contains or sits inside
+    one of `inputs`. Temporaries of dead runs are removed.
+    """
+    out = Path(out)
+    check_apart(out, inputs, flag)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{flag} {out} is a file, not a folder; name a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise user_os_error(exc, f"create {flag}") from None
+    entries = _read_record(out, stage)
+    remove_stale_temps(out)
+    if entries is None:
+        try:
+            others = [e for e in sorted(out.iterdir()) if not _is_internal(e)]
+        except OSError as exc:
+            raise user_os_error(exc, f"list {flag}") from None
+        if others:
+            shown = ", ".join(e.name for e in others[:3]) + (", ..." if len(others) > 3 else "")
+            raise UserError(f"{flag} {out} is not empty ({shown}) and was not written by {stage}; "
+                            "name a new or empty folder")
+        entries = set()
+    owned = OutputDir(out, stage, entries)
+    owned._save()  # also proves the folder is writable before any work starts
+    return owned
+
+
+def claim_output_file(out: str | os.PathLike, *, inputs: Iterable[tuple[str, Any]] = (),
+                      suffixes: tuple[str, ...] = (), flag: str = "--out") -> Path:
+    """Check an output *file* before any work: not a folder, the right suffix, apart from the inputs,
+    and a parent folder that exists (created) and is writable."""
+    out = Path(out)
+    if out.is_dir():
+        example = f" such as {out / ('NAME' + suffixes[0])}" if suffixes else ""
+        raise UserError(f"{flag} {out} is a folder; name a file{example}")
+    if suffixes and out.suffix.lower() not in suffixes:
+        raise UserError(f"{flag} {out} must end in {' or '.join(suffixes)}")
+    check_apart(out, inputs, flag)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise user_os_error(exc, f"create the folder of {flag}") from None
+    probe = temp_sibling(out, "tmp")
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write into {out.parent} ({flag} {out}): {exc.strerror or exc}") from None
+    return out
