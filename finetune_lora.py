@@ -36,7 +36,7 @@ from clipforensics.lora.model import (LoraSettings, build_detector, check_settin
 from clipforensics.data.manifest import ManifestSettings, manifest_hash, scan
 from clipforensics.extract.models import LoadedModel, ModelSettings, load_model, resolve_device, resolve_precision
 from clipforensics.data.protocol import ProtocolSettings, split_summary
-from clipforensics.report.report import new_figure, save_figure
+from clipforensics.report.figures import new_figure, save_figure
 from clipforensics.data.scores import make_scores, write_scores
 from clipforensics.core.settings import add_arguments, from_dict, from_namespace, to_dict
 from clipforensics.lora.train import LOG, Frames, TrainRun, TrainState, fit, predict, resolve_amp, write_log

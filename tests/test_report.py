@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import copy
 import re
+from html import unescape
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from sklearn.metrics import roc_curve
 
-from clipforensics.evaluate import metrics
-
-from clipforensics.report import report
 from clipforensics.core.errors import UserError
-from clipforensics.report.report import RunResult
+from clipforensics.evaluate import metrics
+from clipforensics.evaluate.result import RunResult
+from clipforensics.report import errors, figures, html, tables
 
 MANIPS = ("Deepfakes", "Face2Face", "FaceSwap")
 N_REAL, N_FAKE_PER_MANIP, N_FRAMES = 10, 4, 3
@@ -68,6 +69,10 @@ def runs(data_root) -> list[RunResult]:
             make_run("zeroshot-v2", synthetic_scores(1, 0.8), data_root)]
 
 
+def markdown_table(runs: list[RunResult], **kw) -> str:
+    return tables.to_markdown(tables.results_table(runs, **kw))
+
+
 def table_rows(markdown: str) -> list[list[str]]:
     """Body rows of the pipe table (header and separator dropped)."""
     lines = [line for line in markdown.splitlines() if line.startswith("|")]
@@ -86,7 +91,7 @@ def assert_png(path: Path, min_px: int = 200) -> None:
 # ---------------------------------------------------------------------------- markdown table
 
 def test_table_has_a_row_per_run_and_manipulation_with_the_metric_values(runs):
-    rows = table_rows(report.markdown_table(runs))
+    rows = table_rows(markdown_table(runs))
     assert len(rows) == len(runs) * (1 + len(MANIPS))
     for r, run in enumerate(runs):
         block = rows[r * 4:(r + 1) * 4]
@@ -107,7 +112,7 @@ def test_table_has_a_row_per_run_and_manipulation_with_the_metric_values(runs):
 
 
 def test_table_footnotes_and_wide_interval_warning(runs):
-    text = report.markdown_table(runs)
+    text = markdown_table(runs)
     for run in runs:
         assert f"- {run.name}: threshold 0.5 (fixed 0.5 for the test)" in text
     assert "Warning: 8 of 8 rows have fewer than 30 test videos in a class (fewest: 10 real, 4 fake)" in text
@@ -116,7 +121,7 @@ def test_table_footnotes_and_wide_interval_warning(runs):
     big = copy.deepcopy(runs[0])
     big.per_manipulation = {}
     big.metrics["video"].update(n_real=40, n_fake=30)
-    assert "intervals are wide" not in report.markdown_table([big])
+    assert "intervals are wide" not in markdown_table([big])
 
 
 def test_table_without_intervals_and_with_video_decisions(runs):
@@ -124,47 +129,62 @@ def test_table_without_intervals_and_with_video_decisions(runs):
     run = copy.deepcopy(runs[0])
     run.metrics = metrics.evaluate_split(scores, threshold=THRESHOLD, n_boot=0)
     run.per_manipulation = {}
-    top = table_rows(report.markdown_table([run], decision_level="video"))[0]
+    top = table_rows(markdown_table([run], decision_level="video"))[0]
     assert top[2] == f"{run.metrics['frame']['auc']:.3f}"
     assert top[7] == f"{run.metrics['video']['accuracy']:.3f}"
     with pytest.raises(UserError):
-        report.markdown_table([run], decision_level="clip")
+        markdown_table([run], decision_level="clip")
     with pytest.raises(UserError):
-        report.markdown_table([])
+        markdown_table([])
+
+
+def test_markdown_and_html_render_the_same_rows(runs):
+    odd = copy.deepcopy(runs[0])
+    odd.name = "a|b\nc"
+    table = tables.results_table([odd, runs[1]], decision_level="video")
+    md_rows = [[c.replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip()[2:-2])]
+               for line in tables.to_markdown(table).splitlines() if line.startswith("|")]
+    html_rows = [[unescape(c) for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", tr)]
+                 for tr in re.findall(r"<tr.*?</tr>", tables.to_html(table))]
+    assert [[c.strip() for c in row] for row in md_rows[:1] + md_rows[2:]] == html_rows
+    assert html_rows[1][0] == "a|b c" and len(html_rows) == 1 + 2 * (1 + len(MANIPS))
 
 
 # ---------------------------------------------------------------------------- figures
 
 def test_roc_and_confusion_figures_are_valid_pngs(runs, tmp_path):
-    assert_png(report.plot_roc(runs, tmp_path / "roc_frame.png"))
-    assert_png(report.plot_roc(runs, tmp_path / "roc_video.png", level="video", video_agg="max"))
-    assert_png(report.plot_confusion(runs[1], tmp_path / "confusion.png"))
+    assert_png(figures.plot_roc(runs, tmp_path / "roc_frame.png"))
+    assert_png(figures.plot_roc(runs, tmp_path / "roc_video.png", level="video", video_agg="max"))
+    assert_png(figures.plot_confusion(runs[1], tmp_path / "confusion.png"))
     with pytest.raises(UserError):
-        report.plot_roc(runs, tmp_path / "bad.png", level="clip")
+        figures.plot_roc(runs, tmp_path / "bad.png", level="clip")
 
 
 def test_roc_curve_encloses_the_reported_auc():
     labels = np.array([0, 0, 1, 1, 0, 1, 1, 0, 1, 0], dtype=float)
     scores = np.round(np.linspace(0.05, 0.95, 10)[::-1] * np.array([1, 1, 1, 0.2, 1, 1, 1, 0.3, 1, 1]), 1)
-    fpr, tpr = report._roc_points(labels, scores)
+    fpr, tpr = metrics.roc_curve(labels, scores)
     assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0, 0, 1, 1)
     assert np.trapezoid(tpr, fpr) == pytest.approx(metrics.roc_auc(labels, scores))
+    sk_fpr, sk_tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, sk_fpr)
+    np.testing.assert_allclose(tpr, sk_tpr)
 
 
 def test_matrix_heatmap_from_long_table(tmp_path):
     pairs = [(tr, te) for tr in MANIPS for te in MANIPS if (tr, te) != ("FaceSwap", "Deepfakes")]
     long = pd.DataFrame([{"train": tr, "test": te, "frame_auc": 0.99 if tr == te else 0.6 + 0.05 * i,
                           "video_auc": 0.7} for i, (tr, te) in enumerate(pairs)])
-    assert_png(report.plot_matrix(long, tmp_path / "matrix.png"), min_px=150)
-    assert_png(report.plot_matrix(long, tmp_path / "matrix_video.png", value="video_auc"), min_px=150)
-    wide = report._matrix_grid(long, "frame_auc")
+    assert_png(figures.plot_matrix(long, tmp_path / "matrix.png"), min_px=150)
+    assert_png(figures.plot_matrix(long, tmp_path / "matrix_video.png", value="video_auc"), min_px=150)
+    wide = figures.matrix_grid(long, "frame_auc")
     assert list(wide.index) == list(MANIPS) and list(wide.columns) == list(MANIPS)
     assert wide.loc["FaceSwap", "Face2Face"] == pytest.approx(0.6 + 0.05 * pairs.index(("FaceSwap", "Face2Face")))
     assert np.isnan(wide.loc["FaceSwap", "Deepfakes"])
     with pytest.raises(UserError, match="duplicate"):
-        report.plot_matrix(pd.concat([long, long.head(1)]), tmp_path / "dup.png")
+        figures.plot_matrix(pd.concat([long, long.head(1)]), tmp_path / "dup.png")
     with pytest.raises(UserError, match="lacks"):
-        report.plot_matrix(long, tmp_path / "nope.png", value="ap")
+        figures.plot_matrix(long, tmp_path / "nope.png", value="ap")
 
 
 # ---------------------------------------------------------------------------- error analysis
@@ -178,7 +198,7 @@ def expected_video_errors(scores: pd.DataFrame, threshold: float) -> pd.Series:
 
 def test_error_csv_ranks_videos_by_error_rate(runs, tmp_path):
     run = runs[1]
-    out = report.error_analysis(run, tmp_path, top_k=6)
+    out = errors.error_analysis(run, tmp_path, top_k=6)
     csv = pd.read_csv(out["csv"])
     assert out["csv"] == tmp_path / "errors_zeroshot-v2.csv"
     assert list(csv.columns) == ["video", "manipulation", "label", "n_frames", "error_rate", "mean_score"]
@@ -195,7 +215,7 @@ def test_error_csv_ranks_videos_by_error_rate(runs, tmp_path):
 
 def test_error_grid_shows_the_most_confident_mistakes(runs, tmp_path):
     run = runs[0]
-    out = report.error_analysis(run, tmp_path, grid=4)
+    out = errors.error_analysis(run, tmp_path, grid=4)
     assert_png(out["png"], min_px=150)
     real, fake = run.scores[run.scores["label"] == 0], run.scores[run.scores["label"] == 1]
     top_real = real.loc[real["score"].idxmax()]
@@ -218,7 +238,7 @@ def test_missing_or_corrupt_images_become_grey_tiles(runs, tmp_path):
     scores.loc[top, "path"] = ["real/gone/0.png", str(corrupt)]
     run = copy.deepcopy(runs[0])
     run.scores = scores
-    out = report.error_analysis(run, tmp_path / "out", grid=3)
+    out = errors.error_analysis(run, tmp_path / "out", grid=3)
     assert_png(out["png"], min_px=150)
     assert [r["loaded"] for r in out["false_positives"][:2]] == [False, False]
 
@@ -228,7 +248,7 @@ def test_grid_reads_absolute_paths_without_a_data_root(runs, data_root, tmp_path
     run.scores = run.scores.assign(path=[str(data_root / p) for p in run.scores["path"]])
     run.data_root = None
     run.name = "abs/paths run"
-    out = report.error_analysis(run, tmp_path, grid=2)
+    out = errors.error_analysis(run, tmp_path, grid=2)
     assert out["png"].name == "errors_abs_paths_run.png"
     assert all(r["loaded"] for r in out["false_positives"] + out["false_negatives"])
 
@@ -236,7 +256,7 @@ def test_grid_reads_absolute_paths_without_a_data_root(runs, data_root, tmp_path
 def test_error_analysis_without_mistakes_still_writes_both_files(runs, tmp_path):
     run = copy.deepcopy(runs[0])
     run.scores = run.scores.assign(score=run.scores["label"] * 0.8 + 0.1)
-    out = report.error_analysis(run, tmp_path)
+    out = errors.error_analysis(run, tmp_path)
     assert pd.read_csv(out["csv"]).empty and out["top_videos"] == []
     assert out["png"].is_file() and out["false_positives"] == []
 
@@ -249,10 +269,10 @@ EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNOR
 def test_html_is_self_contained_and_escaped(runs, tmp_path):
     evil = copy.deepcopy(runs[0])
     evil.name = "<script>alert(1)</script>|x"
-    table = report.markdown_table([evil, runs[1]])
-    images = [("ROC (frames)", report.plot_roc(runs, tmp_path / "roc.png")),
-              ("Confusion <b>", report.plot_confusion(runs[0], tmp_path / "conf.png"))]
-    page = report.write_html(tmp_path / "report.html", "Cross-manipulation & results", table, images,
+    table = tables.results_table([evil, runs[1]])
+    images = [("ROC (frames)", figures.plot_roc(runs, tmp_path / "roc.png")),
+              ("Confusion <b>", figures.plot_confusion(runs[0], tmp_path / "conf.png"))]
+    page = html.write_html(tmp_path / "report.html", "Cross-manipulation & results", [table], images,
                              metrics_json={"logreg": runs[0].metrics})
     text = page.read_text(encoding="utf-8")
     assert text.count("data:image/png;base64,") == len(images)
@@ -267,7 +287,7 @@ def test_html_is_self_contained_and_escaped(runs, tmp_path):
 
 def test_html_accepts_a_dataframe(tmp_path):
     frame = pd.DataFrame({"run": ["<a>"], "auc": [0.91234]})
-    text = report.write_html(tmp_path / "r.html", "t", frame, []).read_text()
+    text = html.write_html(tmp_path / "r.html", "t", [tables.frame_table(frame)], []).read_text()
     assert "&lt;a&gt;" in text and "0.912" in text and "<details>" not in text
     with pytest.raises(UserError, match="not found"):
-        report.write_html(tmp_path / "r2.html", "t", "x", [("gone", tmp_path / "gone.png")])
+        html.write_html(tmp_path / "r2.html", "t", [], [("gone", tmp_path / "gone.png")])

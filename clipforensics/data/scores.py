@@ -20,9 +20,18 @@ from clipforensics.data.manifest import video_of
 SCORE_COLUMNS = ("path", "video", "manipulation", "label", "split", "score")
 
 
+def check_scores_table(df: pd.DataFrame, what: str) -> None:
+    """A clear error up front instead of a KeyError deep inside a plot or a metric."""
+    missing = [c for c in SCORE_COLUMNS if c not in df.columns]
+    if missing:
+        raise UserError(f"{what}: scores table lacks column(s) {', '.join(missing)}")
+    if df.empty:
+        raise UserError(f"{what}: scores table has no rows")
+
+
 def make_scores(rows: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
     """A scores table for manifest rows (which carry a `split` column) and their fake probabilities."""
-    out = rows[["path", "video", "manipulation", "label", "split"]].reset_index(drop=True).copy()
+    out = rows[[c for c in SCORE_COLUMNS if c != "score"]].reset_index(drop=True).copy()
     out["label"] = out["label"].astype(int)
     out["score"] = np.asarray(scores, dtype=float)
     return out

@@ -16,12 +16,14 @@ from clipforensics import __version__
 from clipforensics.core.io import write_json, write_text
 from clipforensics.core.errors import UserError
 from clipforensics.data.manifest import KNOWN_MANIPULATIONS
-from clipforensics.evaluate.metrics import AGGREGATORS, choose_threshold, evaluate_split, per_manipulation
-from clipforensics.report.report import RunResult, error_analysis, markdown_table, plot_confusion, plot_roc, write_html
+from clipforensics.evaluate.metrics import AGGREGATORS, FEW_VIDEOS, choose_threshold, evaluate_split, per_manipulation
+from clipforensics.evaluate.result import RunResult
+from clipforensics.report.errors import error_analysis
+from clipforensics.report.figures import plot_confusion, plot_roc
+from clipforensics.report.html import write_html
+from clipforensics.report.tables import results_table, to_markdown
 from clipforensics.data.scores import read_scores, read_settings
 from clipforensics.core.settings import option, to_dict
-
-FEW_VIDEOS = 30
 
 
 @dataclass
@@ -121,7 +123,8 @@ def write_outputs(results: list[RunResult], loaded: list, settings: EvaluateSett
                  for r, (_, _, meta) in zip(results, loaded)},
     }
     write_json(out / "metrics.json", metrics)
-    table = markdown_table(results)
+    tables = [results_table(results)]
+    table = "\n".join(to_markdown(t) for t in tables)
     write_text(out / "metrics.md", table + "\n")
     images = [("ROC, frame level", plot_roc(results, out / "roc_frame.png", "frame", settings.video_agg)),
               ("ROC, video level", plot_roc(results, out / "roc_video.png", "video", settings.video_agg))]
@@ -129,7 +132,7 @@ def write_outputs(results: list[RunResult], loaded: list, settings: EvaluateSett
         images.append((f"confusion matrices: {r.name}", plot_confusion(r, out / f"confusion_{r.name}.png")))
         errors = error_analysis(r, out, top_k=settings.top_k)
         images.append((f"most confident errors: {r.name}", Path(errors["png"])))
-    report = write_html(out / "report.html", "clipforensics report", table, images, metrics)
+    report = write_html(out / "report.html", "clipforensics report", tables, images, metrics)
     print(table)
     print(f"report: {report}")
     return metrics

@@ -19,7 +19,7 @@ from clipforensics.heads.fit import features
 from clipforensics.heads.heads import fit_head, resolve_heads
 from clipforensics.evaluate.metrics import frame_video_auc
 from clipforensics.data.protocol import ProtocolSettings, assign_splits
-from clipforensics.report.report import plot_matrix
+from clipforensics.report.figures import plot_matrix
 from clipforensics.core.settings import option, to_dict
 
 ALL_OTHERS = "all others"

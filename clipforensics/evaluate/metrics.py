@@ -21,6 +21,8 @@ from clipforensics.core.errors import UserError
 
 VAL_SPLIT = "val"
 DEFAULT_THRESHOLD = 0.5
+# Below this many videos in a class, the bootstrap intervals are too wide to separate scorers a few points apart.
+FEW_VIDEOS = 30
 # Cap on elements per (resamples x frames) block: the bootstrap peaks near 340 MiB (about ten float64
 # temporaries per element, measured by bench/memory.py) however many frames there are.
 _BLOCK_ELEMENTS = 4_000_000
@@ -201,6 +203,17 @@ def eer(labels: Any, scores: Any) -> tuple[float, float]:
     sweep, curve = _point_sweep(labels, scores, "EER")
     rate, threshold = _eer_from(curve, sweep.thresholds)
     return float(rate[0]), float(threshold[0])
+
+
+def roc_curve(labels: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(FPR, TPR) at every distinct score, from (0, 0) to (1, 1): the curve whose area `roc_auc` reports.
+
+    Tied scores form one step, drawn as a diagonal segment (the half credit ties get in the AUC).
+    """
+    _, curve = _point_sweep(labels, scores, "ROC")
+    fp = np.concatenate([[0.0], curve.fp[0]])
+    tp = np.concatenate([[0.0], curve.tp[0]])
+    return fp / fp[-1], tp / tp[-1]
 
 
 def frame_video_auc(df: pd.DataFrame, agg: str = "mean") -> tuple[float, float]:
