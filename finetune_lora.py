@@ -12,75 +12,12 @@ heads and the cross-manipulation matrix.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import hashlib
-import shutil
-import sys
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import open_clip
-import pandas as pd
-import peft
-import torch
-
-from clipforensics import __version__
-from clipforensics.core.io import atomic_path, write_json
-from clipforensics.data.cache import FeatureCache, check_identity, read_cache
-from clipforensics.core.errors import UserError, cli_entry
-from clipforensics.extract.run import ExtractSettings, extract, spread_rows
-from clipforensics.heads.fit import run_identity, split_rows
-from clipforensics.lora.model import (LoraSettings, build_detector, check_settings, describe_counts,
-                                parameter_counts, save_adapter, save_head, save_merged)
-from clipforensics.data.manifest import ManifestSettings, manifest_hash, scan
-from clipforensics.extract.models import LoadedModel, ModelSettings, load_model, resolve_device, resolve_precision
-from clipforensics.data.protocol import ProtocolSettings, split_summary
-from clipforensics.report.figures import new_figure, save_figure
-from clipforensics.data.scores import make_scores, write_scores
-from clipforensics.core.settings import add_arguments, from_dict, from_namespace, to_dict
-from clipforensics.lora.train import LOG, Frames, TrainRun, TrainState, fit, predict, resolve_amp, write_log
-
-ADAPTER_DIR = "adapter"
-HEAD_FILE = "head.safetensors"
-RUN_FILE = "lora.json"
-CURVE = "train_curve.png"
-MERGED = "merged.safetensors"
-MODEL_IDENTITY = ("model", "pretrained", "weights_fingerprint", "init_seed", "image_size")
-EXECUTION_ONLY = ("out", "data_root", "workers", "device", "cache_out", "merge_out", "extract", "overwrite")
-"""Settings that change where or how fast a run goes, not what it learns: a checkpoint resumes across them."""
-
-
-@dataclass
-class Base:
-    """The base cache and the settings that made it: everything the LoRA run must reproduce."""
-
-    cache: FeatureCache
-    made_with: dict[str, Any]
-
-    @classmethod
-    def read(cls, path: str) -> "Base":
-        cache = read_cache(path)
-        made_with = cache.attrs.get("settings")
-        if not isinstance(made_with, dict) or not {"manifest", "model", "extract"} <= set(made_with):
-            raise UserError(f"{path} does not record the settings it was extracted with; re-extract it")
-        return cls(cache, made_with)
-
-    @property
-    def attrs(self) -> dict[str, Any]:
-        return self.cache.attrs
-
-    def model_settings(self, pretrained: str | None = None) -> ModelSettings:
-        recorded = from_dict(ModelSettings, self.made_with["model"])
-        return dataclasses.replace(recorded, model=self.attrs["model"], init_seed=int(self.attrs["init_seed"]),
-                                   pretrained=pretrained or self.attrs["pretrained"])
-
-    def manifest_settings(self, data_root: str | None) -> ManifestSettings:
-        recorded = from_dict(ManifestSettings, self.made_with["manifest"])
-        return dataclasses.replace(recorded, data_root=data_root or self.attrs["data_root"])
-
-    def extract_settings(self) -> ExtractSettings:
-        return from_dict(ExtractSettings, self.made_with["extract"])
+from clipforensics.core.errors import cli_entry
+from clipforensics.core.settings import add_arguments, from_namespace
+from clipforensics.data.protocol import ProtocolSettings
+from clipforensics.lora.model import LoraSettings
+from clipforensics.lora.stage import finetune, summary_text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,162 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def check_data_root(base: Base, manifest_settings: ManifestSettings) -> None:
-    """The frames under the data root must be the very frames the base cache was made from."""
-    frames = spread_rows(scan(manifest_settings), base.extract_settings().limit)
-    found, expected = manifest_hash(frames), base.attrs["manifest_hash"]
-    if found != expected:
-        raise UserError(f"data root {manifest_settings.data_root} does not hold the frames {base.cache.path} was "
-                        f"made from (manifest {found} != {expected}); pass the right --data-root")
-
-
-def training_rows(rows: pd.DataFrame, settings: LoraSettings) -> pd.DataFrame:
-    train = spread_rows(rows[rows["split"] == "train"], settings.max_train_images)
-    val = rows[rows["split"] == "val"]
-    for split, part in (("train", train), ("validation", val)):
-        if part["label"].nunique() < 2:
-            raise UserError(f"the {split} split needs real and fake videos (the epoch is chosen on validation); "
-                            "check the protocol flags (--real-split, --fake-val) and --max-train-images")
-    return train
-
-
-def load_base_model(base: Base, device: str) -> LoadedModel:
-    """The base model rebuilt from the cache's attributes, in fp32 for training, checked against the cache."""
-    loaded = load_model(base.model_settings(), device, "fp32")
-    check_identity(loaded.identity, {k: base.attrs[k] for k in MODEL_IDENTITY}, what=f"the model rebuilt from "
-                   f"{base.cache.path}")
-    return loaded
-
-
-def prepare(settings: LoraSettings, protocol: ProtocolSettings) -> tuple[TrainRun, Base, pd.DataFrame]:
-    """Everything checked and loaded, cheapest checks first; returns the run, the base and the split rows."""
-    check_settings(settings)
-    base = Base.read(settings.base_cache)
-    manifest_settings = base.manifest_settings(settings.data_root)
-    check_data_root(base, manifest_settings)
-    device = resolve_device(settings.device)
-    amp = resolve_amp(settings.amp, device)
-    if settings.extract:
-        resolve_precision(base.attrs["precision"], device)
-    rows = split_rows(base.cache, protocol)
-    print(split_summary(rows).to_string(index=False), file=sys.stderr)
-    train = training_rows(rows, settings)
-    loaded = load_base_model(base, settings.device)
-    detector = build_detector(loaded, settings)
-    print(describe_counts(parameter_counts(detector), settings.targets), file=sys.stderr)
-    data_root = Path(manifest_settings.data_root)
-    lora = {k: v for k, v in to_dict(settings).items() if k not in EXECUTION_ONLY}
-    run = TrainRun(detector, loaded.preprocess, loaded.image_size, data_root, Frames.of(data_root, train),
-                   rows[rows["split"] == "val"], settings, loaded.device, amp,
-                   {**run_identity(base.cache, protocol), "lora": lora}, Path(settings.out))
-    return run, base, rows
-
-
-def sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def plot_curve(history: list[dict[str, Any]], best_epoch: int, path: Path) -> None:
-    table = pd.DataFrame(history)
-    fig = new_figure(9, 3.5)
-    loss_ax, auc_ax = fig.subplots(1, 2)
-    loss_ax.plot(table["epoch"], table["loss"], marker="o")
-    loss_ax.set(xlabel="epoch", ylabel="training loss", title="loss")
-    for column, label in (("val_video_auc", "val video AUC"), ("val_frame_auc", "val frame AUC")):
-        auc_ax.plot(table["epoch"], table[column], marker="o", label=label)
-    auc_ax.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch {best_epoch}")
-    auc_ax.set(xlabel="epoch (0 = untrained)", ylabel="AUC", title="validation", ylim=(0, 1.02))
-    auc_ax.legend(loc="lower right")
-    save_figure(fig, path)
-
-
-def write_scores_table(run: TrainRun, base: Base, rows: pd.DataFrame, state: TrainState,
-                       protocol: ProtocolSettings) -> None:
-    """Val and test rows scored by the best epoch's model, in the table every scorer writes."""
-    scored = rows[rows["split"].isin(["val", "test"])]
-    probs = predict(run, Frames.of(run.data_root, scored))
-    meta = {**run_identity(base.cache, protocol), "scorer": "lora", "name": run.out.name, "head": run.settings.head,
-            "data_root": str(run.data_root), "best_epoch": state.best_epoch, "selected_on": "val video AUC",
-            "package_version": __version__}
-    write_scores(run.out, make_scores(scored, probs), meta)
-
-
-def head_meta(settings: LoraSettings) -> dict[str, Any]:
-    return {"head": settings.head, "classes": ["real", "fake"],
-            "prompt_set": settings.prompt_set if settings.head == "prompt" else None}
-
-
-def copy_atomic(source: Path, target: Path) -> None:
-    with atomic_path(target, suffix=target.suffix) as tmp:
-        shutil.copyfile(source, tmp)
-
-
-def reextract(run: TrainRun, base: Base, merged: Path, adapter_sha: str) -> Path:
-    """The data root through the merged model, with the base cache's precision, prompts, limit and manifest."""
-    s = run.settings
-    folder = Path(s.cache_out) if s.cache_out else base.cache.path.parent
-    extract_settings = dataclasses.replace(
-        base.extract_settings(), out=str(folder / f"{base.cache.path.stem}-lora-{adapter_sha[:10]}.h5"),
-        device=s.device, precision=base.attrs["precision"], workers=s.workers, batch_size=s.batch_size,
-        overwrite=False)
-    links = {"base_cache": str(base.cache.path.resolve()), "base_manifest_hash": base.attrs["manifest_hash"],
-             "base_pretrained": base.attrs["pretrained"], "adapter_sha": adapter_sha,
-             "lora_run": str(run.out.resolve()), "random_weights": bool(base.attrs.get("random_weights", False))}
-    return extract(base.manifest_settings(str(run.data_root)), base.model_settings(str(merged.resolve())),
-                   extract_settings, extra_attrs=links)
-
-
-def write_outputs(run: TrainRun, base: Base, rows: pd.DataFrame, state: TrainState,
-                  protocol: ProtocolSettings) -> dict[str, Any]:
-    """Everything of the best epoch: scores, adapter, head, log, curve, merged weights, new cache, lora.json."""
-    s, out = run.settings, run.out
-    counts = parameter_counts(run.detector)
-    run.detector.load_trainable_state(state.best)
-    write_scores_table(run, base, rows, state, protocol)
-    adapter_sha = sha256(save_adapter(run.detector, out / ADAPTER_DIR))
-    save_head(run.detector.head, out / HEAD_FILE, head_meta(s))
-    write_log(out / LOG, state.history)
-    plot_curve(state.history, state.best_epoch, out / CURVE)
-    merged = save_merged(run.detector, out / MERGED)
-    if s.merge_out:
-        copy_atomic(merged, Path(s.merge_out))
-    cache = reextract(run, base, merged, adapter_sha) if s.extract else None
-    summary = {"base": {"cache": str(base.cache.path.resolve()), **base.cache.identity(),
-                        "weights_kind": base.attrs.get("weights_kind"), "data_root": base.attrs.get("data_root")},
-               "protocol": to_dict(protocol), "settings": to_dict(s), "data_root": str(run.data_root),
-               "parameters": counts, "best_epoch": state.best_epoch, "best": state.best_row,
-               "untrained": state.history[0], "adapter_sha": adapter_sha, "merged": str(merged),
-               "lora_cache": str(cache) if cache else None,
-               "training_seconds": sum(row["seconds"] for row in state.history),
-               "versions": {"clipforensics": __version__, "torch": torch.__version__, "peft": peft.__version__,
-                            "open_clip": open_clip.__version__}}
-    write_json(out / RUN_FILE, summary)
-    return summary
-
-
-def finetune(settings: LoraSettings, protocol: ProtocolSettings) -> dict[str, Any]:
-    run, base, rows = prepare(settings, protocol)
-    state = fit(run)
-    return write_outputs(run, base, rows, state, protocol)
-
-
-def report(summary: dict[str, Any]) -> str:
-    best, untrained = summary["best"], summary["untrained"]
-    lines = [f"best epoch {summary['best_epoch']} of {summary['settings']['epochs']}: val video AUC "
-             f"{best['val_video_auc']:.3f} (frame {best['val_frame_auc']:.3f}); untrained: "
-             f"{untrained['val_video_auc']:.3f} (frame {untrained['val_frame_auc']:.3f})",
-             f"run {summary['settings']['out']}  adapter sha256 {summary['adapter_sha'][:16]}"]
-    if summary["lora_cache"]:
-        lines.append(f"LoRA cache {summary['lora_cache']}")
-    return "\n".join(lines)
-
-
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     summary = finetune(from_namespace(LoraSettings, ns), from_namespace(ProtocolSettings, ns))
-    print(report(summary))
+    print(summary_text(summary))
     return 0
 
 

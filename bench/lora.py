@@ -1,6 +1,6 @@
 """LoRA training throughput and the share of step time spent waiting on data.
 
-Each row runs `training.train_epoch` exactly as finetune_lora.py does (default LoRA settings: r=32, alpha=64 on the
+Each row runs `lora.train.train_epoch` exactly as finetune_lora.py does (default LoRA settings: r=32, alpha=64 on the
 attention blocks, prompt head, flips and crops), on frames generated at the model's image size, with random weights.
 The data share is the time spent in `next()` on the DataLoader (decode, augmentation, collation, hand-off from
 workers) over the wall time of the timed steps; one warm-up step runs first.
@@ -20,13 +20,12 @@ import common  # noqa: F401  (sets sys.path and HF_HUB_OFFLINE)
 from common import command_line, machine, markdown_table, quiet
 
 import open_clip  # noqa: E402
-import pandas as pd  # noqa: E402
 
-from clipforensics.lora.model import LoraSettings, build_detector, parameter_counts  # noqa: E402
 from clipforensics.data.manifest import ManifestSettings, scan  # noqa: E402
 from clipforensics.extract.models import ModelSettings, load_model  # noqa: E402
+from clipforensics.lora.model import LoraSettings, parameter_counts  # noqa: E402
+from clipforensics.lora.train import TrainRun, make_optimization, train_epoch  # noqa: E402
 from clipforensics.synthetic.write import generate  # noqa: E402
-from clipforensics.lora.train import Frames, TrainRun, make_optimization, train_epoch  # noqa: E402
 
 BATCH_SIZES = {"tiny-vit": 32}
 DEFAULT_BATCH = 8  # ViT-B-32 at 224 px: ~1.6 s per step on 2 idle cores
@@ -56,9 +55,7 @@ def bench_data(folder: Path, model: str, steps: int) -> Path:
 def bench_run(model: str, data: Path, workers: int) -> TrainRun:
     loaded = load_model(ModelSettings(model=model, pretrained="none"), "cpu", "fp32")
     settings = LoraSettings(base_cache="-", out="-", workers=workers, epochs=1, batch_size=batch_size(model))
-    frames = Frames.of(data, scan(ManifestSettings(data_root=str(data))))
-    return TrainRun(build_detector(loaded, settings), loaded.preprocess, loaded.image_size, data, frames,
-                    pd.DataFrame(), settings, loaded.device, None, {}, Path("-"))
+    return TrainRun.build(loaded, settings, data_root=data, train_rows=scan(ManifestSettings(data_root=str(data))))
 
 
 def measure(model: str, data: Path, workers: int, steps: int) -> list[object]:

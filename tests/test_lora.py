@@ -20,8 +20,10 @@ from safetensors.torch import load_file
 
 import extract_features
 import finetune_lora
+from clipforensics.core.registry import Registry
+from clipforensics.lora import checkpoint, stage
+from clipforensics.lora import data as lora_data
 from clipforensics.lora import model as lora
-from clipforensics.lora import train as training
 from clipforensics.data.cache import check_identity, read_cache
 from clipforensics.core.errors import UserError
 from clipforensics.evaluate.metrics import roc_auc, video_scores
@@ -103,11 +105,15 @@ def test_a_step_changes_only_lora_and_every_lora_tensor_gets_a_gradient(targets,
 
 
 def test_out_proj_alone_gets_no_gradient_and_is_refused(monkeypatch, strong_cache, tmp_path, capsys):
-    monkeypatch.setitem(lora.TARGET_SETS, "out_proj", (lora.BLOCK + r"\.attn\.out_proj",))
+    target_sets = Registry("target set")
+    for name in lora.TARGET_SETS:
+        target_sets.register(name, lora.TARGET_SETS.get(name))
+    target_sets.register("out_proj", (lora.BLOCK + r"\.attn\.out_proj",))
+    monkeypatch.setattr(lora, "TARGET_SETS", target_sets)
     loaded = load_model(TINY_MODEL, "cpu", "fp32")
     settings = lora.LoraSettings(base_cache="-", out="-", rank=4, alpha=8, targets="out_proj")
     adapted = lora.add_lora(loaded.model, settings)
-    detector = lora.Detector(adapted, lora.HEADS["prompt"](loaded, settings))
+    detector = lora.Detector(adapted, lora.LORA_HEADS.get("prompt")(loaded, settings))
     dead = lora.dead_lora_tensors(detector, loaded.image_size)
     assert dead and set(dead) == set(detector.lora_tensors())
     assert finetune(strong_cache, tmp_path / "run", "--targets", "out_proj") == 2
@@ -121,13 +127,13 @@ def test_merged_equals_unmerged_and_adapter_round_trip(tmp_path):
     detector.eval()
     with torch.no_grad():
         unmerged = detector.embed(x)
-    adapter = lora.save_adapter(detector, tmp_path / "adapter")
+    adapter = checkpoint.save_adapter(detector, tmp_path / "adapter")
     assert adapter.name == "adapter_model.safetensors" and (tmp_path / "adapter" / "adapter_config.json").exists()
-    reloaded = lora.load_adapter(load_model(TINY_MODEL, "cpu", "fp32").model, tmp_path / "adapter")
+    reloaded = checkpoint.load_adapter(load_model(TINY_MODEL, "cpu", "fp32").model, tmp_path / "adapter")
     reloaded.eval()
     with torch.no_grad():
         torch.testing.assert_close(reloaded.get_base_model().encode_image(x), unmerged, rtol=0, atol=1e-6)
-    merged_path = lora.save_merged(detector, tmp_path / "merged.safetensors")
+    merged_path = checkpoint.save_merged(detector, tmp_path / "merged.safetensors")
     merged = load_model(ModelSettings(model="tiny-vit", pretrained=str(merged_path)), "cpu", "fp32")
     diff = (merged.encode_images(x) - unmerged).abs().max().item()
     assert 0 <= diff < 1e-5
@@ -156,11 +162,11 @@ def test_prompt_classes_come_from_labels_not_order(monkeypatch):
 
 def test_epoch_order_is_balanced_and_a_function_of_seed_and_epoch():
     labels = np.array([0] * 30 + [1] * 6)
-    order = training.epoch_order(labels, seed=3, epoch=2)
+    order = lora_data.epoch_order(labels, seed=3, epoch=2)
     assert len(order) == 36 and (labels[order] == 1).sum() == 18
     assert set(order[labels[order] == 1]) == set(range(30, 36))
-    np.testing.assert_array_equal(order, training.epoch_order(labels, seed=3, epoch=2))
-    assert not np.array_equal(order, training.epoch_order(labels, seed=3, epoch=3))
+    np.testing.assert_array_equal(order, lora_data.epoch_order(labels, seed=3, epoch=2))
+    assert not np.array_equal(order, lora_data.epoch_order(labels, seed=3, epoch=3))
 
 
 def test_training_beats_the_zero_shot_prompt_head(finished_run):
@@ -215,25 +221,25 @@ def test_reextracted_cache_is_linked_to_the_base_and_is_not_the_base(finished_ru
 
 def test_resume_after_a_crash_equals_the_uninterrupted_run(finished_run, strong_cache, tmp_path, monkeypatch):
     out = tmp_path / "resumed"
-    original = training.save_checkpoint
+    original = stage.save_checkpoint
 
     def crash_after_epoch_1(run, optim, state):
         original(run, optim, state)
         if state.epoch == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "save_checkpoint", crash_after_epoch_1)
+    monkeypatch.setattr(stage, "save_checkpoint", crash_after_epoch_1)
     assert finetune(strong_cache, out, "--no-extract") == 130
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
     assert not (out / "lora.json").exists()
-    monkeypatch.setattr(training, "save_checkpoint", original)
-    trained, train_epoch = [], training.train_epoch
+    monkeypatch.setattr(stage, "save_checkpoint", original)
+    trained, train_epoch = [], stage.train_epoch
 
     def counted(run, optim, epoch, **kw):
         trained.append(epoch)
         return train_epoch(run, optim, epoch, **kw)
 
-    monkeypatch.setattr(training, "train_epoch", counted)
+    monkeypatch.setattr(stage, "train_epoch", counted)
     assert finetune(strong_cache, out, "--no-extract") == 0
     assert trained == [2, 3]
     metrics = ["epoch", "loss", "val_frame_auc", "val_video_auc"]

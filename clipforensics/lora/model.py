@@ -16,48 +16,32 @@ first two):
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import peft
-import safetensors.torch
 import torch
 import torch.nn.functional as F
 from peft.tuners.lora.layer import MultiheadAttention as LoraMultiheadAttention
 from torch import nn
 
-from clipforensics.core.io import atomic_path
 from clipforensics.core.errors import UserError
+from clipforensics.core.registry import Registry
 from clipforensics.extract.models import LoadedModel
 from clipforensics.extract.prompts import class_means, get_prompt_set
 from clipforensics.core.settings import option
 
-V = TypeVar("V")
-
 BLOCK = r"visual\.transformer\.resblocks\.\d+"
 ATTENTION = BLOCK + r"\.attn"
 MLP = BLOCK + r"\.mlp\.(?:c_fc|c_proj)"
-TARGET_SETS: dict[str, tuple[str, ...]] = {
-    "attn": (ATTENTION,),
-    "attn+mlp": (ATTENTION, MLP),
-    "mlp": (MLP,),
-}
+TARGET_SETS: Registry[tuple[str, ...]] = Registry("target set")
 """Named LoRA targets: regexes over module names (fully matched), image tower only."""
+TARGET_SETS.register("attn", (ATTENTION,))
+TARGET_SETS.register("attn+mlp", (ATTENTION, MLP))
+TARGET_SETS.register("mlp", (MLP,))
 
 MAX_LOGIT_SCALE = float(np.log(100.0))  # CLIP's own clamp on its temperature
-
-
-def lookup(registry: Mapping[str, V], name: str, what: str) -> V:
-    """Registry entry by name; an unknown name is a one-line error listing the known ones."""
-    try:
-        return registry[name]
-    except KeyError:
-        raise UserError(f"unknown {what} {name!r}; known: {', '.join(registry)}") from None
 
 
 @dataclass
@@ -133,18 +117,18 @@ def prompt_classes(loaded: LoadedModel, name: str) -> torch.Tensor:
     return torch.from_numpy(class_means(embeddings, np.asarray(prompt_set.labels))).float()
 
 
+LORA_HEADS: Registry[Callable[[LoadedModel, LoraSettings], nn.Module]] = Registry("head")
+"""The trainable heads on the LoRA'd image tower (`--head`), each built from the loaded model and the settings."""
+
+
+@LORA_HEADS.register("prompt")
 def _prompt_head(loaded: LoadedModel, settings: LoraSettings) -> nn.Module:
     return PromptHead(prompt_classes(loaded, settings.prompt_set), float(loaded.model.logit_scale))
 
 
+@LORA_HEADS.register("linear")
 def _linear_head(loaded: LoadedModel, settings: LoraSettings) -> nn.Module:
     return LinearHead(int(loaded.identity["embed_dim"]))
-
-
-HEADS: dict[str, Callable[[LoadedModel, LoraSettings], nn.Module]] = {
-    "prompt": _prompt_head,
-    "linear": _linear_head,
-}
 
 
 class Detector(nn.Module):
@@ -182,8 +166,8 @@ class Detector(nn.Module):
 
 def check_settings(settings: LoraSettings) -> None:
     """Every name and number of the stage, checked before anything is loaded."""
-    lookup(TARGET_SETS, settings.targets, "target set")
-    lookup(HEADS, settings.head, "head")
+    TARGET_SETS.get(settings.targets)
+    LORA_HEADS.get(settings.head)
     get_prompt_set(settings.prompt_set)
     s = settings
     rules = (
@@ -203,7 +187,7 @@ def check_settings(settings: LoraSettings) -> None:
 
 
 def target_regex(name: str) -> str:
-    return "|".join(f"(?:{pattern})" for pattern in lookup(TARGET_SETS, name, "target set"))
+    return "|".join(f"(?:{pattern})" for pattern in TARGET_SETS.get(name))
 
 
 def _pin(module: nn.Module, args: Any, kwargs: Any) -> None:
@@ -265,7 +249,7 @@ def build_detector(loaded: LoadedModel, settings: LoraSettings) -> Detector:
     """LoRA + head on the loaded model, initialised from `settings.seed`, targets proven to receive gradients."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
-        head = lookup(HEADS, settings.head, "head")(loaded, settings)
+        head = LORA_HEADS.get(settings.head)(loaded, settings)
         adapted = add_lora(loaded.model, settings)
     detector = Detector(adapted, head).to(loaded.device)
     check_gradients(detector, loaded.image_size, settings.targets)
@@ -283,41 +267,3 @@ def describe_counts(counts: Mapping[str, int], targets: str) -> str:
     share = 100.0 * counts["lora"] / counts["total"]
     return (f"LoRA on {targets}: {counts['lora']:,} trainable parameters ({share:.2f} % of {counts['total']:,}); "
             f"head: {counts['head']:,}")
-
-
-def save_adapter(detector: Detector, folder: Path) -> Path:
-    """peft's adapter format (adapter_model.safetensors + adapter_config.json); each file lands atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}.") as tmp:
-        detector.adapted.save_pretrained(tmp)
-        for path in sorted(Path(tmp).iterdir()):
-            os.replace(path, folder / path.name)
-    return folder / "adapter_model.safetensors"
-
-
-def load_adapter(model: nn.Module, folder: str | Path) -> peft.PeftModel:
-    """A saved adapter on a freshly built base model, with the base kept exact as in training."""
-    adapted = peft.PeftModel.from_pretrained(model, str(folder))
-    keep_base_exact(adapted)
-    return adapted
-
-
-def save_tensors(tensors: Mapping[str, torch.Tensor], path: Path, metadata: Mapping[str, str] | None = None) -> Path:
-    """A .safetensors file, written atomically through open() so the umask applies (save_file makes it 0600)."""
-    state = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
-    with atomic_path(path, suffix=".safetensors") as tmp:
-        tmp.write_bytes(safetensors.torch.save(state, metadata=dict(metadata) if metadata else None))
-    return path
-
-
-def save_head(head: nn.Module, path: Path, meta: Mapping[str, Any]) -> Path:
-    """The head's tensors (prompt class means or linear weights, temperature), with what it is in the metadata."""
-    return save_tensors(head.state_dict(), path, {key: json.dumps(value) for key, value in meta.items()})
-
-
-def save_merged(detector: Detector, path: Path) -> Path:
-    """Merge LoRA into the weights and save the plain open_clip state dict (`--pretrained PATH` loads it).
-
-    `merge_and_unload` rewrites the model in place: the detector is spent afterwards.
-    """
-    return save_tensors(detector.adapted.merge_and_unload().state_dict(), path)

@@ -1,19 +1,13 @@
-"""Training of the LoRA stage: class-balanced seeded epochs, validation after each, the best epoch kept, exact resume.
+"""Training of the LoRA stage: the run, its optimisation, one epoch, validation and the best epoch.
 
-Everything random in epoch e (the image order, each image's augmentation, LoRA dropout) is drawn from generators
-seeded by (seed, e). A run killed after epoch k and started again therefore continues exactly as the uninterrupted
-run would have: the checkpoint holds the trainable tensors, optimizer, scheduler, gradient scaler, history and best
-epoch, and needs no RNG state.
+Everything random in epoch e is drawn from generators seeded by (seed, e) (see `lora.data`). A run killed after
+epoch k and started again therefore continues exactly as the uninterrupted run would have: the checkpoint holds
+the trainable tensors, optimizer, scheduler, gradient scaler, history and best epoch, and needs no RNG state.
 """
 
 from __future__ import annotations
 
-import functools
-import io
-import json
 import math
-import pickle
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -29,124 +23,29 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from clipforensics.core.io import atomic_path, write_csv
 from clipforensics.core.errors import UserError
-from clipforensics.extract.reader import ImageFiles, collate_images
-from clipforensics.lora.model import Detector, LoraSettings, lookup
-from clipforensics.evaluate.metrics import frame_video_auc
+from clipforensics.core.io import write_csv
 from clipforensics.data.scores import make_scores
+from clipforensics.evaluate.metrics import frame_video_auc
+from clipforensics.extract.models import LoadedModel
+from clipforensics.extract.reader import ImageFiles, collate_images
+from clipforensics.lora.data import (LabelledImages, TrainImages, augmentations, epoch_order, epoch_seed,
+                                     make_loader)
+from clipforensics.lora.model import Detector, LoraSettings, build_detector
 
-CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_VERSION = 1
 LOG = "train_log.csv"
 LOG_COLUMNS = ("epoch", "loss", "val_frame_auc", "val_video_auc", "seconds", "images_per_s", "data_wait_share",
                "lr")
-ORDER_STREAM, AUGMENT_STREAM = 0, 1
-CROP_RATIO = (0.9, 1.1)
-JPEG_MAX_QUALITY = 95
 AMP_DTYPES: dict[str, torch.dtype | None] = {"fp16": torch.float16, "bf16": torch.bfloat16, "none": None}
-
-
-@dataclass(frozen=True)
-class Frames:
-    """Image files of some manifest rows, with their labels."""
-
-    root: Path
-    paths: list[str]
-    labels: np.ndarray
-
-    @classmethod
-    def of(cls, root: str | Path, rows: pd.DataFrame) -> "Frames":
-        return cls(Path(root), rows["path"].tolist(), rows["label"].to_numpy(np.int64))
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-
-def epoch_rng(seed: int, epoch: int, stream: int, *more: int) -> np.random.Generator:
-    return np.random.default_rng([seed, epoch, stream, *more])
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """Seed of torch's RNG (LoRA dropout, DataLoader worker seeds) for one epoch."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
-
-
-def epoch_order(labels: np.ndarray, seed: int, epoch: int) -> np.ndarray:
-    """One epoch's image order: half real, half fake (the smaller class cycled without replacement), shuffled."""
-    rng = epoch_rng(seed, epoch, ORDER_STREAM)
-    n = len(labels)
-    picks = []
-    for label, need in ((0, n // 2), (1, n - n // 2)):
-        members = np.flatnonzero(labels == label)
-        cycles = -(-need // len(members))
-        picks.append(np.concatenate([rng.permutation(members) for _ in range(cycles)])[:need])
-    return rng.permutation(np.concatenate(picks))
-
-
-def _crop(img: Image.Image, rng: np.random.Generator, settings: LoraSettings) -> Image.Image:
-    """Random-resized crop keeping at least `crop_scale` of the area, aspect close to the original."""
-    w, h = img.size
-    area = rng.uniform(settings.crop_scale, 1.0) * w * h
-    ratio = math.exp(rng.uniform(*np.log(CROP_RATIO)))
-    cw, ch = min(w, round(math.sqrt(area * ratio))), min(h, round(math.sqrt(area / ratio)))
-    x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-    return img.crop((x, y, x + cw, y + ch))
-
-
-def _flip(img: Image.Image, rng: np.random.Generator, settings: LoraSettings) -> Image.Image:
-    return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else img
-
-
-def _jpeg(img: Image.Image, rng: np.random.Generator, settings: LoraSettings) -> Image.Image:
-    """Re-compression, as frames meet it on the way to a detector; half of the images, random quality."""
-    if rng.random() >= 0.5:
-        return img
-    buffer = io.BytesIO()
-    img.save(buffer, "JPEG", quality=int(rng.integers(settings.jpeg_quality, JPEG_MAX_QUALITY + 1)))
-    buffer.seek(0)
-    return Image.open(buffer).convert("RGB")
-
-
-Augmentation = Callable[[Image.Image, np.random.Generator], Image.Image]
-AUGMENTATIONS: dict[str, tuple[Callable[[LoraSettings], bool], Callable[..., Image.Image]]] = {
-    "crop": (lambda s: s.crop_scale < 1, _crop),
-    "flip": (lambda s: s.flip, _flip),
-    "jpeg": (lambda s: s.jpeg_quality is not None, _jpeg),
-}
-"""Light, forensics-safe augmentations in the order they apply: (enabled by settings?, function)."""
-
-
-def augmentations(settings: LoraSettings) -> list[Augmentation]:
-    return [functools.partial(fn, settings=settings) for enabled, fn in AUGMENTATIONS.values() if enabled(settings)]
-
-
-class TrainImages(Dataset):
-    """One epoch of training images in a fixed order; image k's augmentation is seeded by (seed, epoch, k)."""
-
-    def __init__(self, frames: Frames, order: np.ndarray, preprocess: Callable[[Image.Image], torch.Tensor],
-                 steps: list[Augmentation], seed: int, epoch: int) -> None:
-        self.frames, self.order, self.preprocess, self.steps = frames, order, preprocess, steps
-        self.seed, self.epoch = seed, epoch
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-    def __getitem__(self, k: int) -> tuple[torch.Tensor, int]:
-        i = int(self.order[k])
-        rng = epoch_rng(self.seed, self.epoch, AUGMENT_STREAM, k)
-        with Image.open(self.frames.root / self.frames.paths[i]) as img:
-            img = img.convert("RGB")
-        for step in self.steps:
-            img = step(img, rng)
-        return self.preprocess(img), int(self.frames.labels[i])
 
 
 def resolve_amp(name: str, device: torch.device) -> torch.dtype | None:
     """Autocast dtype on CUDA (auto: fp16); the CPU trains in fp32."""
     if name == "auto":
         name = "fp16" if device.type == "cuda" else "none"
-    dtype = lookup(AMP_DTYPES, name, "AMP mode")
+    if name not in AMP_DTYPES:
+        raise UserError(f"unknown AMP mode {name!r}; known: {', '.join(AMP_DTYPES)}")
+    dtype = AMP_DTYPES[name]
     if dtype is not None and device.type != "cuda":
         raise UserError(f"--amp {name} needs a CUDA device; the CPU trains in fp32 (--amp none or auto)")
     return dtype
@@ -160,7 +59,7 @@ class TrainRun:
     preprocess: Callable[[Image.Image], torch.Tensor]
     image_size: int
     data_root: Path
-    train: Frames
+    train: LabelledImages
     val_rows: pd.DataFrame
     settings: LoraSettings
     device: torch.device
@@ -168,13 +67,26 @@ class TrainRun:
     identity: dict[str, Any]
     out: Path
 
+    @classmethod
+    def build(cls, loaded: LoadedModel, settings: LoraSettings, data_root: str | Path, train_rows: pd.DataFrame,
+              val_rows: pd.DataFrame | None = None, identity: dict[str, Any] | None = None) -> "TrainRun":
+        """LoRA and head on `loaded` (seeded by `settings.seed`), training on `train_rows` under `data_root`.
+
+        `identity` is what a checkpoint in `settings.out` must match to be resumed; without `val_rows` the run
+        can train but not validate (benchmarks).
+        """
+        root = Path(data_root)
+        return cls(detector=build_detector(loaded, settings), preprocess=loaded.preprocess,
+                   image_size=loaded.image_size, data_root=root, train=LabelledImages.of(root, train_rows),
+                   val_rows=val_rows if val_rows is not None else train_rows.iloc[:0], settings=settings,
+                   device=loaded.device, amp=resolve_amp(settings.amp, loaded.device), identity=identity or {},
+                   out=Path(settings.out))
+
     def autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None)
 
     def loader(self, dataset: Dataset, **kwargs: Any) -> DataLoader:
-        workers = self.settings.workers
-        return DataLoader(dataset, batch_size=self.settings.batch_size, num_workers=workers,
-                          pin_memory=self.device.type == "cuda", prefetch_factor=4 if workers else None, **kwargs)
+        return make_loader(dataset, self.settings, self.device, **kwargs)
 
 
 @dataclass
@@ -274,7 +186,7 @@ def train_epoch(run: TrainRun, optim: Optimization, epoch: int, max_steps: int |
             "data_wait_share": waited / seconds, "lr": lr}
 
 
-def predict(run: TrainRun, frames: Frames) -> np.ndarray:
+def predict(run: TrainRun, frames: LabelledImages) -> np.ndarray:
     """Fake probability (softmax over [real, fake]) of each frame, in order, without augmentation."""
     loader = run.loader(ImageFiles(frames.root, frames.paths, run.preprocess, run.image_size), collate_fn=collate_images)
     run.detector.eval()
@@ -296,7 +208,7 @@ def auc_metrics(rows: pd.DataFrame, probs: np.ndarray, prefix: str) -> dict[str,
 
 
 def validate(run: TrainRun) -> dict[str, float]:
-    return auc_metrics(run.val_rows, predict(run, Frames.of(run.data_root, run.val_rows)), "val")
+    return auc_metrics(run.val_rows, predict(run, LabelledImages.of(run.data_root, run.val_rows)), "val")
 
 
 def selection_key(row: dict[str, Any]) -> tuple[float, float]:
@@ -331,84 +243,5 @@ def untrained_state(run: TrainRun) -> TrainState:
     return TrainState(0, [row], 0, run.detector.trainable_state())
 
 
-def save_checkpoint(run: TrainRun, optim: Optimization, state: TrainState) -> None:
-    payload = {"version": CHECKPOINT_VERSION, "identity": json.dumps(run.identity, sort_keys=True),
-               "epoch": state.epoch, "trainable": run.detector.trainable_state(), **optim.state_dict(),
-               "history": state.history, "best_epoch": state.best_epoch, "best": state.best}
-    with atomic_path(run.out / CHECKPOINT, suffix=".pt") as tmp:
-        torch.save(payload, tmp)
-
-
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
-        raise UserError(f"{path} is not a readable checkpoint ({str(exc).splitlines()[0]}); remove it or "
-                        "pass --overwrite") from None
-    if checkpoint.get("version") != CHECKPOINT_VERSION:
-        raise UserError(f"{path} has checkpoint version {checkpoint.get('version')}; this code reads "
-                        f"{CHECKPOINT_VERSION} (pass --overwrite to start again)")
-    return checkpoint
-
-
-def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two JSON-like trees."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        return [d for key in sorted(set(old) | set(new))
-                for d in _differences(old.get(key), new.get(key), f"{prefix}{key}.")]
-    return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
-
-
-def claim_checkpoint(run: TrainRun) -> dict[str, Any] | None:
-    """The checkpoint to resume, if --out holds one made with these settings.
-
-    A run made with other settings is refused, or with --overwrite removed (the folder is known to be a run);
-    other files in --out are refused unless --overwrite, and then left alone.
-    """
-    path = run.out / CHECKPOINT
-    if not path.exists():
-        if run.out.is_dir() and any(run.out.iterdir()) and not run.settings.overwrite:
-            raise UserError(f"--out {run.out} is not empty and holds no LoRA checkpoint; use another folder or "
-                            "--overwrite")
-        return None
-    checkpoint = read_checkpoint(path)
-    old = json.loads(checkpoint["identity"])
-    changed = _differences(old, json.loads(json.dumps(run.identity)))
-    if not changed:
-        return checkpoint
-    if not run.settings.overwrite:
-        raise UserError(f"{path} was made with other settings ({'; '.join(changed[:4])}); rerun with the same "
-                        "settings to resume, or --overwrite to start again")
-    shutil.rmtree(run.out)
-    return None
-
-
-def resume_or_start(run: TrainRun, optim: Optimization) -> TrainState:
-    checkpoint = claim_checkpoint(run)
-    if checkpoint is None:
-        return untrained_state(run)
-    run.detector.load_trainable_state(checkpoint["trainable"])
-    optim.load_state_dict(checkpoint)
-    print(f"resuming {run.out} after epoch {checkpoint['epoch']} of {run.settings.epochs}", file=sys.stderr)
-    return TrainState(checkpoint["epoch"], checkpoint["history"], checkpoint["best_epoch"], checkpoint["best"])
-
-
 def write_log(path: Path, history: list[dict[str, Any]]) -> None:
     write_csv(path, pd.DataFrame(history, columns=list(LOG_COLUMNS)))
-
-
-def fit(run: TrainRun) -> TrainState:
-    """Train (or resume) to the last epoch, validating and checkpointing after each; return the final state."""
-    optim = make_optimization(run)
-    state = resume_or_start(run, optim)
-    epochs = range(state.epoch + 1, run.settings.epochs + 1)
-    with tqdm(epochs, desc="LoRA", unit="epoch", dynamic_ncols=True, file=sys.stderr) as bar:
-        bar.set_postfix(val_video_auc=f"{state.history[-1]['val_video_auc']:.3f}")
-        for epoch in bar:
-            row = {"epoch": epoch, **train_epoch(run, optim, epoch), **validate(run)}
-            state.record(row, run.detector)
-            save_checkpoint(run, optim, state)
-            write_log(run.out / LOG, state.history)
-            bar.set_postfix(loss=f"{row['loss']:.4f}", val_video_auc=f"{row['val_video_auc']:.3f}",
-                            best=state.best_epoch)
-    return state

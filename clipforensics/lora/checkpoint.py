@@ -1,0 +1,130 @@
+"""What a LoRA run keeps: the resumable training checkpoint, and the finished model as a peft adapter, head
+tensors and merged open_clip weights.
+
+The checkpoint carries the run's identity (base cache, protocol, learning settings); a folder holding a checkpoint
+made with other settings is refused by name, so a resumed run is always the run that was asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import peft
+import safetensors.torch
+import torch
+from torch import nn
+
+from clipforensics.core.errors import UserError
+from clipforensics.core.io import atomic_path
+from clipforensics.lora.model import Detector, keep_base_exact
+from clipforensics.lora.train import Optimization, TrainRun, TrainState, untrained_state
+
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_VERSION = 1
+
+
+def save_checkpoint(run: TrainRun, optim: Optimization, state: TrainState) -> None:
+    payload = {"version": CHECKPOINT_VERSION, "identity": json.dumps(run.identity, sort_keys=True),
+               "epoch": state.epoch, "trainable": run.detector.trainable_state(), **optim.state_dict(),
+               "history": state.history, "best_epoch": state.best_epoch, "best": state.best}
+    with atomic_path(run.out / CHECKPOINT, suffix=".pt") as tmp:
+        torch.save(payload, tmp)
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
+        raise UserError(f"{path} is not a readable checkpoint ({str(exc).splitlines()[0]}); remove it or "
+                        "pass --overwrite") from None
+    if checkpoint.get("version") != CHECKPOINT_VERSION:
+        raise UserError(f"{path} has checkpoint version {checkpoint.get('version')}; this code reads "
+                        f"{CHECKPOINT_VERSION} (pass --overwrite to start again)")
+    return checkpoint
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two JSON-like trees."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for key in sorted(set(old) | set(new))
+                for d in _differences(old.get(key), new.get(key), f"{prefix}{key}.")]
+    return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
+
+
+def claim_checkpoint(run: TrainRun) -> dict[str, Any] | None:
+    """The checkpoint to resume, if --out holds one made with these settings.
+
+    A run made with other settings is refused, or with --overwrite removed (the folder is known to be a run);
+    other files in --out are refused unless --overwrite, and then left alone.
+    """
+    path = run.out / CHECKPOINT
+    if not path.exists():
+        if run.out.is_dir() and any(run.out.iterdir()) and not run.settings.overwrite:
+            raise UserError(f"--out {run.out} is not empty and holds no LoRA checkpoint; use another folder or "
+                            "--overwrite")
+        return None
+    checkpoint = read_checkpoint(path)
+    old = json.loads(checkpoint["identity"])
+    changed = _differences(old, json.loads(json.dumps(run.identity)))
+    if not changed:
+        return checkpoint
+    if not run.settings.overwrite:
+        raise UserError(f"{path} was made with other settings ({'; '.join(changed[:4])}); rerun with the same "
+                        "settings to resume, or --overwrite to start again")
+    shutil.rmtree(run.out)
+    return None
+
+
+def resume_or_start(run: TrainRun, optim: Optimization) -> TrainState:
+    checkpoint = claim_checkpoint(run)
+    if checkpoint is None:
+        return untrained_state(run)
+    run.detector.load_trainable_state(checkpoint["trainable"])
+    optim.load_state_dict(checkpoint)
+    print(f"resuming {run.out} after epoch {checkpoint['epoch']} of {run.settings.epochs}", file=sys.stderr)
+    return TrainState(checkpoint["epoch"], checkpoint["history"], checkpoint["best_epoch"], checkpoint["best"])
+
+
+def save_adapter(detector: Detector, folder: Path) -> Path:
+    """peft's adapter format (adapter_model.safetensors + adapter_config.json); each file lands atomically."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}.") as tmp:
+        detector.adapted.save_pretrained(tmp)
+        for path in sorted(Path(tmp).iterdir()):
+            os.replace(path, folder / path.name)
+    return folder / "adapter_model.safetensors"
+
+
+def load_adapter(model: nn.Module, folder: str | Path) -> peft.PeftModel:
+    """A saved adapter on a freshly built base model, with the base kept exact as in training."""
+    adapted = peft.PeftModel.from_pretrained(model, str(folder))
+    keep_base_exact(adapted)
+    return adapted
+
+
+def save_tensors(tensors: Mapping[str, torch.Tensor], path: Path, metadata: Mapping[str, str] | None = None) -> Path:
+    """A .safetensors file, written atomically through open() so the umask applies (save_file makes it 0600)."""
+    state = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        tmp.write_bytes(safetensors.torch.save(state, metadata=dict(metadata) if metadata else None))
+    return path
+
+
+def save_head_tensors(head: nn.Module, path: Path, meta: Mapping[str, Any]) -> Path:
+    """The head's tensors (prompt class means or linear weights, temperature), with what it is in the metadata."""
+    return save_tensors(head.state_dict(), path, {key: json.dumps(value) for key, value in meta.items()})
+
+
+def save_merged(detector: Detector, path: Path) -> Path:
+    """Merge LoRA into the weights and save the plain open_clip state dict (`--pretrained PATH` loads it).
+
+    `merge_and_unload` rewrites the model in place: the detector is spent afterwards.
+    """
+    return save_tensors(detector.adapted.merge_and_unload().state_dict(), path)
