@@ -1,8 +1,7 @@
 """The LoRA stage's training data: labelled image files, class-balanced epochs, light augmentation, loaders.
 
-Everything random in epoch e (the image order, each image's augmentation, the seeds of DataLoader workers) is drawn
-from generators seeded by (seed, e), never from a global RNG, so an epoch is the same whether the run started at
-epoch 1 or resumed after a crash.
+Everything random in epoch e (the image order, each image's augmentation) is drawn from generators seeded by
+(seed, e), so an epoch is the same whether the run started at epoch 1 or resumed after a crash.
 """
 
 from __future__ import annotations
