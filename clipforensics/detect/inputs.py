@@ -1,0 +1,220 @@
+"""Inputs of detect.py: image files, folders of frames and video files, turned into model-ready frames one at a time.
+
+Videos are sampled and face-cropped with the very functions prepare_frames.py uses (frames.video, frames.faces), with
+the settings the run's data root records, so a video meets the detector as its training frames did. A folder of
+frames is a video already decoded: the same sampling and cropping apply. Each input is prepared on its own (in a
+DataLoader worker), so memory holds a few inputs' sampled frames whatever the number of inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from clipforensics.core.errors import UserError
+from clipforensics.core.sampling import spread
+from clipforensics.data.manifest import IMAGE_EXTENSIONS
+from clipforensics.detect.rebuild import FaceCrop
+from clipforensics.frames.faces import NO_FALLBACK, Crop, cut, detect, make_detector, square_crop, track_crops
+from clipforensics.frames.video import VIDEO_EXTENSIONS, VideoError, read_sampled
+
+IMAGE, FRAMES, VIDEO = "image", "frames", "video"
+OK, FAILED, NO_FACE = "ok", "failed", "no face"
+DEFAULT_VIDEO_FRAMES = 32  # prepare_frames.py's default, for runs whose data root records none
+
+
+@dataclass(frozen=True)
+class Item:
+    """One input as named on the command line (or found in a folder that was)."""
+
+    path: Path
+    kind: str
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How many frames an input gives and how they are cropped: the run's records, or the user's overrides."""
+
+    crop: FaceCrop | None
+    frames: int | None  # frames sampled from a video or frame folder (None: all of a folder)
+    frames_per_video: int | None  # the run's protocol cap, applied after sampling
+
+    @property
+    def video_frames(self) -> int:
+        return self.frames or (self.crop.frames if self.crop else DEFAULT_VIDEO_FRAMES)
+
+    @property
+    def folder_frames(self) -> int | None:
+        return self.frames or (self.crop.frames if self.crop else None)
+
+
+@dataclass
+class Prepared:
+    """An input's frames as the model takes them, with where each came from; or why there are none."""
+
+    item: Item
+    status: str
+    pixels: torch.Tensor | None = None  # n x 3 x H x W, preprocessed
+    frames: list[dict] = field(default_factory=list)  # per frame: frame (name or index), box, fallback, face_score
+    faces_found: int | None = None  # None when nothing was cropped
+    reason: str = ""
+
+    @property
+    def n_frames(self) -> int:
+        return 0 if self.pixels is None else len(self.pixels)
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def _visible(folder: Path) -> list[Path]:
+    try:
+        return sorted((p for p in folder.iterdir() if not p.name.startswith(".")), key=lambda p: p.name)
+    except OSError as exc:
+        raise UserError(f"cannot list {folder}: {exc.strerror}") from None
+
+
+def _expand_folder(folder: Path) -> Iterable[Item]:
+    """A folder holding images is one video's frames; its videos and sub-folders are inputs of their own."""
+    entries = _visible(folder)
+    if any(p.is_file() and _is_image(p) for p in entries):
+        yield Item(folder, FRAMES)
+    for entry in entries:
+        if entry.is_dir():
+            yield from _expand_folder(entry)
+        elif entry.is_file() and _is_video(entry):
+            yield Item(entry, VIDEO)
+
+
+def expand(paths: Iterable[str]) -> list[Item]:
+    """Every input named, folders expanded; a path that does not exist is refused before any work starts."""
+    items: list[Item] = []
+    for text in paths:
+        path = Path(text)
+        if not path.exists():
+            raise UserError(f"input {path} does not exist")
+        if path.is_dir():
+            found = list(_expand_folder(path))
+            if not found:
+                raise UserError(f"input folder {path} holds no images, videos or folders of frames "
+                                f"({'/'.join(sorted(e[1:] for e in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))})")
+            items += found
+        else:
+            items.append(Item(path, VIDEO if _is_video(path) else IMAGE))
+    if not items:
+        raise UserError("no inputs given")
+    return items
+
+
+def _read_image(path: Path) -> Image.Image:
+    """Decoded as extraction decodes frames (PIL, converted to RGB)."""
+    with Image.open(path) as img:
+        img.load()
+        return img.convert("RGB")
+
+
+def _reason(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+
+
+class Preparer(Dataset):
+    """Prepares input i: decode, sample, crop, preprocess. Failures become a status and a reason, never a crash."""
+
+    def __init__(self, items: list[Item], sampling: Sampling, preprocess: Callable[[Image.Image], torch.Tensor]) -> None:
+        self.items, self.sampling, self.preprocess = items, sampling, preprocess
+        self._detector = None  # built lazily, once per worker process
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> Prepared:
+        item = self.items[i]
+        try:
+            return self._prepare(item)
+        except (VideoError, OSError, ValueError, cv2.error, Image.DecompressionBombError) as exc:
+            return Prepared(item, FAILED, reason=_reason(exc))
+
+    @property
+    def detector(self):
+        if self._detector is None:
+            self._detector = make_detector(self.sampling.crop.detector)
+        return self._detector
+
+    def _prepare(self, item: Item) -> Prepared:
+        if item.kind == IMAGE:
+            return self._image(item)
+        if item.kind == VIDEO:
+            sampled = read_sampled(item.path, self.sampling.video_frames, threads=1)
+            frames = [frame[..., ::-1] for frame in sampled.frames]
+            names: list[str | int] = list(sampled.indices)
+        else:
+            files = [p for p in _visible(item.path) if p.is_file() and _is_image(p)]
+            keep = spread(len(files), self.sampling.folder_frames or len(files))
+            files = [files[k] for k in keep]
+            frames = [np.asarray(_read_image(p)) for p in files]
+            names = [p.name for p in files]
+        keep = spread(len(frames), self.sampling.frames_per_video or len(frames))
+        return self._frames(item, [frames[k] for k in keep], [names[k] for k in keep])
+
+    def _image(self, item: Item) -> Prepared:
+        rgb = np.asarray(_read_image(item.path))
+        if self.sampling.crop is None:
+            return self._finish(item, [rgb], [{"frame": item.path.name}], None)
+        faces = detect(self.detector, np.ascontiguousarray(rgb[..., ::-1]), self.sampling.crop.detect_max_side)
+        if not faces:
+            return Prepared(item, NO_FACE, faces_found=0, reason="no face found")
+        face = max(faces, key=lambda f: f.area)
+        box = square_crop(face.box, rgb.shape[1], rgb.shape[0], self.sampling.crop.margin)
+        crop = Crop(box, face.score, NO_FALLBACK)
+        return self._finish(item, [self._cut(rgb, crop)], [_frame_row(item.path.name, crop)], 1)
+
+    def _frames(self, item: Item, frames: list[np.ndarray], names: list) -> Prepared:
+        if self.sampling.crop is None:
+            return self._finish(item, frames, [{"frame": name} for name in names], None)
+        c = self.sampling.crop
+        found = [detect(self.detector, np.ascontiguousarray(f[..., ::-1]), c.detect_max_side) for f in frames]
+        crops = track_crops(found, [(f.shape[1], f.shape[0]) for f in frames], c.margin)
+        detected = sum(crop.fallback == NO_FALLBACK for crop in crops)
+        if not detected:
+            return Prepared(item, NO_FACE, faces_found=0, reason=f"no face found in {len(frames)} frames")
+        return self._finish(item, [self._cut(f, crop) for f, crop in zip(frames, crops)],
+                            [_frame_row(name, crop) for name, crop in zip(names, crops)], detected)
+
+    def _cut(self, rgb: np.ndarray, crop: Crop) -> np.ndarray:
+        """prepare_frames.py's crop of the BGR frame, back to RGB (it writes lossless PNG, extraction reads RGB)."""
+        return cut(np.ascontiguousarray(rgb[..., ::-1]), crop.box, self.sampling.crop.size)[..., ::-1]
+
+    def _finish(self, item: Item, images: list[np.ndarray], rows: list[dict], faces: int | None) -> Prepared:
+        if not images:
+            return Prepared(item, FAILED, reason="no frame could be read")
+        pixels = torch.stack([self.preprocess(Image.fromarray(np.ascontiguousarray(img))) for img in images])
+        return Prepared(item, OK, pixels, rows, faces)
+
+
+def _frame_row(name, crop: Crop) -> dict:
+    return {"frame": name, "box": list(crop.box), "fallback": crop.fallback or "",
+            "face_score": None if np.isnan(crop.score) else float(crop.score)}
+
+
+def identity(batch: Prepared) -> Prepared:
+    """DataLoader collate for one input at a time."""
+    return batch
+
+
+def worker_threads(_: int) -> None:
+    """One OpenCV and torch thread per worker: the workers are the parallelism."""
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+

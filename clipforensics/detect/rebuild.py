@@ -1,0 +1,327 @@
+"""Rebuild a trained detector from a run's own records: model, weights, preprocessing, head, threshold, face crops.
+
+Nothing is taken from the command line that the run recorded: a head folder (`runs/NAME/logreg`) names its cache,
+whose attributes say how the embeddings were made; a LoRA run (`runs/NAME-lora`) names its base cache, its adapter
+(checked by sha256) and its head. Whatever cannot be rebuilt exactly (weights missing, fingerprint or preprocessing
+differs, cache gone) is refused with one line, because a detector rebuilt "nearly" gives other scores silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import joblib
+import numpy as np
+import pandas as pd
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from clipforensics.core.errors import UserError
+from clipforensics.core.registry import Registry
+from clipforensics.core.settings import from_dict
+from clipforensics.data.cache import check_identity, read_attrs
+from clipforensics.evaluate.metrics import choose_threshold
+from clipforensics.extract.models import DTYPES, LoadedModel, ModelSettings, load_model, resolve_device, resolve_precision
+
+RUN_PRECISION = "run"
+PREPARE_RECORD = "prepare_frames.json"
+# What identifies the weights and the pixels the model sees: all of it must match the run's cache.
+MODEL_KEYS = ("model", "pretrained", "weights_fingerprint", "init_seed", "image_size")
+PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
+
+
+@dataclass(frozen=True)
+class FaceCrop:
+    """How the run's data root was cropped from videos (prepare_frames.py), so new videos are cropped the same."""
+
+    detector: str
+    margin: float
+    size: int
+    frames: int
+    detect_max_side: int
+    source: str  # the record these settings were read from
+
+    def describe(self) -> str:
+        return (f"{self.detector} faces, margin {self.margin}, {self.size} px, {self.frames} frames a video "
+                f"(from {self.source})")
+
+
+@dataclass
+class Rebuilt:
+    """A detector ready to score preprocessed images, with everything a decision and a report need."""
+
+    kind: str
+    run: Path
+    loaded: LoadedModel
+    attrs: dict[str, Any]  # the (base) cache's attributes
+    score_embeddings: Callable[[np.ndarray], np.ndarray]  # float32 embeddings -> probability of fake
+    threshold: float
+    threshold_note: str
+    crop: FaceCrop | None
+    crop_note: str
+    frames_per_video: int | None  # the protocol's cap, applied after sampling as the run's rows were
+    scorer_name: str
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def score_images(self, images: torch.Tensor) -> np.ndarray:
+        """Probability of fake for a batch of preprocessed images, through the extraction path."""
+        return self.score_embeddings(self.loaded.encode_images(images).numpy())
+
+    def describe(self) -> dict[str, Any]:
+        ident = self.loaded.identity
+        return {"run": str(self.run), "kind": self.kind, "scorer": self.scorer_name, "model": ident["model"],
+                "pretrained": ident["pretrained"], "weights_fingerprint": ident["weights_fingerprint"],
+                "image_size": ident["image_size"], "precision": self.loaded.precision,
+                "device": str(self.loaded.device), "threshold": self.threshold,
+                "threshold_note": self.threshold_note, "crop": dataclasses.asdict(self.crop) if self.crop else None,
+                "crop_note": self.crop_note, "frames_per_video": self.frames_per_video, "notes": self.notes}
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user may choose about the rebuild: where it runs, and deliberate departures from the run."""
+
+    device: str = "auto"
+    precision: str = RUN_PRECISION
+    threshold: float | None = None
+    crop: bool = True
+
+
+# ---------------------------------------------------------------- records
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing: {what}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} is not readable JSON ({str(exc).splitlines()[0]}): {what}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} does not hold a JSON object: {what}")
+    return data
+
+
+def cache_attrs(cache: str | None, run: Path) -> dict[str, Any]:
+    """The attributes of the cache a run was made from: the .h5 itself, else its .json sidecar."""
+    if not cache:
+        raise UserError(f"{run} does not name the cache it was made from; it cannot be rebuilt")
+    path = Path(cache)
+    if path.is_file():
+        return read_attrs(path)
+    side = path.with_suffix(".json")
+    if side.is_file():
+        return read_json(side, f"the attributes of {path}")
+    raise UserError(f"cannot rebuild {run}: its cache {path} (and {side.name}) is gone, and with it the record of "
+                    "the model, weights and preprocessing the run was trained on")
+
+
+def model_settings(attrs: dict[str, Any], run: Path) -> ModelSettings:
+    """The model settings the cache was extracted with, checked to name the weights the cache records."""
+    recorded = (attrs.get("settings") or {}).get("model")
+    if not isinstance(recorded, dict):
+        raise UserError(f"cannot rebuild {run}: its cache records no model settings; re-extract it")
+    settings = dataclasses.replace(from_dict(ModelSettings, recorded), model=attrs["model"],
+                                   init_seed=int(attrs["init_seed"]), pretrained=attrs["pretrained"])
+    if attrs.get("weights_kind") == "file" and not Path(settings.pretrained).is_file():
+        raise UserError(f"cannot rebuild {run}: the weights file {settings.pretrained} it was trained with is missing")
+    return settings
+
+
+def check_model(loaded: LoadedModel, attrs: dict[str, Any], run: Path) -> None:
+    """The rebuilt model must be the cache's: same weights (fingerprint) and the same image preprocessing."""
+    check_identity(loaded.identity, {k: attrs[k] for k in MODEL_KEYS if k in attrs},
+                   what=f"the model rebuilt for {run}")
+    diffs = [f"{k}: {loaded.identity.get(k)!r} != {attrs[k]!r}" for k in PREPROCESS_KEYS
+             if k in attrs and _close(loaded.identity.get(k)) != _close(attrs[k])]
+    if diffs:
+        raise UserError(f"the preprocessing rebuilt for {run} differs from the one it was trained with "
+                        f"({'; '.join(diffs)})")
+
+
+def _close(value: Any) -> Any:
+    return [round(float(v), 6) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def run_precision(recorded: str, request: Request, device: torch.device, where: str) -> str:
+    """The run's own precision on this device, or the user's explicit choice (`--precision`)."""
+    if request.precision != RUN_PRECISION:
+        return resolve_precision(request.precision, device)
+    try:
+        return resolve_precision(recorded, device)
+    except UserError:
+        raise UserError(f"{where} was computed in {recorded}, which {device.type} cannot run; pass --precision "
+                        "fp32 or bf16 to score anyway (scores may then differ slightly from the run's)") from None
+
+
+def run_threshold(scores: Path, request: Request) -> tuple[float, str]:
+    """The decision threshold the evaluator uses: EER on the run's validation frames (`--threshold` overrides)."""
+    if request.threshold is not None:
+        return float(request.threshold), f"threshold {request.threshold:g} given with --threshold"
+    if not scores.is_file():
+        raise UserError(f"cannot rebuild the decision threshold: {scores} is missing (pass --threshold to set one)")
+    table = pd.read_csv(scores, usecols=["label", "score", "split"], dtype={"split": str}, keep_default_na=False)
+    if not (table["split"] == "val").any():
+        raise UserError(f"{scores} has no validation rows to take a threshold from (pass --threshold)")
+    threshold, note = choose_threshold(table)
+    return threshold, f"{note} of the run"
+
+
+def face_crop(attrs: dict[str, Any], run: Path, request: Request) -> tuple[FaceCrop | None, str]:
+    """The face-crop settings of the run's data root, or None when its frames were used as they are."""
+    if not request.crop:
+        return None, "no face crop (--no-crop): inputs are taken to be face crops already"
+    root = attrs.get("data_root")
+    record = Path(root) / PREPARE_RECORD if root else None
+    if record is not None and record.is_file():
+        settings = read_json(record, "the face-crop settings of the run's data root").get("settings", {})
+        try:
+            crop = FaceCrop(str(settings["detector"]), float(settings["margin"]), int(settings["size"]),
+                            int(settings["frames"]), int(settings["detect_max_side"]), str(record))
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"{record} does not record the face-crop settings (detector, margin, size, "
+                            "frames, detect_max_side)") from None
+        return crop, f"faces cropped as the run's data root was: {crop.describe()}"
+    if root and Path(root).is_dir():
+        return None, (f"no face crop: the run's data root {root} was not made by prepare_frames.py, so its frames "
+                      "were used as they are, and so are the inputs'")
+    raise UserError(f"cannot tell how the frames of {run} were cropped: its data root {root} is gone and the cache "
+                    "records no face-crop settings; pass --no-crop if the inputs are face crops already")
+
+
+def sha256(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def loaded_with(loaded: LoadedModel, model: torch.nn.Module, precision: str) -> LoadedModel:
+    """The same LoadedModel around another (merged) model, cast the way load_model casts for `precision`."""
+    if loaded.device.type == "cpu":
+        model.to(DTYPES[precision])
+    model.to(loaded.device).eval().requires_grad_(False)
+    return dataclasses.replace(loaded, model=model, precision=precision,
+                               identity={**loaded.identity, "precision": precision})
+
+
+# ---------------------------------------------------------------- run kinds
+
+
+@dataclass(frozen=True)
+class RunKind:
+    """One kind of run folder: how to recognise it and how to rebuild its detector."""
+
+    marker: tuple[str, ...]  # files that make a folder this kind of run
+    rebuild: Callable[[Path, Request], Rebuilt]
+
+
+RUN_KINDS: Registry[RunKind] = Registry("run kind")
+
+
+def _head_scores(head: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """Heads were fitted on float16-stored embeddings, so new embeddings get the same rounding first."""
+    def score(embeddings: np.ndarray) -> np.ndarray:
+        return np.asarray(head.predict_proba(embeddings.astype(np.float16).astype(np.float32)), dtype=np.float64)
+    return score
+
+
+def rebuild_head(run: Path, request: Request) -> Rebuilt:
+    meta = read_json(run / "head.json", "a fitted head folder holds head.json (written by fit_heads.py)")
+    attrs = cache_attrs(meta.get("cache"), run)
+    check_identity(attrs, meta.get("cache_identity") or {}, what=f"the cache of {run} ({meta.get('cache')})")
+    threshold, threshold_note = run_threshold(run / "scores.csv", request)
+    crop, crop_note = face_crop(attrs, run, request)
+    settings = model_settings(attrs, run)
+    device = resolve_device(request.device)
+    precision = run_precision(str(attrs["precision"]), request, device, f"the cache of {run}")
+    try:
+        head = joblib.load(run / "model.joblib")
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, ValueError) as exc:
+        raise UserError(f"{run / 'model.joblib'} is not a readable head ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if not hasattr(head, "predict_proba"):
+        raise UserError(f"{run / 'model.joblib'} does not hold a clipforensics head")
+    loaded = load_model(settings, request.device, precision)
+    check_model(loaded, attrs, run)
+    protocol = meta.get("protocol") or {}
+    return Rebuilt("head", run, loaded, attrs, _head_scores(head), threshold, threshold_note, crop, crop_note,
+                   protocol.get("frames_per_video"), str(meta.get("name", run.name)))
+
+
+def _lora_scores(head: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    """Softmax over the LoRA head's [real, fake] logits, as the LoRA stage scored its frames."""
+    @torch.no_grad()
+    def score(embeddings: np.ndarray) -> np.ndarray:
+        logits = head(torch.from_numpy(np.asarray(embeddings, dtype=np.float32)))
+        return torch.softmax(logits.float(), dim=1)[:, 1].numpy().astype(np.float64)
+    return score
+
+
+def rebuild_lora(run: Path, request: Request) -> Rebuilt:
+    # Imported here: peft is only needed for LoRA runs.
+    from clipforensics.lora.model import HEADS, LoraSettings, load_adapter, lookup
+    from clipforensics.lora.train import resolve_amp
+
+    meta = read_json(run / "lora.json", "a LoRA run folder holds lora.json (written by finetune_lora.py)")
+    base = meta.get("base") or {}
+    attrs = cache_attrs(base.get("cache"), run)
+    check_identity(attrs, base, what=f"the base cache of {run} ({base.get('cache')})")
+    threshold, threshold_note = run_threshold(run / "scores.csv", request)
+    crop, crop_note = face_crop(attrs, run, request)
+    adapter = run / "adapter" / "adapter_model.safetensors"
+    if not adapter.is_file():
+        raise UserError(f"cannot rebuild {run}: its adapter {adapter} is missing")
+    if sha256(adapter) != meta.get("adapter_sha"):
+        raise UserError(f"cannot rebuild {run}: {adapter} is not the adapter the run recorded "
+                        f"(sha256 differs from {str(meta.get('adapter_sha'))[:16]})")
+    settings = from_dict(LoraSettings, meta.get("settings") or {})
+    device = resolve_device(request.device)
+    amp = resolve_amp(settings.amp, device)
+    recorded = next((name for name, dtype in DTYPES.items() if dtype == amp), "fp32")
+    precision = run_precision(recorded, request, device, f"the LoRA run {run}")
+    base_model = load_model(model_settings(attrs, run), request.device, "fp32")
+    check_model(base_model, attrs, run)
+    try:
+        head = lookup(HEADS, settings.head, "LoRA head")(base_model, settings)
+        head.load_state_dict(load_file(run / "head.safetensors"))
+    except (FileNotFoundError, SafetensorError, RuntimeError, KeyError) as exc:
+        raise UserError(f"cannot rebuild the head of {run} from head.safetensors ({str(exc).splitlines()[0]})") from None
+    try:
+        merged = load_adapter(base_model.model, run / "adapter").merge_and_unload()
+    except (ValueError, RuntimeError, KeyError) as exc:
+        raise UserError(f"cannot load the adapter of {run} ({str(exc).splitlines()[0]})") from None
+    loaded = loaded_with(base_model, merged, precision)
+    head.eval()
+    return Rebuilt("lora", run, loaded, attrs, _lora_scores(head.cpu().float()), threshold, threshold_note, crop,
+                   crop_note, (meta.get("protocol") or {}).get("frames_per_video"), run.name,
+                   [f"LoRA best epoch {meta.get('best_epoch')}, adapter sha256 {str(meta['adapter_sha'])[:16]}"])
+
+
+RUN_KINDS.register("head", RunKind(("head.json", "model.joblib"), rebuild_head))
+RUN_KINDS.register("lora", RunKind(("lora.json",), rebuild_lora))
+
+
+def kind_of(run: Path) -> str:
+    """Which kind of run folder `run` is; a folder of several heads or anything else is refused by name."""
+    if not run.is_dir():
+        raise UserError(f"run folder {run} {'is not a directory' if run.exists() else 'does not exist'}")
+    for name in RUN_KINDS:
+        if all((run / marker).is_file() for marker in RUN_KINDS.get(name).marker):
+            return name
+    heads = sorted(p.name for p in run.iterdir() if p.is_dir() and (p / "head.json").is_file())
+    if heads:
+        raise UserError(f"{run} holds several fitted heads ({', '.join(heads)}): pass one of them, "
+                        f"e.g. --run {run / heads[0]}")
+    raise UserError(f"{run} is not a fitted head folder (head.json + model.joblib) nor a LoRA run (lora.json)")
+
+
+def rebuild(run: str | Path, request: Request) -> Rebuilt:
+    """The detector a run folder records, rebuilt exactly, or a one-line refusal naming what is missing."""
+    path = Path(run)
+    return RUN_KINDS.get(kind_of(path)).rebuild(path, request)

@@ -1,0 +1,263 @@
+"""The detect stage: a run's detector on new images, frame folders and videos; a table, files and contact sheets out.
+
+    inputs -> prepare (workers: decode, sample, crop, preprocess) -> score (batched) -> explain -> sheet, rows
+
+Everything is streamed: inputs are prepared one at a time, and each input's rows are written as soon as it is scored,
+so a folder of 10k videos runs in flat memory and an interrupted run keeps nothing half-written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import re
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, TextIO
+
+from torch.utils.data import DataLoader
+import numpy as np
+from tqdm import tqdm
+
+from clipforensics import __version__
+from clipforensics.core.errors import UserError
+from clipforensics.core.io import atomic_path
+from clipforensics.core.settings import option, to_dict
+from clipforensics.detect.explain import FILLS, Occlusion, occlusion_map
+from clipforensics.detect.inputs import OK, Item, Preparer, Sampling, expand, identity, worker_threads
+from clipforensics.detect.rebuild import RUN_PRECISION, Rebuilt, Request, rebuild
+from clipforensics.detect.score import Batcher, Scored, score_stream
+from clipforensics.detect.sheet import contact_sheet
+from clipforensics.evaluate.metrics import AGGREGATORS
+from clipforensics.extract.models import PRECISIONS
+
+DETECTIONS_CSV, DETECTIONS_JSON, FRAMES_CSV = "detections.csv", "detections.json", "frames.csv"
+SHEETS, RELEVANCE = "sheets", "relevance"
+INPUT_COLUMNS = ("input", "kind", "status", "frames", "faces", "score", "decision", "reason", "sheet", "relevance")
+FRAME_COLUMNS = ("input", "frame", "score", "x0", "y0", "x1", "y1", "fallback", "face_score")
+
+
+@dataclass
+class DetectSettings:
+    """Options of detect.py (the inputs are positional)."""
+
+    run: str = option(None, "a fitted head folder (runs/NAME/logreg) or a LoRA run folder (runs/NAME-lora)",
+                      required=True, metavar="RUN")
+    out: str = option("detections", "folder for detections.csv, detections.json, frames.csv and sheets/",
+                      metavar="DIR")
+    crop: bool = option(True, "crop faces as the run's data root was cropped (--no-crop: the inputs are face "
+                              "crops already, e.g. frames of a prepared data root)")
+    frames: int | None = option(None, "frames sampled evenly from each video or frame folder (default: as the run's "
+                                      "data root was prepared; without a record, all frames of a folder and 32 of a "
+                                      "video)", metavar="N")
+    batch_size: int = option(64, "images per forward pass (frames of several inputs share a batch)")
+    workers: int = option(2, "worker processes that decode, sample and crop inputs (0: in the main process)")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N", metavar="DEVICE")
+    precision: str = option(RUN_PRECISION, "run (the precision the run's scores were computed in), or auto, fp32, "
+                                           "fp16, bf16", choices=(RUN_PRECISION, *PRECISIONS))
+    threshold: float | None = option(None, "decision threshold (default: the EER threshold of the run's "
+                                           "validation frames, as evaluate.py uses)", metavar="T")
+    video_agg: str = option("mean", "video score from its frame scores, as evaluate.py's --video-agg",
+                            choices=tuple(AGGREGATORS))
+    sheets: bool = option(True, "write a contact sheet PNG per input")
+    explain: bool = option(False, "add a relevance map per frame (occlusion sensitivity) to the contact sheets and "
+                                  "detections.json")
+    explain_patch: int | None = option(None, "occluded window side in model-input pixels (default: 1/8 of the input)",
+                                       metavar="PX")
+    explain_stride: int | None = option(None, "step between windows (default: half the window)", metavar="PX")
+    explain_fill: str = option("blur", "what an occluded window shows: blur (the image blurred) or mean (the "
+                                       "normalisation's mean colour)", choices=tuple(FILLS))
+    as_json: bool = option(False, "print machine-readable JSON only (detections.json) on stdout", flag="--json")
+
+
+def check_settings(s: DetectSettings) -> None:
+    rules = ((s.batch_size >= 1, f"--batch-size must be at least 1, got {s.batch_size}"),
+             (s.workers >= 0, f"--workers must be non-negative, got {s.workers}"),
+             (s.frames is None or s.frames >= 1, f"--frames must be at least 1, got {s.frames}"),
+             (s.threshold is None or 0 <= s.threshold <= 1, f"--threshold must be in [0, 1], got {s.threshold}"))
+    bad = [message for ok, message in rules if not ok]
+    if bad:
+        raise UserError("; ".join(bad))
+
+
+def occlusion_settings(s: DetectSettings, image_size: int) -> Occlusion:
+    patch = s.explain_patch or max(1, image_size // 8)
+    settings = Occlusion(patch, s.explain_stride or max(1, patch // 2), s.explain_fill, s.batch_size)
+    settings.check(image_size)
+    return settings
+
+
+# ---------------------------------------------------------------- the output folder
+
+
+def claim_out(out: Path) -> None:
+    """Write only into an empty folder or one holding an earlier detect.py output (whose sheets are replaced)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        record = out / DETECTIONS_JSON
+        if not record.is_file():
+            raise UserError(f"--out {out} is not empty and holds no earlier {DETECTIONS_JSON}; choose an empty or "
+                            "new folder")
+        try:
+            old = json.loads(record.read_text(encoding="utf-8"))
+            written = [out / row[key] for row in old["inputs"] for key in (SHEETS, RELEVANCE) if row.get(key)]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise UserError(f"{record} is not a detect.py output; choose an empty or new folder") from None
+        for path in written:
+            if path.parent in (out / SHEETS, out / RELEVANCE):
+                path.unlink(missing_ok=True)
+    try:
+        for folder in (SHEETS, RELEVANCE):
+            (out / folder).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create folders in {out}: {exc.strerror}") from None
+
+
+def file_name(folder: str, index: int, item: Item, suffix: str) -> str:
+    """`folder/00042-<parent>_<name><suffix>`: unique by index, readable by name."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{item.path.parent.name}_{item.path.name}").strip("_")
+    return f"{folder}/{index:05d}-{stem[:80]}{suffix}"
+
+
+class Writers:
+    """detections.csv, frames.csv and detections.json, written row by row into temporaries, renamed at the end."""
+
+    def __init__(self, stack: contextlib.ExitStack, out: Path, header: dict[str, Any]) -> None:
+        def opened(name: str) -> TextIO:
+            return stack.enter_context(open(stack.enter_context(atomic_path(out / name)), "w", newline="",
+                                            encoding="utf-8"))
+        self.inputs = csv.DictWriter(opened(DETECTIONS_CSV), INPUT_COLUMNS)
+        self.frames = csv.DictWriter(opened(FRAMES_CSV), FRAME_COLUMNS)
+        self.inputs.writeheader()
+        self.frames.writeheader()
+        self.json = opened(DETECTIONS_JSON)
+        text = json.dumps(header, indent=1, default=str)
+        self.json.write(text[:text.rindex("}")].rstrip() + ',\n "inputs": [\n')
+        self.first = True
+
+    def add(self, row: dict[str, Any], frames: list[dict[str, Any]]) -> None:
+        self.inputs.writerow({k: "" if row.get(k) is None else row[k] for k in INPUT_COLUMNS})
+        for frame in frames:
+            box = frame.get("box") or [None] * 4
+            flat = {**frame, "input": row["input"], "x0": box[0], "y0": box[1], "x1": box[2], "y1": box[3]}
+            self.frames.writerow({k: "" if flat.get(k) is None else flat[k] for k in FRAME_COLUMNS})
+        self.json.write(("" if self.first else ",\n") + json.dumps({**row, "frames": frames}, default=float))
+        self.first = False
+
+    def close(self) -> None:
+        self.json.write("\n ]\n}\n")
+
+
+# ---------------------------------------------------------------- rows and the printed table
+
+
+def input_row(scored: Scored, sheet: str | None, relevance: str | None) -> dict[str, Any]:
+    item = scored.prepared
+    return {"input": str(item.item.path), "kind": item.item.kind, "status": item.status, "frames": item.n_frames,
+            "faces": item.faces_found, "score": scored.score, "decision": scored.decision, "reason": item.reason,
+            "sheet": sheet, "relevance": relevance}
+
+
+def frame_rows(scored: Scored) -> list[dict[str, Any]]:
+    return [{**frame, "score": float(s)} for frame, s in zip(scored.prepared.frames, scored.frame_scores)]
+
+
+def save_maps(path: Path, maps: list[np.ndarray], scored: Scored) -> None:
+    """Relevance maps of one input (frames x H x W, model-input pixels) with their frame names and scores."""
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, relevance=np.stack(maps).astype(np.float32), scores=scored.frame_scores,
+                            frames=np.array([str(f["frame"]) for f in scored.prepared.frames]))
+
+
+def table_line(row: dict[str, Any]) -> str:
+    score = "" if row["score"] is None else f"{row['score']:.4f}"
+    faces = "-" if row["faces"] is None else str(row["faces"])
+    verdict = (row["decision"] or "").upper() if row["status"] == OK else f"{row['status']}: {row['reason']}"
+    return f"{_short(row['input'], 48):<48} {row['frames']:>6} {faces:>5} {score:>7}  {verdict}"
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else "…" + text[-(width - 1):]
+
+
+TABLE_HEADER = f"{'input':<48} {'frames':>6} {'faces':>5} {'score':>7}  decision"
+
+
+def header_lines(rebuilt: Rebuilt) -> list[str]:
+    ident = rebuilt.loaded.identity
+    lines = [f"run {rebuilt.run} ({rebuilt.kind} {rebuilt.scorer_name}) on {ident['model']} / {ident['pretrained']}, "
+             f"{ident['image_size']} px, {rebuilt.loaded.precision} on {rebuilt.loaded.device}",
+             f"decision: fake if the video score >= {rebuilt.threshold:.4f} ({rebuilt.threshold_note})",
+             rebuilt.crop_note, *rebuilt.notes]
+    if rebuilt.attrs.get("random_weights"):
+        lines.append("RANDOM WEIGHTS: this detector proves the machinery, not detection skill")
+    return lines
+
+
+# ---------------------------------------------------------------- the run
+
+
+def _prepared(items: list[Item], sampling: Sampling, rebuilt: Rebuilt, workers: int) -> Iterator:
+    loader = DataLoader(Preparer(items, sampling, rebuilt.loaded.preprocess), batch_size=None, shuffle=False,
+                        num_workers=workers, collate_fn=identity, worker_init_fn=worker_threads if workers else None,
+                        prefetch_factor=2 if workers else None)
+    return iter(loader)
+
+
+def detect(inputs: list[str], settings: DetectSettings) -> dict[str, Any]:
+    """Score every input with the run's detector; return the summary (counts and where the files are)."""
+    check_settings(settings)
+    items = expand(inputs)
+    out = Path(settings.out)
+    rebuilt = rebuild(settings.run, Request(settings.device, settings.precision, settings.threshold, settings.crop))
+    occlusion = occlusion_settings(settings, rebuilt.loaded.image_size) if settings.explain else None
+    claim_out(out)
+    sampling = Sampling(rebuilt.crop, settings.frames, rebuilt.frames_per_video)
+    header = {"detector": rebuilt.describe(), "settings": to_dict(settings), "video_agg": settings.video_agg,
+              "package_version": __version__}
+    say = (lambda line: None) if settings.as_json else (lambda line: tqdm.write(line, file=sys.stdout))
+    for line in header_lines(rebuilt):
+        say(line)
+    say(TABLE_HEADER)
+    mean, std = rebuilt.loaded.identity["mean"], rebuilt.loaded.identity["std"]
+    counts = {"inputs": len(items), "scored": 0, "fake": 0, "failed": 0, "no face": 0}
+    batcher = Batcher(rebuilt.score_images, settings.batch_size, rebuilt.threshold, settings.video_agg)
+    with contextlib.ExitStack() as stack:
+        writers = Writers(stack, out, header)
+        stream = score_stream(_prepared(items, sampling, rebuilt, settings.workers), batcher)
+        bar = stack.enter_context(tqdm(total=len(items), unit="input", desc="detect", dynamic_ncols=True,
+                                       file=sys.stderr))
+        for index, scored in enumerate(stream):
+            maps = sheet = relevance = None
+            item = scored.prepared.item
+            if scored.score is not None:
+                if occlusion is not None:
+                    maps = [occlusion_map(rebuilt.score_images, image, occlusion)[0] for image in scored.prepared.pixels]
+                    relevance = file_name(RELEVANCE, index, item, ".npz")
+                    save_maps(out / relevance, maps, scored)
+                if settings.sheets:
+                    sheet = file_name(SHEETS, index, item, ".png")
+                    contact_sheet(scored, out / sheet, rebuilt.threshold, mean, std, maps, str(item.path))
+                counts["scored"] += 1
+                counts["fake"] += scored.decision == "fake"
+            else:
+                counts[scored.prepared.status] += 1
+            row = input_row(scored, sheet, relevance)
+            writers.add(row, frame_rows(scored))
+            say(table_line(row))
+            bar.update(1)
+        writers.close()
+    unscored = counts["failed"] + counts["no face"]
+    say(f"{counts['scored']} of {counts['inputs']} inputs scored, {counts['fake']} called fake"
+        + (f"; {unscored} could not be scored (status and reason in {out / DETECTIONS_CSV})" if unscored else "")
+        + f"; files in {out}")
+    if settings.as_json:
+        with open(out / DETECTIONS_JSON, encoding="utf-8") as fh:
+            shutil.copyfileobj(fh, sys.stdout)
+    if not counts["scored"]:
+        raise UserError(f"none of the {counts['inputs']} inputs could be scored (reasons in {out / DETECTIONS_CSV})")
+    return {**counts, "out": str(out)}
