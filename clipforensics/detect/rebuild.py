@@ -316,7 +316,7 @@ def kind_of(run: Path) -> str:
             return name
     heads = sorted(p.name for p in run.iterdir() if p.is_dir() and (p / "head.json").is_file())
     if heads:
-        raise UserError(f"{run} holds several fitted heads ({', '.join(heads)}): pass one of them, "
+        raise UserError(f"{run} holds fitted heads ({', '.join(heads)}): pass one of them, "
                         f"e.g. --run {run / heads[0]}")
     raise UserError(f"{run} is not a fitted head folder (head.json + model.joblib) nor a LoRA run (lora.json)")
 

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, TextIO
 
-from torch.utils.data import DataLoader
 import numpy as np
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from clipforensics import __version__
 from clipforensics.core.errors import UserError
-from clipforensics.core.io import atomic_path
+from clipforensics.core.io import OutputDir, atomic_path, claim_output, install_dir, remove_path, temp_sibling
 from clipforensics.core.settings import option, to_dict
 from clipforensics.detect.explain import FILLS, Occlusion, occlusion_map
 from clipforensics.detect.inputs import OK, Item, Preparer, Sampling, expand, identity, worker_threads
@@ -93,40 +93,43 @@ def occlusion_settings(s: DetectSettings, image_size: int) -> Occlusion:
 # ---------------------------------------------------------------- the output folder
 
 
-def claim_out(out: Path) -> None:
-    """Write only into an empty folder or one holding an earlier detect.py output (whose sheets are replaced)."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        record = out / DETECTIONS_JSON
-        if not record.is_file():
-            raise UserError(f"--out {out} is not empty and holds no earlier {DETECTIONS_JSON}; choose an empty or "
-                            "new folder")
-        try:
-            old = json.loads(record.read_text(encoding="utf-8"))
-            written = [out / row[key] for row in old["inputs"] for key in (SHEETS, RELEVANCE) if row.get(key)]
-        except (OSError, ValueError, KeyError, TypeError):
-            raise UserError(f"{record} is not a detect.py output; choose an empty or new folder") from None
-        for path in written:
-            if path.parent in (out / SHEETS, out / RELEVANCE):
-                path.unlink(missing_ok=True)
+def claim_out(settings: DetectSettings, items: list[Item]) -> OutputDir:
+    """The output folder, refused before any work if it is not detect.py's own or overlaps the run or an input."""
+    inputs = [("--run", settings.run)] + [("INPUT", item.path) for item in items]
+    owned = claim_output(settings.out, stage="detect.py", inputs=inputs)
+    owned.own(DETECTIONS_CSV, DETECTIONS_JSON, FRAMES_CSV, SHEETS, RELEVANCE)
+    return owned
+
+
+@contextlib.contextmanager
+def staged_folder(final: Path, wanted: bool) -> Iterator[Path]:
+    """Files of one kind (sheets, maps) go into a temporary folder that replaces `final` only at the end, so an
+    earlier run's folder stays whole until this run has finished; a run that writes none removes the old one."""
+    tmp = temp_sibling(final)
+    if wanted:
+        tmp.mkdir()
     try:
-        for folder in (SHEETS, RELEVANCE):
-            (out / folder).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create folders in {out}: {exc.strerror}") from None
+        yield tmp
+        if wanted:
+            install_dir(tmp, final)
+        elif final.exists():
+            remove_path(final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def file_name(folder: str, index: int, item: Item, suffix: str) -> str:
     """`folder/00042-<parent>_<name><suffix>`: unique by index, readable by name."""
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{item.path.parent.name}_{item.path.name}").strip("_")
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", f"{item.path.parent.name}_{item.path.stem if item.path.is_file() else item.path.name}").strip("_")
     return f"{folder}/{index:05d}-{stem[:80]}{suffix}"
 
 
 class Writers:
     """detections.csv, frames.csv and detections.json, written row by row into temporaries, renamed at the end."""
 
-    def __init__(self, stack: contextlib.ExitStack, out: Path, header: dict[str, Any]) -> None:
+    def __init__(self, stack: contextlib.ExitStack, out: Path, header: dict[str, Any], explain: bool,
+                 sheets: bool) -> None:
         def opened(name: str) -> TextIO:
             return stack.enter_context(open(stack.enter_context(atomic_path(out / name)), "w", newline="",
                                             encoding="utf-8"))
@@ -138,6 +141,13 @@ class Writers:
         text = json.dumps(header, indent=1, default=str)
         self.json.write(text[:text.rindex("}")].rstrip() + ',\n "inputs": [\n')
         self.first = True
+        self.staged = {SHEETS: stack.enter_context(staged_folder(out / SHEETS, sheets)),
+                       RELEVANCE: stack.enter_context(staged_folder(out / RELEVANCE, explain))}
+
+    def path(self, name: str) -> Path:
+        """Where a file named `sheets/...` or `relevance/...` is written until the run ends."""
+        folder, _, rest = name.partition("/")
+        return self.staged[folder] / rest
 
     def add(self, row: dict[str, Any], frames: list[dict[str, Any]]) -> None:
         self.inputs.writerow({k: "" if row.get(k) is None else row[k] for k in INPUT_COLUMNS})
@@ -215,7 +225,7 @@ def detect(inputs: list[str], settings: DetectSettings) -> dict[str, Any]:
     out = Path(settings.out)
     rebuilt = rebuild(settings.run, Request(settings.device, settings.precision, settings.threshold, settings.crop))
     occlusion = occlusion_settings(settings, rebuilt.loaded.image_size) if settings.explain else None
-    claim_out(out)
+    claim_out(settings, items)
     sampling = Sampling(rebuilt.crop, settings.frames, rebuilt.frames_per_video)
     header = {"detector": rebuilt.describe(), "settings": to_dict(settings), "video_agg": settings.video_agg,
               "package_version": __version__}
@@ -227,7 +237,7 @@ def detect(inputs: list[str], settings: DetectSettings) -> dict[str, Any]:
     counts = {"inputs": len(items), "scored": 0, "fake": 0, "failed": 0, "no face": 0}
     batcher = Batcher(rebuilt.score_images, settings.batch_size, rebuilt.threshold, settings.video_agg)
     with contextlib.ExitStack() as stack:
-        writers = Writers(stack, out, header)
+        writers = Writers(stack, out, header, occlusion is not None, settings.sheets)
         stream = score_stream(_prepared(items, sampling, rebuilt, settings.workers), batcher)
         bar = stack.enter_context(tqdm(total=len(items), unit="input", desc="detect", dynamic_ncols=True,
                                        file=sys.stderr))
@@ -238,10 +248,10 @@ def detect(inputs: list[str], settings: DetectSettings) -> dict[str, Any]:
                 if occlusion is not None:
                     maps = [occlusion_map(rebuilt.score_images, image, occlusion)[0] for image in scored.prepared.pixels]
                     relevance = file_name(RELEVANCE, index, item, ".npz")
-                    save_maps(out / relevance, maps, scored)
+                    save_maps(writers.path(relevance), maps, scored)
                 if settings.sheets:
                     sheet = file_name(SHEETS, index, item, ".png")
-                    contact_sheet(scored, out / sheet, rebuilt.threshold, mean, std, maps, str(item.path))
+                    contact_sheet(scored, writers.path(sheet), rebuilt.threshold, mean, std, maps, str(item.path))
                 counts["scored"] += 1
                 counts["fake"] += scored.decision == "fake"
             else:
