@@ -9,7 +9,6 @@ differs, cache gone) is refused with one line, because a detector rebuilt "nearl
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import pickle
 from dataclasses import dataclass
@@ -196,11 +195,6 @@ def face_crop(attrs: dict[str, Any], run: Path, request: Request) -> tuple[FaceC
                     "records no face-crop settings; pass --no-crop if the inputs are face crops already")
 
 
-def sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def loaded_with(loaded: LoadedModel, model: torch.nn.Module, precision: str) -> LoadedModel:
     """The same LoadedModel around another (merged) model, cast the way load_model casts for `precision`."""
     if loaded.device.type == "cpu":
@@ -265,16 +259,18 @@ def _lora_scores(head: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
 
 def rebuild_lora(run: Path, request: Request) -> Rebuilt:
     # Imported here: peft is only needed for LoRA runs.
-    from clipforensics.lora.model import HEADS, LoraSettings, load_adapter, lookup
+    from clipforensics.lora.checkpoint import load_adapter
+    from clipforensics.lora.model import LORA_HEADS, LoraSettings
+    from clipforensics.lora.stage import ADAPTER_DIR, HEAD_FILE, RUN_FILE, sha256
     from clipforensics.lora.train import resolve_amp
 
-    meta = read_json(run / "lora.json", "a LoRA run folder holds lora.json (written by finetune_lora.py)")
+    meta = read_json(run / RUN_FILE, f"a LoRA run folder holds {RUN_FILE} (written by finetune_lora.py)")
     base = meta.get("base") or {}
     attrs = cache_attrs(base.get("cache"), run)
     check_identity(attrs, base, what=f"the base cache of {run} ({base.get('cache')})")
     threshold, threshold_note = run_threshold(run / "scores.csv", request)
     crop, crop_note = face_crop(attrs, run, request)
-    adapter = run / "adapter" / "adapter_model.safetensors"
+    adapter = run / ADAPTER_DIR / "adapter_model.safetensors"
     if not adapter.is_file():
         raise UserError(f"cannot rebuild {run}: its adapter {adapter} is missing")
     if sha256(adapter) != meta.get("adapter_sha"):
@@ -288,12 +284,12 @@ def rebuild_lora(run: Path, request: Request) -> Rebuilt:
     base_model = load_model(model_settings(attrs, run), request.device, "fp32")
     check_model(base_model, attrs, run)
     try:
-        head = lookup(HEADS, settings.head, "LoRA head")(base_model, settings)
-        head.load_state_dict(load_file(run / "head.safetensors"))
+        head = LORA_HEADS.get(settings.head)(base_model, settings)
+        head.load_state_dict(load_file(run / HEAD_FILE))
     except (FileNotFoundError, SafetensorError, RuntimeError, KeyError) as exc:
-        raise UserError(f"cannot rebuild the head of {run} from head.safetensors ({str(exc).splitlines()[0]})") from None
+        raise UserError(f"cannot rebuild the head of {run} from {HEAD_FILE} ({str(exc).splitlines()[0]})") from None
     try:
-        merged = load_adapter(base_model.model, run / "adapter").merge_and_unload()
+        merged = load_adapter(base_model.model, run / ADAPTER_DIR).merge_and_unload()
     except (ValueError, RuntimeError, KeyError) as exc:
         raise UserError(f"cannot load the adapter of {run} ({str(exc).splitlines()[0]})") from None
     loaded = loaded_with(base_model, merged, precision)
