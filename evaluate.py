@@ -12,38 +12,39 @@ from __future__ import annotations
 import argparse
 import sys
 
+from clipforensics.core.commands import Command, parse_command
 from clipforensics.core.errors import cli_entry
+from clipforensics.core.settings import add_arguments, from_namespace
+from clipforensics.data.protocol import ProtocolSettings
 from clipforensics.evaluate.evaluation import EvaluateSettings, evaluate
 from clipforensics.evaluate.matrix import MatrixSettings, cross_manipulation
-from clipforensics.data.protocol import ProtocolSettings
-from clipforensics.core.settings import add_arguments, from_namespace
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("scores", nargs="*", help="scores.csv files written by fit_heads.py / finetune_lora.py")
     add_arguments(parser, EvaluateSettings, "evaluation")
-    return parser
 
 
-def build_matrix_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="evaluate.py matrix",
-                                     description="Cross-manipulation matrix: fit a head per training "
-                                                 "manipulation, test on each manipulation.")
+def add_matrix_arguments(parser: argparse.ArgumentParser) -> None:
     add_arguments(parser, MatrixSettings, "matrix")
     add_arguments(parser, ProtocolSettings, "protocol")
-    return parser
+
+
+COMMANDS = {
+    "report": Command("metrics, figures and report.html for scores files (the default command)",
+                      add_report_arguments,
+                      lambda ns: evaluate(ns.scores, from_namespace(EvaluateSettings, ns))),
+    "matrix": Command("cross-manipulation matrix: fit a head per training manipulation, test on each manipulation",
+                      add_matrix_arguments,
+                      lambda ns: cross_manipulation(from_namespace(MatrixSettings, ns),
+                                                    from_namespace(ProtocolSettings, ns))),
+}
 
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["matrix"]:
-        ns = build_matrix_parser().parse_args(argv[1:])
-        cross_manipulation(from_namespace(MatrixSettings, ns), from_namespace(ProtocolSettings, ns))
-        return 0
-    ns = build_parser().parse_args(argv)
-    evaluate(ns.scores, from_namespace(EvaluateSettings, ns))
+    command, ns = parse_command(COMMANDS, "report", list(sys.argv[1:] if argv is None else argv), __doc__)
+    command.run(ns)
     return 0
 
 

@@ -11,8 +11,10 @@ from sklearn.metrics import roc_auc_score
 
 import evaluate
 import fit_heads
-from clipforensics.evaluate.metrics import video_scores
+from clipforensics.core.commands import parse_command
+from clipforensics.evaluate.metrics import bootstrap_replicates, video_scores
 
+MATRIX_BOOT = 200
 PROTOCOL = ["--train-fakes", "FaceSwap", "--test-fakes", "NeuralTextures,Deepfakes"]
 
 
@@ -111,9 +113,16 @@ def test_runs_on_different_test_sets_are_refused(runs, tmp_path, capsys):
     assert "different test sets" in capsys.readouterr().err
 
 
-def test_matrix_on_the_generated_set(tiny_cache, tmp_path):
-    out = tmp_path / "matrix"
-    assert evaluate.main(["matrix", "--cache", str(tiny_cache), "--head", "logreg", "--out", str(out)]) == 0
+@pytest.fixture(scope="module")
+def matrix_out(tiny_cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("matrix")
+    assert evaluate.main(["matrix", "--cache", str(tiny_cache), "--head", "logreg", "--out", str(out),
+                          "--bootstrap", str(MATRIX_BOOT)]) == 0
+    return out
+
+
+def test_matrix_on_the_generated_set(matrix_out):
+    out = matrix_out
     matrix = pd.read_csv(out / "matrix.csv")
     manips = ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"]
     single = matrix[matrix.train != "all others"]
@@ -121,3 +130,41 @@ def test_matrix_on_the_generated_set(tiny_cache, tmp_path):
     assert len(single) == 16 and len(matrix[matrix.train == "all others"]) == 4
     assert matrix[["frame_auc", "video_auc"]].apply(lambda c: c.between(0, 1)).all().all()
     assert (out / "matrix_frame_auc.png").stat().st_size > 0 and (out / "matrix_video_auc.png").exists()
+
+
+def _weighted_auc_ci(table: pd.DataFrame) -> tuple[float, float]:
+    """95% interval of sklearn's weighted AUC over the evaluator's video draws (same seed, same order)."""
+    labels, scores, videos = table.label.to_numpy(), table.score.to_numpy(), table.video.to_numpy()
+    draws = bootstrap_replicates(labels, scores, videos, n_boot=MATRIX_BOOT, seed=0).counts
+    codes = pd.factorize(videos)[0]
+    aucs = [roc_auc_score(labels, scores, sample_weight=draws[i, codes]) for i in range(MATRIX_BOOT)]
+    lo, hi = np.quantile(aucs, [0.025, 0.975])
+    return lo, hi
+
+
+@pytest.mark.parametrize("train, test", [("FaceSwap", "FaceSwap"), ("FaceSwap", "NeuralTextures"),
+                                         ("all others", "Deepfakes")])
+def test_matrix_cells_carry_bootstrap_intervals(matrix_out, train, test):
+    cell = pd.read_csv(matrix_out / "matrix.csv").set_index(["train", "test"]).loc[(train, test)]
+    folder = train if train != "all others" else f"all-but-{test}"
+    scores = pd.read_csv(matrix_out / "scores" / folder / "scores.csv", keep_default_na=False)
+    rows = scores[scores.split == "test"]
+    if train != "all others":  # a cell of a row tested on several manipulations: all reals, then these fakes
+        rows = pd.concat([rows[rows.label == 0], rows[(rows.label == 1) & (rows.manipulation == test)]])
+    assert set(rows.loc[rows.label == 1, "manipulation"]) == {test}
+    videos = rows.groupby("video", sort=True).agg(label=("label", "first"), score=("score", "mean")).reset_index()
+    for level, table in (("frame", rows), ("video", videos)):
+        assert cell[f"{level}_auc"] == pytest.approx(roc_auc_score(table.label, table.score))
+        lo, hi = _weighted_auc_ci(table)
+        assert (cell[f"{level}_auc_lo"], cell[f"{level}_auc_hi"]) == pytest.approx((lo, hi))
+        assert lo < cell[f"{level}_auc"] < hi
+    assert (cell.real_videos, cell.fake_videos) == ((videos.label == 0).sum(), (videos.label == 1).sum())
+
+
+def test_report_is_the_implicit_command():
+    implicit = parse_command(evaluate.COMMANDS, "report", ["a.csv", "--out", "x"])
+    explicit = parse_command(evaluate.COMMANDS, "report", ["report", "a.csv", "--out", "x"])
+    assert implicit[0] is explicit[0] is evaluate.COMMANDS["report"]
+    assert vars(implicit[1]) == vars(explicit[1]) and implicit[1].scores == ["a.csv"]
+    command, ns = parse_command(evaluate.COMMANDS, "report", ["matrix", "--cache", "c.h5", "--out", "o"])
+    assert command is evaluate.COMMANDS["matrix"] and (ns.cache, ns.bootstrap) == ("c.h5", 1000)

@@ -27,14 +27,20 @@ from clipforensics.core.settings import option, to_dict
 
 
 @dataclass
-class EvaluateSettings:
-    out: str = option(None, "report folder", required=True, metavar="DIR")
-    predictions: tuple[str, ...] = option((), "external prediction files (CSV or JSON records with path, score, "
-                                               "label; optional video, split)", metavar="FILES")
+class MeasureSettings:
+    """How a scores table is measured: shared by the report and the matrix, so their numbers agree."""
+
     video_agg: str = option("mean", "video score from its frames", choices=tuple(AGGREGATORS))
     bootstrap: int = option(1000, "bootstrap resamples of videos for 95%% intervals (0: none)")
     seed: int = option(0, "bootstrap seed")
     threshold_rule: str = option("eer", "how the validation split picks the threshold", choices=("eer",))
+
+
+@dataclass
+class EvaluateSettings(MeasureSettings):
+    out: str = option(None, "report folder", required=True, metavar="DIR")
+    predictions: tuple[str, ...] = option((), "external prediction files (CSV or JSON records with path, score, "
+                                               "label; optional video, split)", metavar="FILES")
     top_k: int = option(10, "videos listed in the error analysis")
     data_root: str | None = option(None, "where frame paths live, for the error grid (default: from the scores' "
                                          "settings)", metavar="DIR")
@@ -64,26 +70,34 @@ def load_run(path: Path, settings: EvaluateSettings, taken: set[str], external: 
     meta = {} if external else read_settings(path)
     class_names = list(settings.real_classes) + list(KNOWN_MANIPULATIONS)
     df = read_scores(path, class_names=class_names, video_pattern=settings.video_pattern)
-    name = _run_name(path, meta, taken)
+    return _run_name(path, meta, taken), df, meta
+
+
+def evaluate_run(name: str, df: pd.DataFrame, measure: MeasureSettings, data_root: str | None = None) -> RunResult:
+    """The one path from a scores table to metrics: no leak, threshold from validation rows, test rows measured.
+
+    Overall, and all reals against each test manipulation when there are several.
+    """
     check_no_leak(df, name)
-    return name, df, meta
-
-
-def evaluate_run(name: str, df: pd.DataFrame, meta: dict[str, Any], settings: EvaluateSettings) -> RunResult:
-    threshold, note = choose_threshold(df, settings.threshold_rule)
-    if not (df["split"] == "val").any():
-        print(f"warning: {name}: {note}", file=sys.stderr)
+    threshold, note = choose_threshold(df, measure.threshold_rule)
     test = df[df["split"] == "test"].reset_index(drop=True)
     if test.empty:
         raise UserError(f"{name}: no test rows to evaluate")
-    kw = dict(threshold=threshold, video_agg=settings.video_agg, n_boot=settings.bootstrap, seed=settings.seed)
+    kw = dict(threshold=threshold, video_agg=measure.video_agg, n_boot=measure.bootstrap, seed=measure.seed)
     metrics = evaluate_split(test, **kw)
     manip = per_manipulation(test, **kw) if test.loc[test.label == 1, "manipulation"].nunique() > 1 else {}
-    for cls, n in (("real", metrics["video"]["n_real"]), ("fake", metrics["video"]["n_fake"])):
-        if n < FEW_VIDEOS:
-            print(f"note: {name}: only {n} {cls} test videos: the 95% intervals are wide", file=sys.stderr)
     return RunResult(name=name, scores=test, threshold=threshold, threshold_note=note, metrics=metrics,
-                     per_manipulation=manip, data_root=settings.data_root or meta.get("data_root"))
+                     per_manipulation=manip, data_root=data_root)
+
+
+def print_notes(result: RunResult, has_val: bool) -> None:
+    """Say on stderr what weakens a result: a fixed threshold, classes too small for tight intervals."""
+    if not has_val:
+        print(f"warning: {result.name}: {result.threshold_note}", file=sys.stderr)
+    video = result.metrics["video"]
+    for cls, n in (("real", video["n_real"]), ("fake", video["n_fake"])):
+        if n < FEW_VIDEOS:
+            print(f"note: {result.name}: only {n} {cls} test videos: the 95% intervals are wide", file=sys.stderr)
 
 
 def _same_test_set(runs: list[tuple[str, pd.DataFrame, dict]]) -> None:
@@ -106,7 +120,10 @@ def evaluate(score_files: list[str], settings: EvaluateSettings) -> dict[str, An
         loaded.append(load_run(path, settings, taken, external))
         taken.add(loaded[-1][0])
     _same_test_set(loaded)
-    results = [evaluate_run(name, df, meta, settings) for name, df, meta in loaded]
+    results = []
+    for name, df, meta in loaded:
+        results.append(evaluate_run(name, df, settings, settings.data_root or meta.get("data_root")))
+        print_notes(results[-1], (df["split"] == "val").any())
     return write_outputs(results, loaded, settings)
 
 

@@ -1,7 +1,9 @@
 """Cross-manipulation matrix: train on real + one manipulation, test on every manipulation (DeepfakeBench's table).
 
 Rows are training manipulations plus "all others" (for each test manipulation, train on every
-other one); columns are test manipulations. One cache, one head, seconds per cell.
+other one); columns are test manipulations. Each row's head scores a scores table, which goes
+through the same evaluator as `evaluate.py`, so every cell gets its frame and video AUC with
+bootstrap intervals. One cache, one head, seconds per row.
 """
 
 from __future__ import annotations
@@ -9,45 +11,86 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from tqdm import tqdm
 
+from clipforensics import __version__
 from clipforensics.core.io import write_csv, write_json
-from clipforensics.data.cache import FeatureCache, read_cache
-from clipforensics.heads.fit import features
-from clipforensics.heads.heads import fit_head, resolve_heads
-from clipforensics.evaluate.metrics import frame_video_auc
-from clipforensics.data.protocol import ProtocolSettings, assign_splits
-from clipforensics.report.figures import plot_matrix
+from clipforensics.core.errors import UserError
 from clipforensics.core.settings import option, to_dict
+from clipforensics.data.cache import FeatureCache, read_cache
+from clipforensics.data.protocol import ProtocolSettings, assign_splits
+from clipforensics.data.scores import make_scores, write_scores
+from clipforensics.evaluate.evaluation import MeasureSettings, evaluate_run
+from clipforensics.evaluate.result import RunResult
+from clipforensics.heads.fit import features, scored_rows
+from clipforensics.heads.heads import fit_head, resolve_heads
+from clipforensics.report.figures import plot_matrix
 
 ALL_OTHERS = "all others"
+LEVELS = ("frame", "video")
 
 
 @dataclass
-class MatrixSettings:
+class MatrixSettings(MeasureSettings):
     cache: str = option(None, "feature cache written by extract_features.py", required=True, metavar="FILE")
     head: str = option("logreg", "head fitted for every cell")
     out: str = option(None, "output folder", required=True, metavar="DIR")
-    video_agg: str = option("mean", "video score from its frames", choices=("mean", "median", "max"))
 
 
-def _cells(cache: FeatureCache, head: str, base: ProtocolSettings, train: tuple[str, ...],
-           tests: list[str], row: str, agg: str) -> list[dict]:
-    protocol = replace(base, train_fakes=train, test_fakes=tuple(tests))
+@dataclass(frozen=True)
+class MatrixRow:
+    """One fitted head: its row label in the matrix, what it trains on, what it is tested on."""
+
+    label: str
+    train: tuple[str, ...]
+    tests: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        """A unique name (several rows are labelled "all others"), also its scores folder."""
+        return self.label if self.label != ALL_OTHERS else f"all-but-{self.tests[0]}"
+
+
+def matrix_rows(manips: list[str]) -> list[MatrixRow]:
+    rows = [MatrixRow(m, (m,), tuple(manips)) for m in manips]
+    if len(manips) > 2:
+        rows += [MatrixRow(ALL_OTHERS, tuple(o for o in manips if o != m), (m,)) for m in manips]
+    return rows
+
+
+def score_row(cache: FeatureCache, head: str, base: ProtocolSettings, row: MatrixRow) -> pd.DataFrame:
+    """The scores table of a head fitted on the row's training manipulations (val and test rows)."""
+    protocol = replace(base, train_fakes=row.train, test_fakes=row.tests)
     rows = assign_splits(cache.manifest, protocol)
     fitted = fit_head(head, cache.prompts, features(cache, rows, "train"), features(cache, rows, "val")).head
-    test = rows[rows["split"] == "test"].copy()
-    test["score"] = fitted.predict_proba(cache.embeddings[test.index.to_numpy()].astype("float32"))
+    scored, X = scored_rows(cache, rows)
+    return make_scores(scored, fitted.predict_proba(X))
+
+
+def _auc_columns(result: dict[str, Any]) -> dict[str, Any]:
+    columns: dict[str, Any] = {}
+    for level in LEVELS:
+        ci = result[level]["auc_ci"] or (None, None)
+        columns.update({f"{level}_auc": result[level]["auc"], f"{level}_auc_lo": ci[0], f"{level}_auc_hi": ci[1]})
+    return columns
+
+
+def row_cells(row: MatrixRow, result: RunResult) -> list[dict[str, Any]]:
+    """One cell per test manipulation: all test reals against that manipulation's test fakes."""
+    by_test = result.per_manipulation
+    if not by_test:
+        fakes = result.scores.loc[result.scores["label"] == 1, "manipulation"].unique()
+        by_test = {str(fakes[0]): result.metrics}
     cells = []
-    for manip in tests:
-        part = test[(test["label"] == 0) | (test["manipulation"] == manip)]
-        frame_auc, video_auc = frame_video_auc(part, agg)
-        videos = part.drop_duplicates("video")
-        cells.append({"train": row, "test": manip, "frame_auc": frame_auc, "video_auc": video_auc,
-                      "real_videos": int((videos["label"] == 0).sum()),
-                      "fake_videos": int((videos["label"] == 1).sum())})
+    for manip in row.tests:
+        if manip not in by_test:
+            raise UserError(f"matrix: no {manip} test videos for the row trained on {row.name}")
+        video = by_test[manip]["video"]
+        cells.append({"train": row.label, "test": manip, **_auc_columns(by_test[manip]),
+                      "real_videos": video["n_real"], "fake_videos": video["n_fake"]})
     return cells
 
 
@@ -55,14 +98,17 @@ def cross_manipulation(settings: MatrixSettings, base: ProtocolSettings) -> pd.D
     cache = read_cache(settings.cache)
     resolve_heads((settings.head,), cache.prompts)
     manips = sorted(cache.manifest.loc[cache.manifest["label"] == 1, "manipulation"].unique())
-    jobs = [((m,), manips, m) for m in manips]
-    if len(manips) > 2:
-        jobs += [(tuple(o for o in manips if o != m), [m], ALL_OTHERS) for m in manips]
-    cells = []
-    for train, tests, row in tqdm(jobs, desc="matrix", unit="fit", file=sys.stderr):
-        cells += _cells(cache, settings.head, base, train, tests, row, settings.video_agg)
-    matrix = pd.DataFrame(cells)
     out = Path(settings.out)
+    meta = {"scorer": "head", "head": settings.head, "cache": str(Path(settings.cache).resolve()),
+            "cache_identity": cache.identity(), "data_root": cache.attrs.get("data_root"),
+            "package_version": __version__}
+    cells = []
+    for row in tqdm(matrix_rows(manips), desc="matrix", unit="fit", file=sys.stderr):
+        scores = score_row(cache, settings.head, base, row)
+        write_scores(out / "scores" / row.name, scores, {**meta, "name": row.name, "train_fakes": list(row.train),
+                                                           "test_fakes": list(row.tests)})
+        cells += row_cells(row, evaluate_run(row.name, scores, settings))
+    matrix = pd.DataFrame(cells)
     write_csv(out / "matrix.csv", matrix)
     write_json(out / "matrix.json", {"matrix": to_dict(settings), "protocol": to_dict(base),
                                      "cache_identity": cache.identity()})

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import numpy as np
 import pandas as pd
 
 from clipforensics import __version__
@@ -22,6 +23,7 @@ from clipforensics.data.scores import make_scores, write_scores
 from clipforensics.core.settings import option, to_dict
 
 RUN_FILE = "run.json"
+SCORED_SPLITS = ("val", "test")
 
 
 @dataclass
@@ -39,6 +41,12 @@ def split_rows(cache: FeatureCache, protocol: ProtocolSettings) -> pd.DataFrame:
 
 def features(cache: FeatureCache, rows: pd.DataFrame, split: str) -> Features:
     return Features.of(cache.embeddings, rows[rows["split"] == split])
+
+
+def scored_rows(cache: FeatureCache, rows: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows a head scores (validation picks the threshold, test is measured) and their features."""
+    scored = rows[rows["split"].isin(SCORED_SPLITS)]
+    return scored, cache.embeddings[scored.index.to_numpy()].astype("float32")
 
 
 def run_identity(cache: FeatureCache, protocol: ProtocolSettings) -> dict[str, Any]:
@@ -77,8 +85,7 @@ def fit_heads(settings: FitSettings, protocol: ProtocolSettings) -> list[dict[st
     rows = split_rows(cache, protocol)
     print(split_summary(rows).to_string(index=False), file=sys.stderr)
     train, val = features(cache, rows, "train"), features(cache, rows, "val")
-    scored = rows[rows["split"].isin(["val", "test"])]
-    X_scored = cache.embeddings[scored.index.to_numpy()].astype("float32")
+    scored, X_scored = scored_rows(cache, rows)
     out = Path(settings.out)
     identity = run_identity(cache, protocol)
     _claim_run_dir(out, identity, settings.overwrite)
