@@ -24,6 +24,8 @@ from clipforensics.core.registry import Registry
 from clipforensics.lora import checkpoint, stage
 from clipforensics.lora import data as lora_data
 from clipforensics.lora import model as lora
+from clipforensics.lora.train import TrainRun, make_optimization, train_epoch
+from clipforensics.data.manifest import ManifestSettings, scan
 from clipforensics.data.cache import check_identity, read_cache
 from clipforensics.core.errors import UserError
 from clipforensics.evaluate.metrics import roc_auc, video_scores
@@ -167,6 +169,24 @@ def test_epoch_order_is_balanced_and_a_function_of_seed_and_epoch():
     assert set(order[labels[order] == 1]) == set(range(30, 36))
     np.testing.assert_array_equal(order, lora_data.epoch_order(labels, seed=3, epoch=2))
     assert not np.array_equal(order, lora_data.epoch_order(labels, seed=3, epoch=3))
+
+
+def test_an_epoch_is_a_function_of_seed_and_epoch_and_leaves_torchs_rng_alone(synthetic_root):
+    """MLP targets with heavy dropout: the mask must come from (seed, epoch), not from whatever the caller drew."""
+    settings = lora.LoraSettings(base_cache="-", out="-", rank=4, alpha=8, targets="mlp", dropout=0.5, batch_size=8,
+                                 workers=0)
+    run = TrainRun.build(load_model(TINY_MODEL, "cpu", "fp32"), settings, synthetic_root,
+                         scan(ManifestSettings(data_root=str(synthetic_root))))
+    start = run.detector.trainable_state()
+    caller = torch.get_rng_state()
+    first = train_epoch(run, make_optimization(run), epoch=1, max_steps=2)
+    assert torch.equal(torch.get_rng_state(), caller)
+    run.detector.load_trainable_state(start)
+    torch.manual_seed(12345)
+    again = train_epoch(run, make_optimization(run), epoch=1, max_steps=2)
+    assert again["loss"] == first["loss"]
+    run.detector.load_trainable_state(start)
+    assert train_epoch(run, make_optimization(run), epoch=2, max_steps=2)["loss"] != first["loss"]
 
 
 def test_training_beats_the_zero_shot_prompt_head(finished_run):

@@ -1,7 +1,8 @@
 """The LoRA stage's training data: labelled image files, class-balanced epochs, light augmentation, loaders.
 
-Everything random in epoch e (the image order, each image's augmentation) is drawn from generators seeded by
-(seed, e), so an epoch is the same whether the run started at epoch 1 or resumed after a crash.
+Everything random in epoch e (the image order, each image's augmentation, the DataLoader's worker seeds, LoRA
+dropout) is drawn from generators seeded by (seed, e), so an epoch is the same whether the run started at epoch 1
+or resumed after a crash, and training leaves torch's global random stream as it found it.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def epoch_rng(seed: int, epoch: int, stream: int, *more: int) -> np.random.Gener
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
-    """Seed of torch's RNG (LoRA dropout, DataLoader worker seeds) for one epoch."""
+    """torch's seed for one epoch: the DataLoader's generator (worker seeds) and, inside the epoch, LoRA dropout."""
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 

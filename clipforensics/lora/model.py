@@ -16,8 +16,9 @@ first two):
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import peft
@@ -245,10 +246,25 @@ def check_gradients(detector: Detector, image_size: int, targets: str) -> None:
                         "(nn.MultiheadAttention never calls out_proj.forward; target the attn module itself)")
 
 
+@contextlib.contextmanager
+def seeded_torch_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """torch's global RNG (the CPU's, and `device`'s if CUDA) seeded for one block and restored after it.
+
+    For what cannot take a generator (weight init inside peft and nn.Linear, LoRA dropout): their draws become a
+    function of `seed`, and the caller's random stream is left as it was.
+    """
+    cuda = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.random.default_generator.manual_seed(seed)
+        for d in cuda:
+            with torch.cuda.device(d):
+                torch.cuda.manual_seed(seed)
+        yield
+
+
 def build_detector(loaded: LoadedModel, settings: LoraSettings) -> Detector:
     """LoRA + head on the loaded model, initialised from `settings.seed`, targets proven to receive gradients."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(settings.seed)
+    with seeded_torch_rng(settings.seed, torch.device("cpu")):  # peft and nn.Linear initialise on the CPU
         head = LORA_HEADS.get(settings.head)(loaded, settings)
         adapted = add_lora(loaded.model, settings)
     detector = Detector(adapted, head).to(loaded.device)

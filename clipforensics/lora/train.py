@@ -31,7 +31,7 @@ from clipforensics.extract.models import LoadedModel
 from clipforensics.extract.reader import ImageFiles, collate_images
 from clipforensics.lora.data import (LabelledImages, TrainImages, augmentations, epoch_order, epoch_seed,
                                      make_loader)
-from clipforensics.lora.model import Detector, LoraSettings, build_detector
+from clipforensics.lora.model import Detector, LoraSettings, build_detector, seeded_torch_rng
 
 LOG = "train_log.csv"
 LOG_COLUMNS = ("epoch", "loss", "val_frame_auc", "val_video_auc", "seconds", "images_per_s", "data_wait_share",
@@ -165,15 +165,17 @@ def train_epoch(run: TrainRun, optim: Optimization, epoch: int, max_steps: int |
     rate at the epoch's first step.
     """
     s = run.settings
-    torch.manual_seed(epoch_seed(s.seed, epoch))
+    seed = epoch_seed(s.seed, epoch)
     order = epoch_order(run.train.labels, s.seed, epoch)
-    loader = run.loader(TrainImages(run.train, order, run.preprocess, augmentations(s), s.seed, epoch))
+    loader = run.loader(TrainImages(run.train, order, run.preprocess, augmentations(s), s.seed, epoch),
+                        generator=torch.Generator().manual_seed(seed))
     run.detector.train()
     lr = optim.scheduler.get_last_lr()[0]
     loss_sum, images, waited = 0.0, 0, 0.0
     start = time.perf_counter()
-    with tqdm(total=len(order), desc=f"epoch {epoch}/{s.epochs}", unit="img", leave=False, dynamic_ncols=True,
-              file=sys.stderr) as bar:
+    bar = tqdm(total=len(order), desc=f"epoch {epoch}/{s.epochs}", unit="img", leave=False, dynamic_ncols=True,
+               file=sys.stderr)
+    with seeded_torch_rng(seed, run.device), bar:
         for step, ((batch, labels), wait) in enumerate(_timed(iter(loader))):
             loss = train_step(run, optim, batch, labels)
             loss_sum, images, waited = loss_sum + loss * len(labels), images + len(labels), waited + wait
@@ -188,7 +190,8 @@ def train_epoch(run: TrainRun, optim: Optimization, epoch: int, max_steps: int |
 
 def predict(run: TrainRun, frames: LabelledImages) -> np.ndarray:
     """Fake probability (softmax over [real, fake]) of each frame, in order, without augmentation."""
-    loader = run.loader(ImageFiles(frames.root, frames.paths, run.preprocess, run.image_size), collate_fn=collate_images)
+    loader = run.loader(ImageFiles(frames.root, frames.paths, run.preprocess, run.image_size),
+                        collate_fn=collate_images)
     run.detector.eval()
     probs = []
     with torch.no_grad(), run.autocast():
