@@ -20,11 +20,16 @@ from clipforensics.data.manifest import video_of
 SCORE_COLUMNS = ("path", "video", "manipulation", "label", "split", "score")
 
 
-def check_scores_table(df: pd.DataFrame, what: str) -> None:
+def require_columns(df: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
     """A clear error up front instead of a KeyError deep inside a plot or a metric."""
-    missing = [c for c in SCORE_COLUMNS if c not in df.columns]
+    missing = [c for c in columns if c not in df.columns]
     if missing:
         raise UserError(f"{what}: scores table lacks column(s) {', '.join(missing)}")
+
+
+def check_scores_table(df: pd.DataFrame, what: str) -> None:
+    """Every scores column present and at least one row."""
+    require_columns(df, SCORE_COLUMNS, what)
     if df.empty:
         raise UserError(f"{what}: scores table has no rows")
 

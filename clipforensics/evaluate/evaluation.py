@@ -16,7 +16,8 @@ from clipforensics import __version__
 from clipforensics.core.io import write_json, write_text
 from clipforensics.core.errors import UserError
 from clipforensics.data.manifest import KNOWN_MANIPULATIONS
-from clipforensics.evaluate.metrics import AGGREGATORS, FEW_VIDEOS, choose_threshold, evaluate_split, per_manipulation
+from clipforensics.evaluate.metrics import (AGGREGATORS, FEW_VIDEOS, THRESHOLD_RULES, choose_threshold, evaluate_split,
+                                            per_manipulation)
 from clipforensics.evaluate.result import RunResult
 from clipforensics.report.errors import error_analysis
 from clipforensics.report.figures import plot_confusion, plot_roc
@@ -33,7 +34,7 @@ class MeasureSettings:
     video_agg: str = option("mean", "video score from its frames", choices=tuple(AGGREGATORS))
     bootstrap: int = option(1000, "bootstrap resamples of videos for 95%% intervals (0: none)")
     seed: int = option(0, "bootstrap seed")
-    threshold_rule: str = option("eer", "how the validation split picks the threshold", choices=("eer",))
+    threshold_rule: str = option("eer", "how the validation split picks the threshold", choices=tuple(THRESHOLD_RULES))
 
 
 @dataclass

@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 from clipforensics.core.errors import UserError
+from clipforensics.core.registry import Registry
+from clipforensics.data.scores import require_columns
 
 VAL_SPLIT = "val"
 DEFAULT_THRESHOLD = 0.5
@@ -27,11 +29,10 @@ FEW_VIDEOS = 30
 # temporaries per element, measured by bench/memory.py) however many frames there are.
 _BLOCK_ELEMENTS = 4_000_000
 
-AGGREGATORS: dict[str, Callable[[np.ndarray], float]] = {
-    "mean": np.mean,
-    "median": np.median,
-    "max": np.max,
-}
+AGGREGATORS: Registry[Callable[[np.ndarray], float]] = Registry("video aggregator")
+AGGREGATORS.register("mean", np.mean)
+AGGREGATORS.register("median", np.median)
+AGGREGATORS.register("max", np.max)
 
 # Registry names pandas reduces natively (fast); other registry entries are called per video.
 _PANDAS_REDUCTIONS = frozenset({"mean", "median", "max"})
@@ -40,12 +41,6 @@ MetricFn = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
 
 
 # ---------------------------------------------------------------------------- input checks
-
-def _require_columns(df: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise UserError(f"{what}: scores table lacks column(s) {', '.join(missing)}")
-
 
 def _check_scores(scores: np.ndarray, what: str) -> None:
     """NaN or infinite scores would silently corrupt the sort order, so they stop the run."""
@@ -83,9 +78,8 @@ def _require_both_classes(y: np.ndarray, what: str) -> None:
 
 def video_scores(df: pd.DataFrame, agg: str = "mean") -> pd.DataFrame:
     """One row per video, its frame scores pooled by `agg`: the unit a user actually flags."""
-    _require_columns(df, ("video", "manipulation", "label", "split", "score"), "video scores")
-    if agg not in AGGREGATORS:
-        raise UserError(f"unknown video aggregator {agg!r}; choose from {', '.join(AGGREGATORS)}")
+    require_columns(df, ("video", "manipulation", "label", "split", "score"), "video scores")
+    reduce = AGGREGATORS.get(agg)
     _check_scores(df["score"].to_numpy(dtype=float), "video scores")
     grouped = df.groupby("video", sort=True, observed=True)
     n_labels = grouped["label"].nunique()
@@ -97,7 +91,7 @@ def video_scores(df: pd.DataFrame, agg: str = "mean") -> pd.DataFrame:
         manipulation=("manipulation", "first"),
         label=("label", "first"),
         split=("split", "first"),
-        score=("score", agg if agg in _PANDAS_REDUCTIONS else AGGREGATORS[agg]),
+        score=("score", agg if agg in _PANDAS_REDUCTIONS else reduce),
         n_frames=("score", "size"),
     ).reset_index()
     out["score"] = out["score"].astype(float)
@@ -262,20 +256,23 @@ def threshold_metrics(labels: Any, scores: Any, threshold: float) -> dict[str, f
     }
 
 
+THRESHOLD_RULES: Registry[Callable[[np.ndarray, np.ndarray], float]] = Registry("threshold rule")
+THRESHOLD_RULES.register("eer", lambda labels, scores: eer(labels, scores)[1])
+
+
 def choose_threshold(val_df: pd.DataFrame, rule: str = "eer", *, val_split: str = VAL_SPLIT) -> tuple[float, str]:
     """Decision threshold from validation frames only, so test labels never tune it.
 
     Returns (threshold, note); the note says how it was picked and is a warning when there
     were no validation rows and the fixed 0.5 fallback was used.
     """
-    if rule != "eer":
-        raise UserError(f"unknown threshold rule {rule!r}; choose from eer")
-    _require_columns(val_df, ("label", "score", "split"), "choose threshold")
+    pick = THRESHOLD_RULES.get(rule)
+    require_columns(val_df, ("label", "score", "split"), "choose threshold")
     val = val_df[val_df["split"] == val_split]
     if val.empty:
         return DEFAULT_THRESHOLD, f"no validation rows: threshold {DEFAULT_THRESHOLD}"
-    _, threshold = eer(val["label"].to_numpy(), val["score"].to_numpy())
-    return threshold, f"EER threshold {threshold:.6g} from {len(val)} validation frames"
+    threshold = pick(val["label"].to_numpy(), val["score"].to_numpy())
+    return threshold, f"{rule.upper()} threshold {threshold:.6g} from {len(val)} validation frames"
 
 
 # ---------------------------------------------------------------------------- bootstrap
@@ -400,7 +397,7 @@ def _level_report(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, th
 def evaluate_split(df: pd.DataFrame, *, threshold: float, video_agg: str = "mean", n_boot: int = 1000,
                    seed: int = 0) -> dict[str, dict[str, Any]]:
     """Frame- and video-level metrics of the given (test) rows; CIs resample videos in both."""
-    _require_columns(df, ("video", "manipulation", "label", "split", "score"), "evaluate")
+    require_columns(df, ("video", "manipulation", "label", "split", "score"), "evaluate")
     if df.empty:
         raise UserError("evaluate: no test rows")
     frame = _level_report(df["label"].to_numpy(), df["score"].to_numpy(), df["video"].to_numpy(),
@@ -415,7 +412,7 @@ def evaluate_split(df: pd.DataFrame, *, threshold: float, video_agg: str = "mean
 
 def per_manipulation(df: pd.DataFrame, **kw: Any) -> dict[str, dict[str, dict[str, Any]]]:
     """evaluate_split of all real rows against each fake manipulation alone, to see which ones fool the model."""
-    _require_columns(df, ("manipulation", "label"), "per-manipulation")
+    require_columns(df, ("manipulation", "label"), "per-manipulation")
     real = df[df["label"] == 0]
     fake = df[df["label"] == 1]
     if real.empty or fake.empty:
