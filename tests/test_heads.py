@@ -100,7 +100,7 @@ def _in_domain_auc(tmp_path, strength: float) -> float:
     assert extract_features.main(["--data-root", str(root), "--out", str(cache), *TINY, "--precision", "fp32"]) == 0
     out = tmp_path / f"run{strength}"
     assert fit_heads.main(["--cache", str(cache), "--heads", "ridge", "--out", str(out),
-                           "--train-fakes", "FaceSwap", "--test-fakes", "FaceSwap"]) == 0
+                           "--train-fakes", "FaceSwap", "--test-fakes", "FaceSwap", "--real-split", "50/10/40"]) == 0
     scores = pd.read_csv(out / "ridge" / "scores.csv")
     test = scores[scores.split == "test"]
     return roc_auc(test.label, test.score)

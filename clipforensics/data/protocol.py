@@ -1,65 +1,90 @@
-"""Train/val/test splits by video, never by frame, decided from the manifest alone.
+"""Train/val/test splits by group of videos, never by frame, decided from the manifest alone.
 
-Each video's split comes from a hash of the seed and its video key (or from FF++ official split
-lists), so it is reproducible and adding videos never moves the others. Fakes never land in an
-earlier split than the real videos they were made from: a fake whose target or source real video is
-in test is never trained on, which keeps identities from leaking into the test set.
+Videos that share frame content form one group (`data.groups`): a real video, every fake made from
+it (both directions, every manipulation) and, transitively, the videos those fakes were made from,
+whether or not those real videos are in the data root. A group's split comes from a hash of the seed
+and its key, or from a split file; it does not depend on which manipulations train or test, so every
+stage (heads, LoRA, each cell of the matrix) sees the same groups in the same splits. Every video of
+a group lands in its group's split or is not used at all: training-manipulation fakes are used in
+train and val groups, test-manipulation fakes in test groups, a manipulation that is both everywhere.
+So no frame content of a test video was ever trained on or used for selection.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import pandas as pd
 
 from clipforensics.core.errors import UserError
-from clipforensics.data.manifest import sample_frames, video_table
 from clipforensics.core.settings import option
+from clipforensics.data.groups import video_groups, video_ids
+from clipforensics.data.manifest import sample_frames, video_table
+from clipforensics.data.splitfile import (SPLITS, UNUSED, ListedSplits, load_split_file, read_split_file,
+                                          split_table)
 
-SPLITS = ("train", "val", "test")
-UNUSED = ""
+__all__ = ["ProtocolSettings", "Splits", "assign_splits", "check_splits", "load_split_file", "make_splits",
+           "parse_real_split", "resolve_fakes", "split_summary", "split_table", "video_uniform"]
+
 REST = "rest"
-_RANK = {name: rank for rank, name in enumerate(SPLITS)}
+MIN_GROUPS = 5
+"""A class with at least this many groups gets at least one group in val and in test (when their share > 0)."""
 _CLASS_NAMES = {0: "real", 1: "fake"}
 
 
 @dataclass
 class ProtocolSettings:
-    """Which manipulations train and test, and how videos are divided (default: FaceSwap -> NeuralTextures)."""
+    """Which manipulations train and test, and how groups of videos are divided (default: FaceSwap -> NeuralTextures)."""
 
     train_fakes: tuple[str, ...] = option(("FaceSwap",), "manipulation(s) seen in training")
     test_fakes: tuple[str, ...] = option(
         ("NeuralTextures",), "manipulation(s) tested on; 'rest' = every manipulation not trained on")
-    real_split: str = option("70/10/20", "train/val/test percentages of real videos")
-    fake_val: float = option(0.1, "share of training-manipulation videos held out for validation")
-    split_seed: int = option(0, "seed of the video hash")
+    real_split: str = option("70/10/20", "train/val/test percentages of video groups (a real video with every "
+                                         "fake made from it, and the videos those fakes were made from)")
+    split_seed: int = option(0, "seed of the group hash")
     split_file: str | None = option(
-        None, "FF++ official splits: a folder with train.json/val.json/test.json, or one JSON "
-              "{train: [...], val: [...], test: [...]} (lists of [target, source] pairs)", metavar="PATH")
+        None, "a splits.csv written by any stage (exact reproduction), or FF++ official splits: a folder with "
+              "train.json/val.json/test.json, or one JSON {train: [...], val: [...], test: [...]} (lists of "
+              "[target, source] pairs)", metavar="PATH")
     frames_per_video: int | None = option(None, "use at most N frames per video, spread evenly", metavar="N")
 
 
-class OfficialSplits(NamedTuple):
-    """FF++ split lists indexed two ways: single video ids (real) and unordered pairs (fakes)."""
+class Move(NamedTuple):
+    """A group moved from its hashed split so that a small split holds every class."""
 
-    ids: dict[str, str]
-    pairs: dict[tuple[str, str], str]
-
-
-class FakeVideo(NamedTuple):
-    """What decides a fake video's split: its own base split and the splits of its real videos."""
-
-    base: str
-    reals: tuple[str, ...]
+    group: str
+    source: str
+    target: str
+    reason: str
 
 
-def video_uniform(video: str, seed: int) -> float:
-    """A uniform number in [0, 1) fixed by seed and video key alone."""
-    digest = hashlib.sha256(f"{seed}:{video}".encode("utf-8")).digest()
+@dataclass
+class Splits:
+    """The split manifest rows (with `split` and `group` columns) and what deciding them took."""
+
+    rows: pd.DataFrame
+    moves: list[Move]
+
+    def table(self) -> pd.DataFrame:
+        """One row per video: video, class, group, split (the content of `splits.csv`)."""
+        return split_table(self.rows)
+
+    def digest(self) -> str:
+        """Short sha256 of every video's split: what a run folder or a checkpoint is tied to, beyond the flags."""
+        table = self.table()
+        text = "".join(f"{v}\t{s}\n" for v, s in zip(table["video"], table["split"]))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+    def notes(self) -> list[str]:
+        """One line per group moved, for the stage's log."""
+        return [f"protocol: group {m.group} moved from {m.source} to {m.target} ({m.reason})" for m in self.moves]
+
+
+def video_uniform(key: str, seed: int) -> float:
+    """A uniform number in [0, 1) fixed by seed and key alone."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") / 2.0 ** 64
 
 
@@ -74,21 +99,6 @@ def parse_real_split(text: str) -> tuple[float, float, float]:
     if abs(sum(parts) - 100) > 1e-6:
         raise UserError(f"real split {text!r} sums to {sum(parts):g}, not 100")
     return parts[0] / 100, parts[1] / 100, parts[2] / 100
-
-
-def _by_threshold(u: float, shares: tuple[float, ...]) -> str:
-    """The split whose cumulative share first exceeds u."""
-    total = 0.0
-    for name, share in zip(SPLITS, shares):
-        total += share
-        if u < total:
-            return name
-    return SPLITS[len(shares) - 1]
-
-
-def _latest(*splits: str) -> str:
-    """The latest of the given splits in train < val < test order."""
-    return max(splits, key=_RANK.__getitem__)
 
 
 def resolve_fakes(manifest: pd.DataFrame, settings: ProtocolSettings) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -109,165 +119,138 @@ def _known(names: tuple[str, ...], available: list[str], what: str) -> tuple[str
     return tuple(names)
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"split file {path} not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"split file {path} is not valid JSON: {exc}") from None
+# ---------------------------------------------------------------- one split per group
 
 
-def _read_lists(path: Path) -> dict[str, Any]:
-    """The three raw lists, from a folder of train/val/test.json or a single JSON object."""
-    if path.is_dir():
-        return {name: _read_json(path / f"{name}.json") for name in SPLITS}
-    data = _read_json(path)
-    if not isinstance(data, dict) or set(data) != set(SPLITS):
-        raise UserError(f"split file {path} must be a JSON object with exactly the keys train, val, test")
-    return data
+def _intervals(shares: tuple[float, float, float]) -> dict[str, tuple[float, float]]:
+    edges = [0.0, shares[0], shares[0] + shares[1], 1.0]
+    return {name: (edges[i], edges[i + 1]) for i, name in enumerate(SPLITS)}
 
 
-def _pairs(raw: Any, where: str) -> list[tuple[str, str]]:
-    ok = isinstance(raw, list) and all(
-        isinstance(pair, list) and len(pair) == 2 and all(isinstance(v, str) and v for v in pair) for pair in raw)
-    if not ok:
-        raise UserError(f"split file {where} must be a list of [target, source] pairs of id strings")
-    return [(pair[0], pair[1]) for pair in raw]
+def _by_hash(u: float, intervals: dict[str, tuple[float, float]]) -> str:
+    return next((name for name, (lo, hi) in intervals.items() if lo <= u < hi and hi > lo), SPLITS[-1])
 
 
-def _index_once(mapping: dict[Any, str], key: Any, split: str, what: str) -> None:
-    """Record key -> split; a key already in another split is a leak the user must fix."""
-    if mapping.setdefault(key, split) != split:
-        raise UserError(f"split file lists {what} in both {mapping[key]} and {split}")
+def _distance(u: float, interval: tuple[float, float]) -> float:
+    lo, hi = interval
+    return lo - u if u < lo else (u - hi if u >= hi else 0.0)
 
 
-def load_split_file(path: str) -> OfficialSplits:
-    """Read FF++ official splits and index them by video id and by unordered pair."""
-    lists = {name: _pairs(raw, f"{path} [{name}]") for name, raw in _read_lists(Path(path)).items()}
-    ids: dict[str, str] = {}
-    pairs: dict[tuple[str, str], str] = {}
-    for split, split_pairs in lists.items():
-        for target, source in split_pairs:
-            _index_once(pairs, tuple(sorted((target, source))), split, f"pair {target}_{source}")
-    for split, split_pairs in lists.items():
-        for target, source in split_pairs:
-            _index_once(ids, target, split, f"video {target}")
-            _index_once(ids, source, split, f"video {source}")
-    return OfficialSplits(ids, pairs)
+def _ensure_every_class(split: dict[str, str], classes: dict[str, frozenset[str]], u: dict[str, float],
+                        intervals: dict[str, tuple[float, float]]) -> list[Move]:
+    """Give test, then val, one group of every class that has MIN_GROUPS groups, when it has none by hash.
+
+    The group moved is the one whose hash lies nearest the split's interval, among groups whose move
+    leaves their own split with every class it held: deterministic, and a no-op on data of any size
+    once the hash already did it.
+    """
+    moves: list[Move] = []
+    holders: dict[str, list[str]] = {}
+    for group, names in classes.items():
+        for name in names:
+            holders.setdefault(name, []).append(group)
+    for target in ("test", "val"):
+        if intervals[target][1] <= intervals[target][0]:
+            continue
+        for name in sorted(holders):
+            groups = holders[name]
+            if len(groups) < MIN_GROUPS or any(split[g] == target for g in groups):
+                continue
+            count = {(s, c): 0 for s in SPLITS for c in holders}
+            for g, names in classes.items():
+                for c in names:
+                    count[split[g], c] += 1
+            donors = [g for g in groups if all(count[split[g], c] > 1 for c in classes[g])]
+            if not donors:
+                continue
+            group = min(donors, key=lambda g: (_distance(u[g], intervals[target]), g))
+            lacking = [c for c in sorted(classes[group]) if not any(split[g] == target for g in holders[c])]
+            moves.append(Move(group, split[group], target, f"{target} had no video of {', '.join(lacking)}"))
+            split[group] = target
+    return moves
 
 
-def _pair_keys(reals: pd.DataFrame, fakes: pd.DataFrame) -> pd.Series:
-    """Hash key of each real video: FF++ swapped pairs (000_003 / 003_000) share one key, so both
-    real videos of a pair, and hence their fakes, land in the same split."""
-    known = fakes[(fakes["target"] != "") & (fakes["source"] != "")]
-    partner = known.groupby("target")["source"].min().to_dict()
-    ids = reals["target"].map(lambda vid: min(vid, partner.get(vid, vid)))
-    return reals["manipulation"] + "/" + ids
+def _hashed_group_splits(videos: pd.DataFrame, settings: ProtocolSettings) -> tuple[pd.Series, list[Move]]:
+    intervals = _intervals(parse_real_split(settings.real_split))
+    keys = sorted(set(videos["group"]))
+    u = {key: video_uniform(f"group/{key}", settings.split_seed) for key in keys}
+    split = {key: _by_hash(u[key], intervals) for key in keys}
+    classes = videos.groupby("group")["manipulation"].agg(frozenset).to_dict()
+    moves = _ensure_every_class(split, classes, u, intervals)
+    return pd.Series(split, dtype=object), moves
 
 
-def _real_splits(reals: pd.DataFrame, fakes: pd.DataFrame, settings: ProtocolSettings,
-                 official: OfficialSplits | None) -> pd.Series:
-    """Split of every real video: its listed split, or the hash of its pair cut into the real percentages."""
-    if official is not None:
-        return reals["target"].map(lambda vid: official.ids.get(vid, UNUSED))
-    shares = parse_real_split(settings.real_split)
-    return _pair_keys(reals, fakes).map(lambda key: _by_threshold(video_uniform(key, settings.split_seed), shares))
+def _listed_group_splits(videos: pd.DataFrame, listed: ListedSplits) -> pd.Series:
+    """Split of each group named by a split file; a group the file puts in two splits is refused by name."""
+    if listed.by_video:
+        members = pd.Series([(v,) for v in videos["video"]], index=videos.index)
+        lookup, what = listed.by_video, "videos"
+    else:
+        members, lookup, what = video_ids(videos), listed.by_id, "ids"
+    found: dict[str, dict[str, str]] = {}
+    for group, names in zip(videos["group"], members):
+        entry = found.setdefault(group, {})
+        entry.update({name: lookup[name] for name in names if name in lookup})
+    split: dict[str, str] = {}
+    for group, entry in found.items():
+        distinct = sorted(set(entry.values()), key=SPLITS.index)
+        if len(distinct) > 1:
+            shown = [f"{next(n for n in sorted(entry) if entry[n] == s)} ({s})" for s in distinct]
+            raise UserError(f"split file {listed.path} puts one group of videos in {len(distinct)} splits: {what} "
+                            f"{' and '.join(shown)} share frame content through fakes made from both; fix the file")
+        split[group] = distinct[0] if distinct else UNUSED
+    return pd.Series(split, dtype=object)
 
 
-def _real_by_id(reals: pd.DataFrame, splits: pd.Series) -> dict[str, str]:
-    """Real video id -> latest split among real videos with that id (ids may repeat across real folders)."""
-    used = splits[splits != UNUSED]
-    return used.groupby(reals.loc[used.index, "target"]).agg(lambda s: _latest(*s)).to_dict()
+# ---------------------------------------------------------------- which videos of a group are used
 
 
-def _train_rule(fake: FakeVideo) -> str:
-    if fake.base == UNUSED:
-        return UNUSED
-    split = _latest(fake.base, *fake.reals)
-    return UNUSED if split == "test" else split
-
-
-def _test_rule(fake: FakeVideo) -> str:
-    """A test fake is made of its real videos' frames: it is used only when they are test videos too."""
-    return "test" if fake.base == "test" and all(r == "test" for r in fake.reals) else UNUSED
-
-
-def _both_rule(fake: FakeVideo) -> str:
-    """In-domain fakes go where their real videos (whose frames they are made of) go, and are
-    dropped when those sit in different splits: the same frames never appear in two splits, and
-    in-domain test fakes obey the same rule as cross-manipulation ones."""
-    if fake.base == UNUSED:
-        return UNUSED
-    split = _latest(fake.base, *fake.reals)
-    return split if all(r == split for r in fake.reals) else UNUSED
-
-
-FAKE_RULES: dict[str, Callable[[FakeVideo], str]] = {
-    "train": _train_rule,
-    "test": _test_rule,
-    "both": _both_rule,
-    "unused": lambda fake: UNUSED,
-}
-
-
-def _role(manipulation: str, train: tuple[str, ...], test: tuple[str, ...]) -> str:
+def _role(manipulation: str, label: int, train: tuple[str, ...], test: tuple[str, ...]) -> str:
+    if label == 0:
+        return "real"
     return {(True, False): "train", (False, True): "test", (True, True): "both"}.get(
         (manipulation in train, manipulation in test), "unused")
 
 
-HASH_BASES: dict[str, Callable[[float, bool, ProtocolSettings], str]] = {
-    "train": lambda u, has_reals, s: _by_threshold(u, (1 - s.fake_val, s.fake_val)),
-    "both": lambda u, has_reals, s: "train" if has_reals else _by_threshold(u, parse_real_split(s.real_split)),
-    "test": lambda u, has_reals, s: "test",
-    "unused": lambda u, has_reals, s: UNUSED,
+ROLE_RULES: dict[str, Callable[[str], str]] = {
+    "real": lambda split: split,
+    "train": lambda split: split if split in ("train", "val") else UNUSED,
+    "test": lambda split: split if split == "test" else UNUSED,
+    "both": lambda split: split,
+    "unused": lambda split: UNUSED,
 }
-"""Base split of a fake per role without a split file; in-domain fakes with known real videos follow them."""
-
-
-def _hash_base(role: str, video: str, has_reals: bool, settings: ProtocolSettings) -> str:
-    return HASH_BASES[role](video_uniform(video, settings.split_seed), has_reals, settings)
-
-
-def _listed_base(row: Any, official: OfficialSplits) -> str:
-    pair = tuple(sorted((row.target, row.source)))
-    return official.pairs.get(pair, UNUSED) if row.target and row.source else UNUSED
-
-
-def _fake_splits(fakes: pd.DataFrame, real_by_id: dict[str, str], settings: ProtocolSettings,
-                 official: OfficialSplits | None) -> pd.Series:
-    train, test = resolve_fakes(fakes, settings)
-    splits: dict[str, str] = {}
-    for row in fakes.itertuples(index=False):
-        role = _role(row.manipulation, train, test)
-        reals = tuple(real_by_id[vid] for vid in (row.target, row.source) if vid in real_by_id)
-        base = _listed_base(row, official) if official else _hash_base(role, row.video, bool(reals), settings)
-        splits[row.video] = FAKE_RULES[role](FakeVideo(base, reals))
-    return pd.Series(splits, dtype=object)
+"""A video's split from its group's split, by the role of its class in the protocol."""
 
 
 def _check_settings(settings: ProtocolSettings) -> None:
     parse_real_split(settings.real_split)
-    if not 0 <= settings.fake_val < 1:
-        raise UserError(f"fake_val must be in [0, 1), got {settings.fake_val}")
+
+
+def make_splits(manifest: pd.DataFrame, settings: ProtocolSettings) -> Splits:
+    """Manifest rows with `split` (train, val, test, or '' for frames not used) and `group` columns."""
+    _check_settings(settings)
+    listed = read_split_file(settings.split_file) if settings.split_file else None
+    train, test = resolve_fakes(manifest, settings)
+    videos = video_table(manifest)
+    videos["group"] = video_groups(videos)
+    if listed is None:
+        group_split, moves = _hashed_group_splits(videos, settings)
+    else:
+        group_split, moves = _listed_group_splits(videos, listed), []
+    roles = [_role(m, int(label), train, test) for m, label in zip(videos["manipulation"], videos["label"])]
+    splits = [ROLE_RULES[role](group_split[group]) for role, group in zip(roles, videos["group"])]
+    by_video = videos.assign(split=splits).set_index("video")
+    out = manifest.copy()
+    out["split"] = out["video"].map(by_video["split"]).astype(str)
+    out["group"] = out["video"].map(by_video["group"]).astype(str)
+    out = sample_frames(out, settings.frames_per_video)
+    check_splits(out)
+    return Splits(out, moves)
 
 
 def assign_splits(manifest: pd.DataFrame, settings: ProtocolSettings) -> pd.DataFrame:
-    """Copy of the manifest with a `split` column: train, val, test, or '' for frames not used."""
-    _check_settings(settings)
-    official = load_split_file(settings.split_file) if settings.split_file else None
-    videos = video_table(manifest)
-    reals, fakes = videos[videos["label"] == 0], videos[videos["label"] == 1]
-    real_splits = _real_splits(reals, fakes, settings, official)
-    by_video = pd.concat([
-        pd.Series(real_splits.to_numpy(), index=reals["video"].to_numpy(), dtype=object),
-        _fake_splits(fakes, _real_by_id(reals, real_splits), settings, official),
-    ])
-    out = manifest.copy()
-    out["split"] = out["video"].map(by_video).fillna(UNUSED).astype(str)
-    out = sample_frames(out, settings.frames_per_video)
-    check_splits(out)
-    return out
+    """Copy of the manifest with `split` and `group` columns (see `make_splits`)."""
+    return make_splits(manifest, settings).rows
 
 
 def _require_both_classes(df: pd.DataFrame, split: str) -> None:
@@ -281,14 +264,20 @@ def _require_both_classes(df: pd.DataFrame, split: str) -> None:
                         "check --train-fakes/--test-fakes and the split settings")
 
 
-def check_splits(df: pd.DataFrame) -> None:
-    """Fail if a video spans two splits, or if train or test lacks real or fake videos."""
-    per_video = df.groupby("video")["split"].nunique()
-    mixed = per_video[per_video > 1]
+def _spanning(df: pd.DataFrame, unit: str) -> None:
+    per_unit = df.groupby(unit)["split"].nunique()
+    mixed = per_unit[per_unit > 1]
     if len(mixed):
-        video = mixed.index[0]
-        found = sorted(set(df.loc[df["video"] == video, "split"]))
-        raise UserError(f"video {video} is in more than one split: {', '.join(s or 'unused' for s in found)}")
+        key = mixed.index[0]
+        found = sorted(set(df.loc[df[unit] == key, "split"]), key=lambda s: (s not in SPLITS, s))
+        raise UserError(f"{unit} {key} is in more than one split: {', '.join(s or 'unused' for s in found)}")
+
+
+def check_splits(df: pd.DataFrame) -> None:
+    """Fail if a video (or a group's used videos) spans two splits, or if train or test lacks a class."""
+    _spanning(df, "video")
+    if "group" in df.columns:
+        _spanning(df[df["split"] != UNUSED], "group")
     for split in ("train", "test"):
         _require_both_classes(df, split)
 

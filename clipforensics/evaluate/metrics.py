@@ -271,6 +271,10 @@ def choose_threshold(val_df: pd.DataFrame, rule: str = "eer", *, val_split: str 
     val = val_df[val_df["split"] == val_split]
     if val.empty:
         return DEFAULT_THRESHOLD, f"no validation rows: threshold {DEFAULT_THRESHOLD}"
+    if val["label"].nunique() < 2:
+        only = "fake" if int(val["label"].iloc[0]) else "real"
+        raise UserError(f"the validation rows have only {only} videos ({len(val)} frames): no threshold can be "
+                        "chosen on them; give a validation split with both classes")
     threshold = pick(val["label"].to_numpy(), val["score"].to_numpy())
     return threshold, f"{rule.upper()} threshold {threshold:.6g} from {len(val)} validation frames"
 

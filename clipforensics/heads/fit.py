@@ -18,7 +18,8 @@ from clipforensics.core.io import atomic_path, write_json
 from clipforensics.data.cache import FeatureCache, read_cache
 from clipforensics.core.errors import UserError
 from clipforensics.heads.heads import Features, FitResult, fit_head, resolve_heads
-from clipforensics.data.protocol import ProtocolSettings, assign_splits, split_summary
+from clipforensics.data.protocol import ProtocolSettings, Splits, make_splits, split_summary
+from clipforensics.data.splitfile import write_split_table
 from clipforensics.data.scores import make_scores, write_scores
 from clipforensics.core.settings import option, to_dict
 
@@ -36,7 +37,14 @@ class FitSettings:
 
 def split_rows(cache: FeatureCache, protocol: ProtocolSettings) -> pd.DataFrame:
     """The cache's manifest with its protocol split (index = row in the embedding matrix)."""
-    return assign_splits(cache.manifest, protocol)
+    return make_splits(cache.manifest, protocol).rows
+
+
+def log_splits(splits: Splits) -> None:
+    """What the protocol decided, on stderr: videos and frames per split, and any group it moved."""
+    print(split_summary(splits.rows).to_string(index=False), file=sys.stderr)
+    for line in splits.notes():
+        print(line, file=sys.stderr)
 
 
 def features(cache: FeatureCache, rows: pd.DataFrame, split: str) -> Features:
@@ -82,14 +90,16 @@ def fit_heads(settings: FitSettings, protocol: ProtocolSettings) -> list[dict[st
     """Fit every head on train, select on val, score val and test; return one summary per head."""
     cache = read_cache(settings.cache)
     names = resolve_heads(settings.heads, cache.prompts)
-    rows = split_rows(cache, protocol)
-    print(split_summary(rows).to_string(index=False), file=sys.stderr)
+    splits = make_splits(cache.manifest, protocol)
+    log_splits(splits)
+    rows = splits.rows
     train, val = features(cache, rows, "train"), features(cache, rows, "val")
     scored, X_scored = scored_rows(cache, rows)
     out = Path(settings.out)
-    identity = run_identity(cache, protocol)
+    identity = {**run_identity(cache, protocol), "splits": splits.digest()}
     _claim_run_dir(out, identity, settings.overwrite)
     write_json(out / RUN_FILE, {**identity, "fit": to_dict(settings), "package_version": __version__})
+    write_split_table(out, splits.table())
     summaries = []
     for name in names:
         result = fit_head(name, cache.prompts, train, val)

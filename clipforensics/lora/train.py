@@ -231,7 +231,7 @@ class TrainState:
     def record(self, row: dict[str, Any], detector: Detector) -> None:
         self.history.append(row)
         self.epoch = row["epoch"]
-        if self.best_epoch == 0 or selection_key(row) > selection_key(self.history[self.best_epoch]):
+        if selection_key(row) > selection_key(self.best_row):
             self.best_epoch, self.best = self.epoch, detector.trainable_state()
 
     @property

@@ -1,0 +1,82 @@
+"""The protocol through the stages (issue 10): splits.csv beside every split, defaults that compose,
+a one-class validation set named as such, epoch 0 selectable."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import evaluate
+import fit_heads
+from clipforensics.core.errors import UserError
+from clipforensics.evaluate.metrics import choose_threshold
+from clipforensics.lora.train import TrainState
+
+PROTOCOL = ["--train-fakes", "FaceSwap", "--test-fakes", "NeuralTextures"]
+
+
+def scores_table(val_labels: list[int]) -> pd.DataFrame:
+    rows = [(f"Real_youtube/{i}/0.png", f"Real_youtube/{i}", "Real_youtube", 0, "test", 0.2) for i in range(3)]
+    rows += [(f"NeuralTextures/{i}/0.png", f"NeuralTextures/{i}", "NeuralTextures", 1, "test", 0.8) for i in range(3)]
+    rows += [(f"X/v{i}/0.png", f"X/v{i}", "X", label, "val", 0.1 * i) for i, label in enumerate(val_labels)]
+    return pd.DataFrame(rows, columns=["path", "video", "manipulation", "label", "split", "score"])
+
+
+def test_one_class_validation_is_named_validation(tmp_path, capsys) -> None:
+    with pytest.raises(UserError, match="validation rows have only real videos") as info:
+        choose_threshold(scores_table([0, 0, 0]))
+    assert "test set" not in str(info.value)
+    path = tmp_path / "scores.csv"
+    scores_table([1, 1]).to_csv(path, index=False)
+    assert evaluate.main([str(path), "--out", str(tmp_path / "r"), "--bootstrap", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "validation rows have only fake videos" in err and "test set" not in err
+
+
+def test_epoch_zero_can_be_the_best_epoch() -> None:
+    """The untrained model is logged as a candidate: it must win when no epoch beats it on validation."""
+
+    class Frozen:
+        def trainable_state(self) -> dict:
+            return {"epoch": "later"}
+
+    state = TrainState(0, [{"epoch": 0, "val_video_auc": 0.8, "val_frame_auc": 0.7}], 0, {"epoch": "zero"})
+    state.record({"epoch": 1, "val_video_auc": 0.6, "val_frame_auc": 0.9}, Frozen())
+    assert state.best_epoch == 0 and state.best == {"epoch": "zero"}
+    state.record({"epoch": 2, "val_video_auc": 0.8, "val_frame_auc": 0.7}, Frozen())
+    assert state.best_epoch == 0, "a tie keeps the earlier epoch"
+    state.record({"epoch": 3, "val_video_auc": 0.9, "val_frame_auc": 0.5}, Frozen())
+    assert state.best_epoch == 3 and state.best == {"epoch": "later"}
+
+
+def test_heads_write_splits_csv(tiny_cache, tmp_path) -> None:
+    out = tmp_path / "run"
+    assert fit_heads.main(["--cache", str(tiny_cache), "--heads", "logreg", "--out", str(out), *PROTOCOL]) == 0
+    table = pd.read_csv(out / "splits.csv", dtype=str, keep_default_na=False)
+    assert list(table.columns) == ["video", "class", "group", "split"]
+    scores = pd.read_csv(out / "logreg" / "scores.csv", dtype={"split": str}, keep_default_na=False)
+    listed = table.set_index("video")["split"]
+    assert (scores["video"].map(listed) == scores["split"]).all()
+    again = tmp_path / "again"
+    assert fit_heads.main(["--cache", str(tiny_cache), "--heads", "logreg", "--out", str(again), *PROTOCOL,
+                           "--split-seed", "5", "--split-file", str(out / "splits.csv")]) == 0
+    assert (again / "splits.csv").read_text() == (out / "splits.csv").read_text()
+    assert pd.read_csv(again / "logreg" / "scores.csv")["path"].tolist() == scores["path"].tolist()
+
+
+def test_default_flags_compose_on_the_default_generated_set(tmp_path, capsys) -> None:
+    """`python -m clipforensics.synthetic --out D`, extract, then fit_heads / finetune_lora with default protocol
+    flags: no stage refuses the split (the generator's default video count is what matters; frames are cut)."""
+    import extract_features
+    import finetune_lora
+    from clipforensics.synthetic.write import main as synthetic
+    from conftest import TINY
+
+    root, cache = tmp_path / "D", tmp_path / "c.h5"
+    assert synthetic(["--out", str(root), "--frames", "2", "--size", "64"]) == 0
+    assert extract_features.main(["--data-root", str(root), "--out", str(cache), *TINY]) == 0
+    assert fit_heads.main(["--cache", str(cache), "--out", str(tmp_path / "heads")]) == 0
+    assert finetune_lora.main(["--base-cache", str(cache), "--out", str(tmp_path / "lora"), "--epochs", "1",
+                               "--max-train-images", "16", "--rank", "2", "--workers", "0", "--no-extract"]) == 0
+    err = capsys.readouterr().err
+    assert "error" not in err
