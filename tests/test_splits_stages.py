@@ -80,3 +80,63 @@ def test_default_flags_compose_on_the_default_generated_set(tmp_path, capsys) ->
                                "--max-train-images", "16", "--rank", "2", "--workers", "0", "--no-extract"]) == 0
     err = capsys.readouterr().err
     assert "error" not in err
+
+
+# ---------------------------------------------------------------- LoRA provenance
+
+def test_lora_provenance_refuses_a_protocol_that_tests_on_its_groups() -> None:
+    """Partial root: groups without real videos. Under another seed, NeuralTextures test fakes of groups whose
+    FaceSwap fakes trained the backbone (FaceSwap itself then dropped from test) count as overlap too."""
+    from test_protocol import manifest_of, partial_root_pairs
+
+    from clipforensics.data.protocol import ProtocolSettings, make_splits
+    from clipforensics.data.provenance import LoraProvenance, check_lora_overlap, overlap, provenance_of
+
+    manifest = manifest_of([f"{i:03d}" for i in range(100)], partial_root_pairs())
+    lora = make_splits(manifest, ProtocolSettings())
+    attrs = {"lora_run": "runs/x", **provenance_of({"train_fakes": ["FaceSwap"]}, lora.digest(), lora.rows,
+                                                   "runs/x").attrs()}
+    assert LoraProvenance.of(attrs).manipulations == ("FaceSwap",)
+    assert check_lora_overlap(attrs, lora.rows, "c.h5") is not None
+    other = make_splits(manifest, ProtocolSettings(split_seed=1)).rows
+    found = overlap(LoraProvenance.of(attrs), other)
+    videos = other.drop_duplicates("video")
+    test = videos[videos["split"] == "test"]
+    seen = set(lora.rows.loc[lora.rows["split"].isin(["train", "val"]), "group"])
+    assert found["test"] == (int(test["group"].isin(seen).sum()), len(test)) and found["test"][0] > 0
+    assert set(test.loc[test["group"].isin(seen), "manipulation"]) >= {"NeuralTextures"}
+    with pytest.raises(UserError, match=rf"{found['test'][0]} of this protocol's {found['test'][1]} test videos"
+                                        r".*--split-file runs/x/splits.csv"):
+        check_lora_overlap(attrs, other, "c.h5")
+    assert check_lora_overlap({}, other, "c.h5") is None
+
+
+@pytest.fixture(scope="module")
+def lora_run(tiny_cache, tmp_path_factory):
+    """One short LoRA run on the shared tiny cache, re-extracted: (run folder, LoRA cache)."""
+    import finetune_lora
+
+    out = tmp_path_factory.mktemp("lora") / "run"
+    cache_dir = out.parent / "caches"
+    assert finetune_lora.main(["--base-cache", str(tiny_cache), "--out", str(out), "--epochs", "1",
+                               "--max-train-images", "16", "--batch-size", "16", "--rank", "2", "--workers", "0",
+                               "--cache-out", str(cache_dir), *PROTOCOL]) == 0
+    return out, next(cache_dir.glob("*-lora-*.h5"))
+
+
+def test_lora_cache_records_its_protocol_and_is_refused_under_another(lora_run, tmp_path, capsys) -> None:
+    from clipforensics.data.cache import read_attrs
+
+    run, cache = lora_run
+    table = pd.read_csv(run / "splits.csv", dtype=str, keep_default_na=False)
+    attrs = read_attrs(cache)
+    assert set(attrs["lora_train_videos"]) == set(table.loc[table["split"] == "train", "video"])
+    assert set(attrs["lora_val_videos"]) == set(table.loc[table["split"] == "val", "video"])
+    assert attrs["lora_protocol"]["train_fakes"] == ["FaceSwap"]
+    capsys.readouterr()
+    assert fit_heads.main(["--cache", str(cache), "--heads", "logreg", "--out", str(tmp_path / "other"),
+                           *PROTOCOL, "--split-seed", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "of this protocol's" in err[0] and "test videos" in err[0]
+    assert fit_heads.main(["--cache", str(cache), "--heads", "logreg", "--out", str(tmp_path / "same"),
+                           *PROTOCOL, "--test-fakes", "rest", "--split-file", str(run / "splits.csv")]) == 0

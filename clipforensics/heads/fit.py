@@ -19,6 +19,7 @@ from clipforensics.data.cache import FeatureCache, read_cache
 from clipforensics.core.errors import UserError
 from clipforensics.heads.heads import Features, FitResult, fit_head, resolve_heads
 from clipforensics.data.protocol import ProtocolSettings, Splits, make_splits, split_summary
+from clipforensics.data.provenance import check_lora_overlap
 from clipforensics.data.splitfile import write_split_table
 from clipforensics.data.scores import make_scores, write_scores
 from clipforensics.core.settings import option, to_dict
@@ -91,6 +92,7 @@ def fit_heads(settings: FitSettings, protocol: ProtocolSettings) -> list[dict[st
     cache = read_cache(settings.cache)
     names = resolve_heads(settings.heads, cache.prompts)
     splits = make_splits(cache.manifest, protocol)
+    check_lora_overlap(cache.attrs, splits.rows, str(cache.path))
     log_splits(splits)
     rows = splits.rows
     train, val = features(cache, rows, "train"), features(cache, rows, "val")

@@ -29,11 +29,13 @@ from clipforensics.core.io import atomic_path, write_json
 from clipforensics.core.settings import from_dict, to_dict
 from clipforensics.data.cache import FeatureCache, check_identity, read_cache
 from clipforensics.data.manifest import ManifestSettings, manifest_hash, scan
-from clipforensics.data.protocol import ProtocolSettings, split_summary
+from clipforensics.data.protocol import ProtocolSettings, Splits, make_splits
+from clipforensics.data.provenance import check_lora_overlap, provenance_of
+from clipforensics.data.splitfile import write_split_table
 from clipforensics.data.scores import make_scores, write_scores
 from clipforensics.extract.models import LoadedModel, ModelSettings, load_model, resolve_device, resolve_precision
 from clipforensics.extract.run import ExtractSettings, extract, spread_rows
-from clipforensics.heads.fit import run_identity, split_rows
+from clipforensics.heads.fit import log_splits, run_identity
 from clipforensics.lora.checkpoint import (resume_or_start, save_adapter, save_checkpoint, save_head_tensors,
                                            save_merged)
 from clipforensics.lora.data import LabelledImages
@@ -99,7 +101,7 @@ def training_rows(rows: pd.DataFrame, settings: LoraSettings) -> pd.DataFrame:
     for split, part in (("train", train), ("validation", val)):
         if part["label"].nunique() < 2:
             raise UserError(f"the {split} split needs real and fake videos (the epoch is chosen on validation); "
-                            "check the protocol flags (--real-split, --fake-val) and --max-train-images")
+                            "check the protocol flags (--real-split, --split-seed) and --max-train-images")
     return train
 
 
@@ -111,7 +113,7 @@ def load_base_model(base: Base, device: str) -> LoadedModel:
     return loaded
 
 
-def prepare(settings: LoraSettings, protocol: ProtocolSettings) -> tuple[TrainRun, Base, pd.DataFrame]:
+def prepare(settings: LoraSettings, protocol: ProtocolSettings) -> tuple[TrainRun, Base, Splits]:
     """Everything checked and loaded, cheapest checks first; returns the run, the base and the split rows."""
     check_settings(settings)
     base = Base.read(settings.base_cache)
@@ -121,15 +123,17 @@ def prepare(settings: LoraSettings, protocol: ProtocolSettings) -> tuple[TrainRu
     resolve_amp(settings.amp, device)
     if settings.extract:
         resolve_precision(base.attrs["precision"], device)
-    rows = split_rows(base.cache, protocol)
-    print(split_summary(rows).to_string(index=False), file=sys.stderr)
+    splits = make_splits(base.cache.manifest, protocol)
+    check_lora_overlap(base.attrs, splits.rows, str(base.cache.path))
+    log_splits(splits)
+    rows = splits.rows
     train = training_rows(rows, settings)
     loaded = load_base_model(base, settings.device)
     lora = {k: v for k, v in to_dict(settings).items() if k not in EXECUTION_ONLY}
     run = TrainRun.build(loaded, settings, manifest_settings.data_root, train, val_rows=rows[rows["split"] == "val"],
-                         identity={**run_identity(base.cache, protocol), "lora": lora})
+                         identity={**run_identity(base.cache, protocol), "splits": splits.digest(), "lora": lora})
     print(describe_counts(parameter_counts(run.detector), settings.targets), file=sys.stderr)
-    return run, base, rows
+    return run, base, splits
 
 
 def train_epochs(run: TrainRun) -> TrainState:
@@ -189,8 +193,9 @@ def copy_atomic(source: Path, target: Path) -> None:
         shutil.copyfile(source, tmp)
 
 
-def reextract(run: TrainRun, base: Base, merged: Path, adapter_sha: str) -> Path:
-    """The data root through the merged model, with the base cache's precision, prompts, limit and manifest."""
+def reextract(run: TrainRun, base: Base, merged: Path, adapter_sha: str, provenance: dict[str, Any]) -> Path:
+    """The data root through the merged model, with the base cache's precision, prompts, limit and manifest;
+    `provenance` (the protocol, train and val videos) lets every later reader refuse a leaking protocol."""
     s = run.settings
     folder = Path(s.cache_out) if s.cache_out else base.cache.path.parent
     extract_settings = dataclasses.replace(
@@ -199,15 +204,18 @@ def reextract(run: TrainRun, base: Base, merged: Path, adapter_sha: str) -> Path
         overwrite=False)
     links = {"base_cache": str(base.cache.path.resolve()), "base_manifest_hash": base.attrs["manifest_hash"],
              "base_pretrained": base.attrs["pretrained"], "adapter_sha": adapter_sha,
-             "lora_run": str(run.out.resolve()), "random_weights": bool(base.attrs.get("random_weights", False))}
+             "lora_run": str(run.out.resolve()), "random_weights": bool(base.attrs.get("random_weights", False)),
+             **provenance}
     return extract(base.manifest_settings(str(run.data_root)), base.model_settings(str(merged.resolve())),
                    extract_settings, extra_attrs=links)
 
 
-def write_outputs(run: TrainRun, base: Base, rows: pd.DataFrame, state: TrainState,
+def write_outputs(run: TrainRun, base: Base, splits: Splits, state: TrainState,
                   protocol: ProtocolSettings) -> dict[str, Any]:
-    """Everything of the best epoch: scores, adapter, head, log, curve, merged weights, new cache, lora.json."""
-    s, out = run.settings, run.out
+    """Everything of the best epoch: scores, splits.csv, adapter, head, log, curve, merged weights, new cache,
+    lora.json."""
+    s, out, rows = run.settings, run.out, splits.rows
+    write_split_table(out, splits.table())
     counts = parameter_counts(run.detector)
     run.detector.load_trainable_state(state.best)
     write_scores_table(run, base, rows, state, protocol)
@@ -218,7 +226,8 @@ def write_outputs(run: TrainRun, base: Base, rows: pd.DataFrame, state: TrainSta
     merged = save_merged(run.detector, out / MERGED)
     if s.merge_out:
         copy_atomic(merged, Path(s.merge_out))
-    cache = reextract(run, base, merged, adapter_sha) if s.extract else None
+    provenance = provenance_of(to_dict(protocol), splits.digest(), rows, str(out.resolve())).attrs()
+    cache = reextract(run, base, merged, adapter_sha, provenance) if s.extract else None
     summary = {"base": {"cache": str(base.cache.path.resolve()), **base.cache.identity(),
                         "weights_kind": base.attrs.get("weights_kind"), "data_root": base.attrs.get("data_root")},
                "protocol": to_dict(protocol), "settings": to_dict(s), "data_root": str(run.data_root),
@@ -233,9 +242,9 @@ def write_outputs(run: TrainRun, base: Base, rows: pd.DataFrame, state: TrainSta
 
 
 def finetune(settings: LoraSettings, protocol: ProtocolSettings) -> dict[str, Any]:
-    run, base, rows = prepare(settings, protocol)
+    run, base, splits = prepare(settings, protocol)
     state = train_epochs(run)
-    return write_outputs(run, base, rows, state, protocol)
+    return write_outputs(run, base, splits, state, protocol)
 
 
 def summary_text(summary: dict[str, Any]) -> str:

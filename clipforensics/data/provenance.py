@@ -1,0 +1,87 @@
+"""What a LoRA cache's backbone has seen, and the refusal to evaluate on it.
+
+A cache re-extracted by the LoRA stage holds features of a backbone that was trained on that run's
+train videos and selected (best epoch) on its val videos. Those features are only honest under a
+protocol whose test rows share no group with either, and whose val rows share no group with the
+training videos: any other protocol would measure the LoRA run's own training data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import pandas as pd
+
+from clipforensics.core.errors import UserError
+
+ATTR_PROTOCOL = "lora_protocol"
+ATTR_TRAIN = "lora_train_videos"
+ATTR_VAL = "lora_val_videos"
+ATTR_SPLITS = "lora_splits"
+
+
+@dataclass(frozen=True)
+class LoraProvenance:
+    """The LoRA run behind a cache: its protocol, split digest and the videos it trained and selected on."""
+
+    protocol: Mapping[str, Any]
+    splits: str
+    train: frozenset[str]
+    val: frozenset[str]
+    run: str
+
+    @classmethod
+    def of(cls, attrs: Mapping[str, Any]) -> "LoraProvenance | None":
+        """Read from a cache's attributes; None for a cache no LoRA run made."""
+        if ATTR_TRAIN not in attrs:
+            return None
+        return cls(dict(attrs.get(ATTR_PROTOCOL) or {}), str(attrs.get(ATTR_SPLITS, "")),
+                   frozenset(attrs[ATTR_TRAIN]), frozenset(attrs.get(ATTR_VAL) or ()), str(attrs.get("lora_run", "")))
+
+    @property
+    def manipulations(self) -> tuple[str, ...]:
+        """The manipulations the backbone was trained on."""
+        return tuple(self.protocol.get("train_fakes") or ())
+
+    def attrs(self) -> dict[str, Any]:
+        return {ATTR_PROTOCOL: dict(self.protocol), ATTR_SPLITS: self.splits,
+                ATTR_TRAIN: sorted(self.train), ATTR_VAL: sorted(self.val)}
+
+
+def provenance_of(protocol: Mapping[str, Any], digest: str, rows: pd.DataFrame, run: str) -> LoraProvenance:
+    """The provenance a LoRA run records: every video of its train and val splits."""
+    videos = rows.drop_duplicates("video")
+    return LoraProvenance(dict(protocol), digest, frozenset(videos.loc[videos["split"] == "train", "video"]),
+                          frozenset(videos.loc[videos["split"] == "val", "video"]), run)
+
+
+def overlap(provenance: LoraProvenance, rows: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """split -> (videos in groups the LoRA run saw, videos) for this protocol's test and val rows.
+
+    Test videos count against the run's train and val groups (trained on, or selected on); val videos
+    against its train groups (selection on what the backbone trained on is biased too).
+    """
+    videos = rows.drop_duplicates("video")
+    group_of = videos.set_index("video")["group"]
+    trained = set(group_of.reindex(sorted(provenance.train)).dropna())
+    seen = trained | set(group_of.reindex(sorted(provenance.val)).dropna())
+    out = {}
+    for split, groups in (("test", seen), ("val", trained)):
+        part = videos[videos["split"] == split]
+        out[split] = (int(part["group"].isin(groups).sum()), len(part))
+    return out
+
+
+def check_lora_overlap(attrs: Mapping[str, Any], rows: pd.DataFrame, cache: str) -> LoraProvenance | None:
+    """Refuse, in one line, split rows whose test (or val) videos share a group with the LoRA run's data."""
+    provenance = LoraProvenance.of(attrs)
+    if provenance is None:
+        return None
+    found = overlap(provenance, rows)
+    bad = [f"{n} of this protocol's {total} {split} videos" for split, (n, total) in found.items() if n]
+    if bad:
+        hint = f" (--split-file {provenance.run}/splits.csv)" if provenance.run else ""
+        raise UserError(f"{cache} comes from a LoRA run whose training or epoch selection saw the groups of "
+                        f"{' and '.join(bad)}: use the LoRA run's protocol{hint}, or the base cache")
+    return provenance
