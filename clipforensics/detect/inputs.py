@@ -23,7 +23,7 @@ from clipforensics.core.sampling import spread
 from clipforensics.data.manifest import IMAGE_EXTENSIONS
 from clipforensics.detect.rebuild import FaceCrop
 from clipforensics.frames.faces import NO_FALLBACK, Crop, cut, detect, make_detector, square_crop, track_crops
-from clipforensics.frames.video import VIDEO_EXTENSIONS, VideoError, read_sampled
+from clipforensics.frames.video import VIDEO_EXTENSIONS, read_sampled
 
 IMAGE, FRAMES, VIDEO = "image", "frames", "video"
 OK, FAILED, NO_FACE = "ok", "failed", "no face"
@@ -143,7 +143,9 @@ class Preparer(Dataset):
         item = self.items[i]
         try:
             return self._prepare(item)
-        except (VideoError, OSError, ValueError, cv2.error, Image.DecompressionBombError) as exc:
+        except UserError:
+            raise
+        except Exception as exc:  # any decode failure is data about that input, not a crash (as in extraction)
             return Prepared(item, FAILED, reason=_reason(exc))
 
     @property

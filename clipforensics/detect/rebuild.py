@@ -27,6 +27,7 @@ from clipforensics.core.registry import Registry
 from clipforensics.core.settings import from_dict
 from clipforensics.data.cache import check_identity, read_attrs
 from clipforensics.evaluate.metrics import choose_threshold
+from clipforensics.frames.faces import DETECTORS
 from clipforensics.extract.models import DTYPES, LoadedModel, ModelSettings, load_model, resolve_device, resolve_precision
 
 RUN_PRECISION = "run"
@@ -187,6 +188,9 @@ def face_crop(attrs: dict[str, Any], run: Path, request: Request) -> tuple[FaceC
         except (KeyError, TypeError, ValueError):
             raise UserError(f"{record} does not record the face-crop settings (detector, margin, size, "
                             "frames, detect_max_side)") from None
+        if crop.detector not in DETECTORS:
+            raise UserError(f"the frames of {run} were cropped with the face detector {crop.detector!r}, which this "
+                            f"installation does not have (it has: {', '.join(sorted(DETECTORS))})")
         return crop, f"faces cropped as the run's data root was: {crop.describe()}"
     if root and Path(root).is_dir():
         return None, (f"no face crop: the run's data root {root} was not made by prepare_frames.py, so its frames "
