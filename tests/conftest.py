@@ -20,6 +20,18 @@ from clipforensics.synthetic.write import generate  # noqa: E402
 TINY = ["--model", "tiny-vit", "--pretrained", "none", "--workers", "0", "--batch-size", "16"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_user_cache(tmp_path_factory):
+    """`--precision auto` remembers its CPU calibration in the user's cache dir: keep tests out of the real one."""
+    saved = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg"))
+    yield
+    if saved is None:
+        del os.environ["XDG_CACHE_HOME"]
+    else:
+        os.environ["XDG_CACHE_HOME"] = saved
+
+
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
     """48 real videos x 2 frames and 4 manipulations of them, 64 px."""

@@ -42,6 +42,7 @@ def test_schema_shapes_dtypes_and_attributes(tiny_cache, synthetic_root):
     assert a["image_size"] == 64 and len(a["mean"]) == 3 and a["precision"] in ("bf16", "fp32")
     assert a["manifest_hash"] == manifest_hash(manifest)
     assert a["package_version"] and a["created"] and a["n_failed"] == 0
+    assert a["precision_reason"].startswith("auto: CPU") and "uint8" in a["preprocessing"]
     with h5py.File(tiny_cache) as h5:
         assert h5["image_embeddings"].dtype == np.float16
         assert {"path", "label", "manipulation", "video", "target", "source", "failed", "prompts"} <= set(h5)

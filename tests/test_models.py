@@ -76,12 +76,11 @@ def _cosines(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
 
 @pytest.mark.parametrize("name, size", [("tiny-vit", 64), pytest.param("ViT-B-32", 224, marks=pytest.mark.slow)])
 def test_bf16_embeddings_match_fp32(name, size):
-    """bf16 weights on the CPU (the `auto` choice there) stay within cosine 0.999 of fp32."""
+    """bf16 weights on the CPU (what `auto` takes where they are faster) stay within cosine 0.999 of fp32."""
     settings = ModelSettings(model=name, pretrained="none")
     x = images(4, size)
     fp32 = load_model(settings, "cpu", "fp32").encode_images(x)
     bf16 = load_model(settings, "cpu", "bf16").encode_images(x)
-    assert load_model(settings, "cpu", "auto").precision == "bf16"
     assert _cosines(fp32, bf16).min() >= 0.999
 
 

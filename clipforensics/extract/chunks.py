@@ -51,8 +51,8 @@ class ChunkStore:
             old = json.loads(self.identity_file().read_text())
             if old != identity:
                 if not overwrite:
-                    raise UserError(f"unfinished parts in {self.dir} were made with other settings; "
-                                    "rerun with --overwrite to discard them")
+                    raise UserError(f"unfinished parts in {self.dir} were made with other settings "
+                                    f"({_differences(old, identity)}); rerun with --overwrite to discard them")
                 shutil.rmtree(self.dir)
             else:
                 return
@@ -63,14 +63,22 @@ class ChunkStore:
         """For followers and merges: the parts must exist and have been made with these settings."""
         if not self.identity_file().exists():
             raise UserError(f"no extraction parts at {self.dir}: run the shards first")
-        if json.loads(self.identity_file().read_text()) != identity:
-            raise UserError(f"parts in {self.dir} were made with other settings than these")
+        old = json.loads(self.identity_file().read_text())
+        if old != identity:
+            raise UserError(f"parts in {self.dir} were made with other settings than these "
+                            f"({_differences(old, identity)})")
 
     def mark_shard_done(self, shard: Shard) -> None:
         write_json(self.dir / f"shard-{shard.rank}-of-{shard.world}.done", {"rank": shard.rank, "world": shard.world})
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """e.g. "precision: 'bf16' there, 'fp32' here" -- names what to pass to match the parts."""
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return "; ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} here" for k in keys)
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -36,6 +37,14 @@ class Shard:
     def barrier(self) -> None:
         if self.torchrun:
             dist.barrier()
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's `value` on every rank (the value itself in a single process)."""
+        if not self.torchrun:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
 
 
 def parse_shard(text: str) -> Shard:

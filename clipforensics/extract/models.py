@@ -6,18 +6,24 @@ the demo use the same code path as ViT-B-32 with real weights.
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import json
 import os
+import platform
 import socket
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import open_clip
 import torch
+from torchvision.transforms import Compose, Normalize, ToTensor
 
 from clipforensics.core.errors import UserError
+from clipforensics.core.io import write_json
 from clipforensics.core.settings import option
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -28,6 +34,8 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 HUB_HOST = ("huggingface.co", 443)
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+BF16_MIN_GAIN = 1.05  # auto takes bf16 weights on a CPU only when calibration finds them this much faster
+CALIBRATION_BATCH = 4
 
 
 @dataclass
@@ -43,7 +51,12 @@ class ModelSettings:
 
 @dataclass
 class LoadedModel:
-    """An open_clip model ready for inference, with what a cache must record about it."""
+    """An open_clip model ready for inference, with what a cache must record about it.
+
+    `pixels` is the PIL half of open_clip's eval transform (resize, crop, RGB): DataLoader workers run
+    it and hand over uint8 images; `encode_images` does the float half (scale, normalise, cast) on the
+    model's device, on the whole batch at once.
+    """
 
     model: torch.nn.Module
     preprocess: Callable[[Any], torch.Tensor]
@@ -51,6 +64,12 @@ class LoadedModel:
     identity: dict[str, Any]
     device: torch.device
     precision: str
+    precision_reason: str = ""
+
+    def __post_init__(self) -> None:
+        self.pixels, mean, std = split_preprocess(self.preprocess)
+        self._mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        self._std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
 
     @property
     def image_size(self) -> int:
@@ -61,10 +80,18 @@ class LoadedModel:
             return torch.autocast("cuda", dtype=DTYPES[self.precision])
         return torch.autocast(self.device.type, enabled=False)
 
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 NCHW -> the float input open_clip's transform makes (ToTensor then Normalize, same ops)."""
+        return images.to(torch.float32).div_(255).sub_(self._mean).div_(self._std)
+
     @torch.inference_mode()
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        """Projected image embeddings (not normalised), float32 on the CPU."""
+        """Projected image embeddings (not normalised), float32 on the CPU.
+
+        `images` are uint8 pixels from `pixels` (normalised here) or already-normalised floats."""
         images = images.to(self.device, non_blocking=True)
+        if images.dtype == torch.uint8:
+            images = self.normalize(images)
         if self.device.type == "cpu":
             images = images.to(DTYPES[self.precision])
         with self._autocast():
@@ -78,6 +105,142 @@ class LoadedModel:
             return self.model.encode_text(tokens).float().cpu()
 
 
+def split_preprocess(preprocess: Callable[[Any], torch.Tensor]) -> tuple[Compose, list[float], list[float]]:
+    """open_clip's eval transform cut where PIL work ends: (the PIL steps, mean, std).
+
+    Everything before ToTensor (resize, crop, RGB) stays as open_clip wrote it, so the uint8 pixels are
+    exactly the ones its transform would have scaled and normalised."""
+    steps = list(getattr(preprocess, "transforms", []))
+    cut = next((i for i, t in enumerate(steps) if isinstance(t, ToTensor)), None)
+    if cut is None or len(steps) != cut + 2 or not isinstance(steps[cut + 1], Normalize):
+        raise ValueError(f"unexpected open_clip transform (want PIL steps, ToTensor, Normalize): {preprocess}")
+    norm = steps[cut + 1]
+    return Compose(steps[:cut]), [float(v) for v in norm.mean], [float(v) for v in norm.std]
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The precision a model runs at, and why (printed, and recorded in the cache)."""
+
+    precision: str
+    reason: str
+
+
+def cpu_bf16_support() -> tuple[bool | None, str]:
+    """(native bf16 arithmetic?, what the CPU reports). None: unknown here, so auto measures.
+
+    x86 CPUs without AVX512_BF16 or AMX emulate bf16 matmuls (8x slower than fp32 on an AVX2 EPYC)."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
+        amx = bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+        avx512_bf16 = bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+        names = [n for n, ok in (("AMX", amx), ("AVX512_BF16", avx512_bf16)) if ok]
+        return bool(names), f"{capability}{''.join(' + ' + n for n in names)}" if names else capability
+    return None, f"{platform.machine()} {capability}"
+
+
+def user_cache_dir() -> Path:
+    """Where per-machine measurements are remembered (XDG_CACHE_HOME, else ~/.cache)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "clipforensics"
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            name = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")
+    except OSError:
+        name = ""
+    return name or platform.processor() or platform.machine()
+
+
+def calibration_key(model_name: str) -> str:
+    """One remembered calibration per CPU, its features, torch version, thread count and model."""
+    return (f"{cpu_name()} | {cpu_bf16_support()[1]} | torch {torch.__version__} | "
+            f"{torch.get_num_threads()} threads | {model_name}")
+
+
+def calibrate_cpu(visual: torch.nn.Module, image_size: int, batch: int = CALIBRATION_BATCH,
+                  rounds: int = 2) -> dict[str, float]:
+    """Images/s of the image tower with fp32 and bf16 weights on one small batch, interleaved, best round.
+
+    Costs a few forwards once per machine and model (ViT-B-32: ~2 s on 2 cores); bf16 runs on a copy,
+    so the fp32 weights are never rounded."""
+    half = copy.deepcopy(visual).to(torch.bfloat16)
+    x = torch.randn(batch, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
+    towers = {"fp32": (visual, x), "bf16": (half, x.to(torch.bfloat16))}
+    best = {name: 0.0 for name in towers}
+    with torch.inference_mode():
+        for name, (tower, inp) in towers.items():
+            tower(inp)  # the first call at a shape builds oneDNN kernels
+        for _ in range(rounds):
+            for name, (tower, inp) in towers.items():
+                start = time.perf_counter()
+                tower(inp)
+                best[name] = max(best[name], batch / (time.perf_counter() - start))
+    return best
+
+
+def _remembered(key: str) -> dict[str, Any] | None:
+    try:
+        return json.loads((user_cache_dir() / "precision.json").read_text()).get(key)
+    except (OSError, ValueError):
+        return None
+
+
+def _remember(key: str, entry: dict[str, Any]) -> None:
+    path = user_cache_dir() / "precision.json"
+    try:
+        known = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        known = {}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, {**known, key: entry})
+    except OSError as exc:  # an unwritable cache only costs a calibration next time
+        print(f"note: cannot remember the precision calibration in {path}: {exc.strerror}", file=sys.stderr)
+
+
+def resolve_precision(precision: str, device: torch.device, model_name: str | None = None,
+                      calibrate: Callable[[], dict[str, float]] | None = None) -> PrecisionChoice:
+    """The one rule for the precision a model runs at, for every stage that runs one.
+
+    Explicit choices are validated. `auto`: on CUDA, bf16 autocast where the GPU has it, else fp16; on a
+    CPU, fp32 unless it has native bf16 (AMX / AVX512_BF16); there, `calibrate` (fp32 vs bf16 images/s)
+    decides, once per machine and model, remembered in `user_cache_dir()`. Without a `calibrate`, a
+    native-bf16 CPU gets bf16."""
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        if precision == "fp16" and device.type == "cpu":
+            raise UserError("fp16 is not supported on the CPU; use bf16 or fp32")
+        return PrecisionChoice(precision, f"asked for (--precision {precision})")
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return PrecisionChoice("bf16", f"auto: bf16 autocast, {torch.cuda.get_device_name(device)} supports it")
+        return PrecisionChoice("fp16", f"auto: fp16 autocast, {torch.cuda.get_device_name(device)} has no bf16")
+    if device.type != "cpu":
+        return PrecisionChoice("fp32", f"auto: no faster rule known for {device.type}")
+    native, what = cpu_bf16_support()
+    if native is False:
+        return PrecisionChoice("fp32", f"auto: CPU {what} has no native bf16 (bf16 weights would be emulated, "
+                                       "several times slower)")
+    if calibrate is None:
+        return (PrecisionChoice("bf16", f"auto: CPU {what} has native bf16") if native else
+                PrecisionChoice("fp32", f"auto: CPU {what}, bf16 support unknown"))
+    key = calibration_key(model_name or "?")
+    entry = _remembered(key)
+    where = "remembered from"
+    if not entry or not {"fp32", "bf16"} <= set(entry):
+        print(f"precision auto: timing fp32 and bf16 once on this CPU ({what}) ...", file=sys.stderr)
+        speeds = calibrate()
+        entry = {**{k: round(v, 2) for k, v in speeds.items()}, "measured": time.strftime("%Y-%m-%d %H:%M")}
+        _remember(key, entry)
+        where = "measured now, remembered in"
+    pick = "bf16" if entry["bf16"] >= BF16_MIN_GAIN * entry["fp32"] else "fp32"
+    return PrecisionChoice(pick, f"auto: CPU {what}: bf16 {entry['bf16']:.1f} vs fp32 {entry['fp32']:.1f} img/s "
+                                 f"on {model_name} ({where} {user_cache_dir() / 'precision.json'})")
+
+
 def list_models() -> list[str]:
     return open_clip.list_models()
 
@@ -88,17 +251,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu or auto")
     return torch.device(name)
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """`auto`: fp16 autocast on CUDA; bf16 weights on CPU (2.7x faster than fp32, cosine >= 0.999)."""
-    if precision not in PRECISIONS:
-        raise UserError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    if precision == "auto":
-        return "fp16" if device.type == "cuda" else "bf16"
-    if precision == "fp16" and device.type == "cpu":
-        raise UserError("fp16 is not supported on the CPU; use bf16 or fp32")
-    return precision
 
 
 def file_fingerprint(path: Path) -> str:
@@ -166,7 +318,7 @@ def load_model(settings: ModelSettings, device: str = "cpu", precision: str = "f
     """Build the model; a tag that cannot be had offline fails fast with how to supply the weights."""
     pretrained, identity = _weights_source(settings)
     torch_device = resolve_device(device)
-    resolved = resolve_precision(precision, torch_device)
+    resolve_precision(precision, torch_device)  # a bad choice fails before the model is built
     is_tag = identity["weights_kind"] == "tag"
     if is_tag and (os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable()):
         _force_offline()
@@ -188,11 +340,15 @@ def load_model(settings: ModelSettings, device: str = "cpu", precision: str = "f
                 f"with --pretrained PATH") from exc
     model.eval().requires_grad_(False)
     _text_sequence_first(model)
+    pp = model.visual.preprocess_cfg
+    image_size = pp["size"] if isinstance(pp["size"], int) else pp["size"][0]
+    choice = resolve_precision(precision, torch_device, settings.model,
+                               lambda: calibrate_cpu(model.visual, int(image_size)))
+    print(f"precision {choice.precision}: {choice.reason}", file=sys.stderr)
+    resolved = choice.precision
     if torch_device.type == "cpu":
         model.to(DTYPES[resolved])
     model.to(torch_device)
-    pp = model.visual.preprocess_cfg
-    image_size = pp["size"] if isinstance(pp["size"], int) else pp["size"][0]
     identity.update({
         "model": settings.model,
         "init_seed": settings.init_seed,
@@ -206,4 +362,4 @@ def load_model(settings: ModelSettings, device: str = "cpu", precision: str = "f
         and model.text_projection is not None else -1,
     })
     tokenizer = open_clip.get_tokenizer(settings.model, cache_dir=settings.weights_dir)
-    return LoadedModel(model, preprocess, tokenizer, identity, torch_device, resolved)
+    return LoadedModel(model, preprocess, tokenizer, identity, torch_device, resolved, choice.reason)

@@ -1,22 +1,33 @@
 """Reader side of extraction: a Dataset whose DataLoader workers decode images, and its collate.
 
+Workers do integer work only: decode (a JPEG straight at reduced DCT scale when it is at least twice
+the model's resolution), open_clip's own resize and crop, uint8 out. Scaling, normalisation and the
+cast to the model's dtype happen on the model's device, on the whole batch (`LoadedModel.encode_images`),
+so workers never make float32 copies 4x the size of the pixels they decoded.
 Bad files become a reason string, never a crash: one unreadable frame must not stop a long run.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
 
 class ImageFiles(Dataset):
-    """Reader: decodes one image; an unreadable file yields a zero tensor and the reason."""
+    """Decodes one image; an unreadable file yields a zero image and the reason.
 
-    def __init__(self, root: Path, paths: list[str], preprocess, image_size: int) -> None:
+    With `uint8=True`, `preprocess` is PIL-only (`LoadedModel.pixels`) and items are uint8 CHW pixels;
+    otherwise `preprocess` is a full transform returning the model's float input."""
+
+    def __init__(self, root: Path, paths: list[str], preprocess: Callable[[Image.Image], Any], image_size: int,
+                 uint8: bool = False) -> None:
         self.root, self.paths, self.preprocess, self.image_size = root, paths, preprocess, image_size
+        self.uint8 = uint8
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -24,11 +35,41 @@ class ImageFiles(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str]:
         try:
             with Image.open(self.root / self.paths[i]) as img:
+                if self.uint8:
+                    return uint8_pixels(self.preprocess(open_rgb(img, self.image_size))), i, ""
                 img.load()
                 return self.preprocess(img.convert("RGB")), i, ""
         except Exception as exc:  # any decode failure is data, not a crash
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
-            return torch.zeros(3, self.image_size, self.image_size), i, reason
+            dtype = torch.uint8 if self.uint8 else torch.float32
+            return torch.zeros(3, self.image_size, self.image_size, dtype=dtype), i, reason
+
+
+def open_rgb(img: Image.Image, size: int) -> Image.Image:
+    """The decoded RGB image; a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) whose both
+    sides stay >= `size`, so the one resize after it still only shrinks (the JPEG analogue of PIL's
+    `reduce`, and 2-4x less decoding for full frames)."""
+    if img.format == "JPEG":
+        img.draft("RGB", (size, size))
+    return img.convert("RGB")
+
+
+def uint8_pixels(img: Image.Image) -> torch.Tensor:
+    """HWC bytes (one copy out of PIL) as a CHW uint8 view; no float work."""
+    return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1)
+
+
+def describe_preprocessing(pixels: Any, image_size: int, mean: list[float], std: list[float]) -> str:
+    """What a cache records about how its pixels were made, in words a person can check."""
+    steps = ", ".join(type(t).__name__ + _args(t) for t in getattr(pixels, "transforms", [pixels]))
+    return (f"workers: PIL decode (JPEG at DCT scale keeping both sides >= {image_size} px), {steps}, uint8; "
+            f"model device: /255, normalize mean={[round(m, 6) for m in mean]} std={[round(s, 6) for s in std]}")
+
+
+def _args(t: Any) -> str:
+    size, interpolation = getattr(t, "size", None), getattr(t, "interpolation", None)
+    parts = [str(v.value if hasattr(v, "value") else v) for v in (size, interpolation) if v is not None]
+    return f"({', '.join(parts)})" if parts else ""
 
 
 def collate_images(batch: list[tuple[torch.Tensor, int, str]]) -> tuple[torch.Tensor, list[int], list[str]]:

@@ -27,7 +27,7 @@ from clipforensics.extract.chunks import ChunkCollector, ChunkStore, assemble, o
 from clipforensics.extract.distributed import Shard, current_shard, finish, init_process_group
 from clipforensics.extract.models import PRECISIONS, LoadedModel, ModelSettings, load_model
 from clipforensics.extract.prompts import PROMPT_SETS, get_prompt_set
-from clipforensics.extract.reader import ImageFiles, collate_images
+from clipforensics.extract.reader import ImageFiles, collate_images, describe_preprocessing
 
 
 @dataclass
@@ -36,8 +36,8 @@ class ExtractSettings:
     batch_size: int = option(64, "images per forward pass")
     workers: int = option(2, "DataLoader worker processes that decode images (0: decode in the main process)")
     device: str = option("auto", "auto, cpu, cuda or cuda:N", metavar="DEVICE")
-    precision: str = option("auto", "auto (fp16 autocast on CUDA, bf16 weights on CPU), fp32, fp16, bf16",
-                            choices=PRECISIONS)
+    precision: str = option("auto", "auto (CUDA: bf16 autocast where supported, else fp16; CPU: bf16 weights "
+                                    "only where measured faster, else fp32), fp32, fp16, bf16", choices=PRECISIONS)
     prompt_sets: tuple[str, ...] = option(tuple(PROMPT_SETS), "prompt sets to embed (comma list)")
     limit: int | None = option(None, "use at most N images, spread evenly over the manifest (trial runs)")
     chunk_size: int = option(512, "rows per resumable chunk: a crash redoes at most one chunk")
@@ -54,6 +54,10 @@ def spread_rows(df: pd.DataFrame, limit: int | None) -> pd.DataFrame:
         raise UserError("--limit must be at least 1")
     keep = spread(len(df), limit)
     return df.iloc[keep].reset_index(drop=True)
+
+
+def preprocessing(loaded: LoadedModel) -> str:
+    return describe_preprocessing(loaded.pixels, loaded.image_size, loaded.identity["mean"], loaded.identity["std"])
 
 
 def embed_prompts(loaded: LoadedModel, names: tuple[str, ...]) -> dict[str, cache_mod.PromptEmbeddings]:
@@ -94,10 +98,10 @@ def extract(manifest_settings: ManifestSettings, model_settings: ModelSettings,
         raise UserError("--batch-size and --chunk-size must be positive, --workers non-negative")
     shard = Shard() if merge else current_shard(settings.shard)
     manifest = spread_rows(scan(manifest_settings), settings.limit)
-    loaded = load_model(model_settings, init_process_group(shard, settings.device), settings.precision)
+    loaded = load_agreed(model_settings, shard, init_process_group(shard, settings.device), settings.precision)
     identity = {k: loaded.identity[k] for k in cache_mod.IDENTITY_KEYS if k in loaded.identity}
     identity.update(manifest_hash=manifest_hash(manifest), chunk_size=settings.chunk_size,
-                    prompt_sets=list(settings.prompt_sets))
+                    prompt_sets=list(settings.prompt_sets), preprocessing=preprocessing(loaded))
     job = Job(out, ChunkStore(out), loaded, manifest, identity, manifest_settings, model_settings, settings,
               {**identity, **(extra_attrs or {})})
     try:
@@ -106,6 +110,19 @@ def extract(manifest_settings: ManifestSettings, model_settings: ModelSettings,
         return _run_single(job) if shard.single else _run_shard(job, shard)
     finally:
         finish(shard)
+
+
+def load_agreed(model_settings: ModelSettings, shard: Shard, device: str, precision: str) -> LoadedModel:
+    """torchrun ranks all run at rank 0's precision: `auto` resolved on each rank could disagree
+    (a calibration is a timing), and the ranks' chunks must come from one model."""
+    if not shard.torchrun or precision != "auto":
+        return load_model(model_settings, device, precision)
+    loaded = load_model(model_settings, device, precision) if shard.leader else None
+    chosen, reason = shard.broadcast((loaded.precision, loaded.precision_reason) if loaded else None)
+    if loaded is None:
+        loaded = load_model(model_settings, device, chosen)
+        loaded.precision_reason = f"rank 0 chose: {reason}"
+    return loaded
 
 
 @dataclass
@@ -190,8 +207,8 @@ def _run_chunks(job: Job, chunks: Iterable[int]) -> None:
     if not todo:
         return
     batches = plan_batches(todo, n, settings.chunk_size, settings.batch_size)
-    dataset = ImageFiles(Path(job.manifest_settings.data_root), job.manifest["path"].tolist(), loaded.preprocess,
-                         loaded.image_size)
+    dataset = ImageFiles(Path(job.manifest_settings.data_root), job.manifest["path"].tolist(), loaded.pixels,
+                         loaded.image_size, uint8=True)
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=settings.workers, collate_fn=collate_images,
                         pin_memory=loaded.device.type == "cuda",
                         persistent_workers=False, prefetch_factor=4 if settings.workers else None)
@@ -210,7 +227,8 @@ def _assemble(job: Job) -> Path:
                     "extract": to_dict(job.settings)}
     attrs = {**job.loaded.identity, **job.attrs,
              "data_root": str(Path(job.manifest_settings.data_root).resolve()),
-             "device": str(job.loaded.device), "settings": run_settings}
+             "device": str(job.loaded.device), "precision_reason": job.loaded.precision_reason,
+             "settings": run_settings}
     return assemble(job.out, job.store, job.n_chunks, job.manifest, attrs,
                     lambda: embed_prompts(job.loaded, job.settings.prompt_sets))
 
