@@ -140,3 +140,38 @@ def test_lora_cache_records_its_protocol_and_is_refused_under_another(lora_run, 
     assert len(err) == 1 and "of this protocol's" in err[0] and "test videos" in err[0]
     assert fit_heads.main(["--cache", str(cache), "--heads", "logreg", "--out", str(tmp_path / "same"),
                            *PROTOCOL, "--test-fakes", "rest", "--split-file", str(run / "splits.csv")]) == 0
+
+
+def test_matrix_on_a_lora_cache_marks_what_the_backbone_saw(lora_run, tmp_path, capsys) -> None:
+    from clipforensics.report.figures import matrix_grid, matrix_notes
+
+    run, cache = lora_run
+    out = tmp_path / "matrix"
+    capsys.readouterr()
+    assert evaluate.main(["matrix", "--cache", str(cache), "--head", "logreg", "--out", str(out),
+                          "--bootstrap", "0"]) == 0
+    printed = capsys.readouterr().out
+    matrix = pd.read_csv(out / "matrix.csv", keep_default_na=False)
+    marked = matrix[matrix["backbone"] != ""]
+    assert set(marked["backbone"]) == {"backbone saw FaceSwap"}
+    assert set(marked["train"]) == {"Deepfakes", "Face2Face", "NeuralTextures", "all others"}
+    assert set(matrix.loc[matrix["backbone"] == "", "train"]) == {"FaceSwap"}
+    assert printed.count(" *") == len(marked) and "* backbone saw FaceSwap" in printed
+    notes = matrix_notes(matrix, matrix_grid(matrix, "frame_auc"))
+    assert sum(n == "backbone saw FaceSwap" for line in notes for n in line) == len(marked)
+    splits = pd.read_csv(out / "splits.csv", dtype=str, keep_default_na=False)
+    lora_splits = pd.read_csv(run / "splits.csv", dtype=str, keep_default_na=False).set_index("video")["split"]
+    used = splits[splits["split"] != "unused"].set_index("video")["split"]
+    assert (lora_splits[lora_splits != "unused"] == used.reindex(lora_splits[lora_splits != "unused"].index)).all()
+    assert evaluate.main(["matrix", "--cache", str(cache), "--out", str(tmp_path / "m1"), "--bootstrap", "0",
+                          "--split-seed", "1"]) == 2
+    assert "of this protocol's" in capsys.readouterr().err
+
+
+def test_matrix_on_a_base_cache_marks_nothing_and_writes_splits(tiny_cache, tmp_path) -> None:
+    out = tmp_path / "matrix"
+    assert evaluate.main(["matrix", "--cache", str(tiny_cache), "--out", str(out), "--bootstrap", "0"]) == 0
+    matrix = pd.read_csv(out / "matrix.csv", keep_default_na=False)
+    assert (matrix["backbone"] == "").all()
+    splits = pd.read_csv(out / "splits.csv", dtype=str, keep_default_na=False)
+    assert set(splits["split"]) == {"train", "val", "test"}, "every video is used by some row of the matrix"

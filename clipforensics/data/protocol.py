@@ -36,7 +36,7 @@ _CLASS_NAMES = {0: "real", 1: "fake"}
 
 @dataclass
 class ProtocolSettings:
-    """Which manipulations train and test, and how groups of videos are divided (default: FaceSwap -> NeuralTextures)."""
+    """Which manipulations train and test, and how groups of videos are divided (FaceSwap -> NeuralTextures)."""
 
     train_fakes: tuple[str, ...] = option(("FaceSwap",), "manipulation(s) seen in training")
     test_fakes: tuple[str, ...] = option(

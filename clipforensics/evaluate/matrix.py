@@ -21,7 +21,9 @@ from clipforensics.core.io import write_csv, write_json
 from clipforensics.core.errors import UserError
 from clipforensics.core.settings import option, to_dict
 from clipforensics.data.cache import FeatureCache, read_cache
-from clipforensics.data.protocol import ProtocolSettings, assign_splits
+from clipforensics.data.protocol import ProtocolSettings, make_splits
+from clipforensics.data.provenance import LoraProvenance, check_lora_overlap
+from clipforensics.data.splitfile import union_split_table, write_split_table
 from clipforensics.data.scores import make_scores, write_scores
 from clipforensics.evaluate.evaluation import MeasureSettings, evaluate_run
 from clipforensics.evaluate.result import RunResult
@@ -61,13 +63,35 @@ def matrix_rows(manips: list[str]) -> list[MatrixRow]:
     return rows
 
 
-def score_row(cache: FeatureCache, head: str, base: ProtocolSettings, row: MatrixRow) -> pd.DataFrame:
-    """The scores table of a head fitted on the row's training manipulations (val and test rows)."""
+def score_row(cache: FeatureCache, head: str, base: ProtocolSettings,
+              row: MatrixRow) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The scores table of a head fitted on the row's training manipulations (val and test rows), and the
+    row's split table; a LoRA cache whose run saw this row's test (or val) groups is refused."""
     protocol = replace(base, train_fakes=row.train, test_fakes=row.tests)
-    rows = assign_splits(cache.manifest, protocol)
+    splits = make_splits(cache.manifest, protocol)
+    check_lora_overlap(cache.attrs, splits.rows, str(cache.path))
+    rows = splits.rows
     fitted = fit_head(head, cache.prompts, features(cache, rows, "train"), features(cache, rows, "val")).head
     scored, X = scored_rows(cache, rows)
-    return make_scores(scored, fitted.predict_proba(X))
+    return make_scores(scored, fitted.predict_proba(X)), splits.table()
+
+
+def backbone_note(provenance: LoraProvenance | None, row: MatrixRow) -> str:
+    """'backbone saw X' for a row trained on other manipulations than the LoRA run behind the cache: its
+    columns are not unseen manipulations for the features, whatever the head was fitted on."""
+    if provenance is None or set(row.train) == set(provenance.manipulations):
+        return ""
+    return f"backbone saw {', '.join(provenance.manipulations)}"
+
+
+def matrix_text(matrix: pd.DataFrame, value: str = "frame_auc") -> str:
+    """The printed table: train rows x test columns, cells whose backbone saw another manipulation marked."""
+    notes = matrix.get("backbone", pd.Series("", index=matrix.index)).fillna("")
+    marked = matrix.assign(cell=[f"{v:.3f}" + (" *" if note else "") for v, note in zip(matrix[value], notes)])
+    table = marked.pivot(index="train", columns="test", values="cell").fillna("").to_string()
+    footnotes = [f"* {note}: the LoRA run behind this cache trained its backbone on it, so these cells do not "
+                 "measure an unseen manipulation" for note in sorted(set(notes) - {""})]
+    return "\n".join([table, *footnotes])
 
 
 def _auc_columns(result: dict[str, Any]) -> dict[str, Any]:
@@ -102,17 +126,21 @@ def cross_manipulation(settings: MatrixSettings, base: ProtocolSettings) -> pd.D
     meta = {"scorer": "head", "head": settings.head, "cache": str(Path(settings.cache).resolve()),
             "cache_identity": cache.identity(), "data_root": cache.attrs.get("data_root"),
             "package_version": __version__}
-    cells = []
+    provenance = LoraProvenance.of(cache.attrs)
+    cells, tables = [], []
     for row in tqdm(matrix_rows(manips), desc="matrix", unit="fit", file=sys.stderr):
-        scores = score_row(cache, settings.head, base, row)
+        scores, table = score_row(cache, settings.head, base, row)
+        tables.append(table)
         write_scores(out / "scores" / row.name, scores, {**meta, "name": row.name, "train_fakes": list(row.train),
                                                            "test_fakes": list(row.tests)})
-        cells += row_cells(row, evaluate_run(row.name, scores, settings))
+        note = backbone_note(provenance, row)
+        cells += [{**cell, "backbone": note} for cell in row_cells(row, evaluate_run(row.name, scores, settings))]
     matrix = pd.DataFrame(cells)
     write_csv(out / "matrix.csv", matrix)
+    write_split_table(out, union_split_table(tables))
     write_json(out / "matrix.json", {"matrix": to_dict(settings), "protocol": to_dict(base),
                                      "cache_identity": cache.identity()})
     plot_matrix(matrix, out / "matrix_frame_auc.png", "frame_auc")
     plot_matrix(matrix, out / "matrix_video_auc.png", "video_auc")
-    print(matrix.pivot(index="train", columns="test", values="frame_auc").round(3).to_string())
+    print(matrix_text(matrix))
     return matrix

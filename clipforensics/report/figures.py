@@ -151,6 +151,15 @@ def matrix_grid(matrix: pd.DataFrame, value: str) -> pd.DataFrame:
     return wide.loc[rows, cols]
 
 
+def matrix_notes(matrix: pd.DataFrame, wide: pd.DataFrame) -> list[list[str]]:
+    """Per grid cell, the long table's `backbone` note ('backbone saw X' on a LoRA cache), '' where none."""
+    if "backbone" not in matrix.columns:
+        return [["" for _ in wide.columns] for _ in wide.index]
+    notes = matrix["backbone"].fillna("")
+    lookup = {(str(t), str(c)): str(n) for t, c, n in zip(matrix["train"], matrix["test"], notes)}
+    return [[lookup.get((r, c), "") for c in wide.columns] for r in wide.index]
+
+
 def plot_matrix(matrix: pd.DataFrame, out_png: Path, value: str = "frame_auc") -> Path:
     """Cross-manipulation heatmap (train rows x test columns) from a long table; diagonal cells outlined."""
     wide = matrix_grid(matrix, value)
@@ -160,10 +169,15 @@ def plot_matrix(matrix: pd.DataFrame, out_png: Path, value: str = "frame_auc") -
     ax = fig.add_subplot()
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
     image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, vmin=0.5, vmax=1.0, aspect="auto")
+    notes = matrix_notes(matrix, wide)
     for (i, j), v in np.ndenumerate(data):
         text = "n/a" if np.isnan(v) else f"{v:.3f}"
-        ax.text(j, i, text, ha="center", va="center", fontsize=9,
+        note = notes[i][j]
+        ax.text(j, i, f"{text}\n{note}" if note else text, ha="center", va="center", fontsize=7 if note else 9,
                 color="black" if np.isnan(v) or v >= 0.8 else "white")
+        if note:
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", edgecolor="lightgrey",
+                                   linewidth=0))
         if wide.index[i] == wide.columns[j]:
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
     ax.set_xticks(range(n_cols), wide.columns, rotation=30, ha="right")
