@@ -73,7 +73,8 @@ def occlusion_map(score_images: ScoreFn, image: torch.Tensor, settings: Occlusio
     for start in range(0, len(windows), settings.batch_size):
         batch = image[None].repeat(len(windows[start:start + settings.batch_size]), 1, 1, 1)
         for k, (y, x) in enumerate(windows[start:start + settings.batch_size]):
-            batch[k, :, y:y + settings.patch, x:x + settings.patch] = fill[:, y:y + settings.patch, x:x + settings.patch]
+            window = (slice(None), slice(y, y + settings.patch), slice(x, x + settings.patch))
+            batch[k][window] = fill[window]
         drops.append(base - score_images(batch))
     drop = np.concatenate(drops)
     total = np.zeros((height, width))

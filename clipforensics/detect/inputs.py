@@ -132,7 +132,8 @@ def _reason(exc: Exception) -> str:
 class Preparer(Dataset):
     """Prepares input i: decode, sample, crop, preprocess. Failures become a status and a reason, never a crash."""
 
-    def __init__(self, items: list[Item], sampling: Sampling, preprocess: Callable[[Image.Image], torch.Tensor]) -> None:
+    def __init__(self, items: list[Item], sampling: Sampling,
+                 preprocess: Callable[[Image.Image], torch.Tensor]) -> None:
         self.items, self.sampling, self.preprocess = items, sampling, preprocess
         self._detector = None  # built lazily, once per worker process
 

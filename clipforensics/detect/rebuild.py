@@ -28,7 +28,8 @@ from clipforensics.core.settings import from_dict
 from clipforensics.data.cache import check_identity, read_attrs
 from clipforensics.evaluate.metrics import choose_threshold
 from clipforensics.frames.faces import DETECTORS
-from clipforensics.extract.models import DTYPES, LoadedModel, ModelSettings, load_model, resolve_device, resolve_precision
+from clipforensics.extract.models import (DTYPES, LoadedModel, ModelSettings, load_model, resolve_device,
+                                          resolve_precision)
 
 RUN_PRECISION = "run"
 PREPARE_RECORD = "prepare_frames.json"

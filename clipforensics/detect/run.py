@@ -27,7 +27,7 @@ from clipforensics.core.errors import UserError
 from clipforensics.core.io import OutputDir, atomic_path, claim_output, install_dir, remove_path, temp_sibling
 from clipforensics.core.settings import option, to_dict
 from clipforensics.detect.explain import FILLS, Occlusion, occlusion_map
-from clipforensics.detect.inputs import OK, Item, Preparer, Sampling, expand, identity, worker_threads
+from clipforensics.detect.inputs import FRAMES, OK, Item, Preparer, Sampling, expand, identity, worker_threads
 from clipforensics.detect.rebuild import RUN_PRECISION, Rebuilt, Request, rebuild
 from clipforensics.detect.score import Batcher, Scored, score_stream
 from clipforensics.detect.sheet import contact_sheet
@@ -121,7 +121,8 @@ def staged_folder(final: Path, wanted: bool) -> Iterator[Path]:
 
 def file_name(folder: str, index: int, item: Item, suffix: str) -> str:
     """`folder/00042-<parent>_<name><suffix>`: unique by index, readable by name."""
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", f"{item.path.parent.name}_{item.path.stem if item.path.is_file() else item.path.name}").strip("_")
+    name = item.path.name if item.kind == FRAMES else item.path.stem
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", f"{item.path.parent.name}_{name}").strip("_")
     return f"{folder}/{index:05d}-{stem[:80]}{suffix}"
 
 
@@ -246,7 +247,8 @@ def detect(inputs: list[str], settings: DetectSettings) -> dict[str, Any]:
             item = scored.prepared.item
             if scored.score is not None:
                 if occlusion is not None:
-                    maps = [occlusion_map(rebuilt.score_images, image, occlusion)[0] for image in scored.prepared.pixels]
+                    maps = [occlusion_map(rebuilt.score_images, image, occlusion)[0]
+                            for image in scored.prepared.pixels]
                     relevance = file_name(RELEVANCE, index, item, ".npz")
                     save_maps(writers.path(relevance), maps, scored)
                 if settings.sheets:
