@@ -283,8 +283,11 @@ def rebuild_lora(run: Path, request: Request) -> Rebuilt:
                         f"(sha256 differs from {str(meta.get('adapter_sha'))[:16]})")
     settings = from_dict(LoraSettings, meta.get("settings") or {})
     device = resolve_device(request.device)
-    amp = resolve_amp(settings.amp, device)
-    recorded = next((name for name, dtype in DTYPES.items() if dtype == amp), "fp32")
+    try:  # the precision the run scored its frames in, as its training autocast resolves on this device
+        amp = resolve_amp(settings.amp, device)
+        recorded = next((name for name, dtype in DTYPES.items() if dtype == amp), "fp32")
+    except UserError:  # e.g. --amp fp16 on a CPU: run_precision says what to do
+        recorded = settings.amp
     precision = run_precision(recorded, request, device, f"the LoRA run {run}")
     base_model = load_model(model_settings(attrs, run), request.device, "fp32")
     check_model(base_model, attrs, run)
