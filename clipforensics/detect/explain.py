@@ -28,9 +28,9 @@ def _mean_fill(image: torch.Tensor) -> torch.Tensor:
 def _blur_fill(image: torch.Tensor) -> torch.Tensor:
     """A strong blur of the image itself: keeps the colours and layout, removes local detail."""
     side = max(3, (image.shape[-1] // 8) | 1)
-    kernel = torch.ones(3, 1, side, side, dtype=image.dtype) / (side * side)
+    kernel = torch.ones(3, 1, side, side, device=image.device) / (side * side)
     padded = F.pad(image[None].float(), [side // 2] * 4, mode="replicate")
-    return F.conv2d(padded, kernel.float(), groups=3)[0].to(image.dtype)
+    return F.conv2d(padded, kernel, groups=3)[0].to(image.dtype)
 
 
 FILLS: Registry[Callable[[torch.Tensor], torch.Tensor]] = Registry("occlusion fill")
@@ -63,7 +63,7 @@ def _starts(size: int, patch: int, stride: int) -> list[int]:
 
 
 def occlusion_map(score_images: ScoreFn, image: torch.Tensor, settings: Occlusion) -> tuple[np.ndarray, float]:
-    """(relevance map H x W, the frame's own score) for one preprocessed image (3 x H x W)."""
+    """(relevance map H x W, the frame's own score) for one normalised model input (3 x H x W)."""
     height, width = image.shape[-2:]
     fill = FILLS.get(settings.fill)(image)
     windows = [(y, x) for y in _starts(height, settings.patch, settings.stride)

@@ -23,6 +23,7 @@ from clipforensics.core.sampling import spread
 from clipforensics.data.manifest import IMAGE_EXTENSIONS
 from clipforensics.detect.rebuild import FaceCrop
 from clipforensics.frames.faces import NO_FALLBACK, Crop, cut, detect, make_detector, square_crop, track_crops
+from clipforensics.extract.reader import open_rgb, uint8_pixels
 from clipforensics.frames.video import VIDEO_EXTENSIONS, read_sampled
 
 IMAGE, FRAMES, VIDEO = "image", "frames", "video"
@@ -61,7 +62,7 @@ class Prepared:
 
     item: Item
     status: str
-    pixels: torch.Tensor | None = None  # n x 3 x H x W, preprocessed
+    pixels: torch.Tensor | None = None  # n x 3 x H x W uint8, resized and cropped as the model takes them
     frames: list[dict] = field(default_factory=list)  # per frame: frame (name or index), box, fallback, face_score
     faces_found: int | None = None  # None when nothing was cropped
     reason: str = ""
@@ -118,9 +119,11 @@ def expand(paths: Iterable[str]) -> list[Item]:
     return items
 
 
-def _read_image(path: Path) -> Image.Image:
-    """Decoded as extraction decodes frames (PIL, converted to RGB)."""
+def _read_image(path: Path, size: int | None) -> Image.Image:
+    """Decoded as extraction decodes frames (`size`: JPEGs at the DCT scale extraction uses); full size to crop."""
     with Image.open(path) as img:
+        if size is not None:
+            return open_rgb(img, size)
         img.load()
         return img.convert("RGB")
 
@@ -130,11 +133,12 @@ def _reason(exc: Exception) -> str:
 
 
 class Preparer(Dataset):
-    """Prepares input i: decode, sample, crop, preprocess. Failures become a status and a reason, never a crash."""
+    """Prepares input i: decode, sample, crop, resize to uint8 model pixels (`LoadedModel.pixels`, as extraction's
+    workers do). Failures become a status and a reason, never a crash."""
 
-    def __init__(self, items: list[Item], sampling: Sampling,
-                 preprocess: Callable[[Image.Image], torch.Tensor]) -> None:
-        self.items, self.sampling, self.preprocess = items, sampling, preprocess
+    def __init__(self, items: list[Item], sampling: Sampling, pixels: Callable[[Image.Image], Image.Image],
+                 image_size: int) -> None:
+        self.items, self.sampling, self.pixels, self.image_size = items, sampling, pixels, image_size
         self._detector = None  # built lazily, once per worker process
 
     def __len__(self) -> int:
@@ -155,6 +159,11 @@ class Preparer(Dataset):
             self._detector = make_detector(self.sampling.crop.detector)
         return self._detector
 
+    @property
+    def _decode_size(self) -> int | None:
+        """Frames used whole are decoded exactly as extraction decodes them; frames to crop at full size."""
+        return None if self.sampling.crop else self.image_size
+
     def _prepare(self, item: Item) -> Prepared:
         if item.kind == IMAGE:
             return self._image(item)
@@ -166,13 +175,13 @@ class Preparer(Dataset):
             files = [p for p in _visible(item.path) if p.is_file() and _is_image(p)]
             keep = spread(len(files), self.sampling.folder_frames or len(files))
             files = [files[k] for k in keep]
-            frames = [np.asarray(_read_image(p)) for p in files]
+            frames = [np.asarray(_read_image(p, self._decode_size)) for p in files]
             names = [p.name for p in files]
         keep = spread(len(frames), self.sampling.frames_per_video or len(frames))
         return self._frames(item, [frames[k] for k in keep], [names[k] for k in keep])
 
     def _image(self, item: Item) -> Prepared:
-        rgb = np.asarray(_read_image(item.path))
+        rgb = np.asarray(_read_image(item.path, self._decode_size))
         if self.sampling.crop is None:
             return self._finish(item, [rgb], [{"frame": item.path.name}], None)
         faces = detect(self.detector, np.ascontiguousarray(rgb[..., ::-1]), self.sampling.crop.detect_max_side)
@@ -202,7 +211,7 @@ class Preparer(Dataset):
     def _finish(self, item: Item, images: list[np.ndarray], rows: list[dict], faces: int | None) -> Prepared:
         if not images:
             return Prepared(item, FAILED, reason="no frame could be read")
-        pixels = torch.stack([self.preprocess(Image.fromarray(np.ascontiguousarray(img))) for img in images])
+        pixels = torch.stack([uint8_pixels(self.pixels(Image.fromarray(np.ascontiguousarray(img)))) for img in images])
         return Prepared(item, OK, pixels, rows, faces)
 
 

@@ -72,8 +72,12 @@ class Rebuilt:
     notes: list[str] = dataclasses.field(default_factory=list)
 
     def score_images(self, images: torch.Tensor) -> np.ndarray:
-        """Probability of fake for a batch of preprocessed images, through the extraction path."""
+        """Probability of fake for a batch of uint8 model pixels (or normalised floats), through extraction's path."""
         return self.score_embeddings(self.loaded.encode_images(images).numpy())
+
+    def model_input(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 model pixels (N x 3 x H x W) -> the normalised float input, on the model's device."""
+        return self.loaded.normalize(pixels.to(self.loaded.device))
 
     def describe(self) -> dict[str, Any]:
         ident = self.loaded.identity
@@ -154,9 +158,9 @@ def _close(value: Any) -> Any:
 def run_precision(recorded: str, request: Request, device: torch.device, where: str) -> str:
     """The run's own precision on this device, or the user's explicit choice (`--precision`)."""
     if request.precision != RUN_PRECISION:
-        return resolve_precision(request.precision, device)
+        return resolve_precision(request.precision, device).precision
     try:
-        return resolve_precision(recorded, device)
+        return resolve_precision(recorded, device).precision
     except UserError:
         raise UserError(f"{where} was computed in {recorded}, which {device.type} cannot run; pass --precision "
                         "fp32 or bf16 to score anyway (scores may then differ slightly from the run's)") from None

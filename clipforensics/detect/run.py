@@ -213,7 +213,8 @@ def header_lines(rebuilt: Rebuilt) -> list[str]:
 
 
 def _prepared(items: list[Item], sampling: Sampling, rebuilt: Rebuilt, workers: int) -> Iterator:
-    loader = DataLoader(Preparer(items, sampling, rebuilt.loaded.preprocess), batch_size=None, shuffle=False,
+    preparer = Preparer(items, sampling, rebuilt.loaded.pixels, rebuilt.loaded.image_size)
+    loader = DataLoader(preparer, batch_size=None, shuffle=False,
                         num_workers=workers, collate_fn=identity, worker_init_fn=worker_threads if workers else None,
                         prefetch_factor=2 if workers else None)
     return iter(loader)
@@ -234,7 +235,6 @@ def detect(inputs: list[str], settings: DetectSettings) -> dict[str, Any]:
     for line in header_lines(rebuilt):
         say(line)
     say(TABLE_HEADER)
-    mean, std = rebuilt.loaded.identity["mean"], rebuilt.loaded.identity["std"]
     counts = {"inputs": len(items), "scored": 0, "fake": 0, "failed": 0, "no face": 0}
     batcher = Batcher(rebuilt.score_images, settings.batch_size, rebuilt.threshold, settings.video_agg)
     with contextlib.ExitStack() as stack:
@@ -248,12 +248,12 @@ def detect(inputs: list[str], settings: DetectSettings) -> dict[str, Any]:
             if scored.score is not None:
                 if occlusion is not None:
                     maps = [occlusion_map(rebuilt.score_images, image, occlusion)[0]
-                            for image in scored.prepared.pixels]
+                            for image in rebuilt.model_input(scored.prepared.pixels)]
                     relevance = file_name(RELEVANCE, index, item, ".npz")
                     save_maps(writers.path(relevance), maps, scored)
                 if settings.sheets:
                     sheet = file_name(SHEETS, index, item, ".png")
-                    contact_sheet(scored, writers.path(sheet), rebuilt.threshold, mean, std, maps, str(item.path))
+                    contact_sheet(scored, writers.path(sheet), rebuilt.threshold, maps, str(item.path))
                 counts["scored"] += 1
                 counts["fake"] += scored.decision == "fake"
             else:

@@ -23,10 +23,9 @@ COLUMNS = 8
 BACKGROUND = (255, 255, 255)
 
 
-def to_rgb(image: torch.Tensor, mean: list[float], std: list[float]) -> np.ndarray:
-    """A preprocessed image (3 x H x W) back to RGB uint8: what the model saw."""
-    pixels = image.float().numpy() * np.asarray(std)[:, None, None] + np.asarray(mean)[:, None, None]
-    return np.clip(np.rint(pixels.transpose(1, 2, 0) * 255), 0, 255).astype(np.uint8)
+def to_rgb(image: torch.Tensor) -> np.ndarray:
+    """uint8 model pixels (3 x H x W) as an RGB array: what the model saw."""
+    return np.ascontiguousarray(image.permute(1, 2, 0).numpy())
 
 
 def overlay(rgb: np.ndarray, relevance: np.ndarray) -> np.ndarray:
@@ -53,14 +52,14 @@ def _tile(rgb: np.ndarray, caption: str, colour: tuple[int, int, int]) -> Image.
     return tile
 
 
-def contact_sheet(scored: Scored, path: Path, threshold: float, mean: list[float], std: list[float],
-                  maps: list[np.ndarray] | None = None, title: str = "") -> Path:
+def contact_sheet(scored: Scored, path: Path, threshold: float, maps: list[np.ndarray] | None = None,
+                  title: str = "") -> Path:
     """Write the sheet of one scored input to `path` (atomically) and return it."""
     item = scored.prepared
-    rows = [[_tile(to_rgb(img, mean, std), f"{frame['frame']}: {s:.3f}", COLOURS[FAKE if s >= threshold else "real"])
+    rows = [[_tile(to_rgb(img), f"{frame['frame']}: {s:.3f}", COLOURS[FAKE if s >= threshold else "real"])
              for img, frame, s in zip(item.pixels, item.frames, scored.frame_scores)]]
     if maps is not None:
-        rows.append([_tile(overlay(to_rgb(img, mean, std), m), "relevance", (90, 90, 90))
+        rows.append([_tile(overlay(to_rgb(img), m), "relevance", (90, 90, 90))
                      for img, m in zip(item.pixels, maps)])
     tile_w, tile_h = rows[0][0].size
     columns = min(COLUMNS, len(rows[0]))
