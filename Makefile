@@ -25,7 +25,7 @@ EXTRACT_ARGS ?=
 LORA_ARGS  ?= --epochs 2 --max-train-images 480 --batch-size 32 --rank 8 --alpha 16 --lr 3e-3
 VIDEOS      ?=
 FRAMES_OUT  ?= data/frames
-FRAMES_ARGS ?= --frames 32 --size 224
+FRAMES_ARGS ?= --frames 32
 
 CACHE    := cache/$(RUN).h5
 RUNDIR   := runs/$(RUN)

@@ -1,7 +1,8 @@
 """Turn FaceForensics++ videos (or one folder of videos per class) into the face-cropped data root
-that extract_features.py reads, offline: N evenly spaced frames per video, largest face, square crop.
+that extract_features.py reads, offline: N evenly spaced frames per video, one tracked face per
+video, crops aligned on dlib's 5 landmarks (DeepfakeBench's detector, scale 1.3 and 256 px).
 
-    python prepare_frames.py --videos-root DIR --out DATA_ROOT --frames 32 --size 224
+    python prepare_frames.py --videos-root DIR --out DATA_ROOT --frames 32
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""prepare_frames.py: sampling rule, reading, crop geometry, fallbacks, resume, bad videos, layouts."""
+"""prepare_frames.py: sampling rule, reading, crop geometry, fallbacks, resume, bad videos, layouts.
+
+Alignment, tracking and the real dlib detector on a real face are in test_faces.py."""
 
 from __future__ import annotations
 
@@ -12,11 +14,14 @@ import pandas as pd
 import pytest
 
 import prepare_frames
-from clipforensics.frames import faces
+from clipforensics.frames import detectors
 from clipforensics.synthetic import write as synthetic
 from clipforensics.core.errors import UserError
-from clipforensics.frames.faces import Face, centre_crop, cut, square_crop
+from clipforensics.frames.align import centre_crop, cut, square_crop
+from clipforensics.frames.detectors import Face
+from clipforensics.frames import prepare as prepare_mod
 from clipforensics.frames.prepare import FrameSettings, find_videos, frame_name, prepare
+from clipforensics.frames.track import FALLBACKS, iou
 from clipforensics.data.manifest import ManifestSettings, scan, video_table
 from clipforensics.frames.video import VideoError, read_sampled, sample_indices
 from conftest import lock_held_elsewhere
@@ -52,14 +57,13 @@ def grey_frames(values: list[int], shape: tuple[int, int] = (48, 64)) -> list[np
 
 
 def settings(root: Path, out: Path, **kw) -> FrameSettings:
-    return FrameSettings(videos_root=str(root), out=str(out), **{"jobs": 1, "size": 32, **kw})
+    """Plain square crops (align none) unless a test asks: the stubs below check box geometry."""
+    return FrameSettings(videos_root=str(root), out=str(out), **{"jobs": 1, "size": 32, "align": "none", **kw})
 
 
-def iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+def register(monkeypatch, name: str, factory) -> None:
+    """A detector registered for one test only."""
+    monkeypatch.setitem(detectors.DETECTORS._entries, name, factory)
 
 
 class CountingStub:
@@ -72,19 +76,19 @@ class CountingStub:
 
     def __call__(self, image: np.ndarray) -> list[Face]:
         CountingStub.calls += 1
-        return [Face((0.0, 0.0, 4.0, 4.0), 1.0), Face(self.box, self.score)]  # the larger face must win
+        return [Face((0.0, 0.0, 4.0, 4.0), 1.0), Face(self.box, self.score)]  # the stronger track must win
 
 
 @pytest.fixture
 def stub(monkeypatch) -> type[CountingStub]:
-    monkeypatch.setitem(faces.DETECTORS, "stub", CountingStub)
+    register(monkeypatch, "stub", CountingStub)
     CountingStub.calls = 0
     return CountingStub
 
 
 def read_csv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"class": str, "video": str, "fallback": str}, keep_default_na=False,
-                       na_values={"score": [""]})
+    """As prepare.py reads its parts: ids stay text, empty numbers are NaN, empty text stays empty."""
+    return prepare_mod.read_table(path)
 
 
 # ---------------------------------------------------------------- sampling and reading
@@ -179,7 +183,7 @@ def test_centre_crop_is_the_largest_centred_square():
 
 
 def test_haar_detector_runs_and_finds_most_synthetic_faces():
-    detector = faces.make_detector("haar")
+    detector = detectors.make_detector("haar")
     assert detector(np.full((240, 320, 3), 128, np.uint8)) == []
     overlaps = []
     for video in range(8):
@@ -193,7 +197,7 @@ def test_haar_detector_runs_and_finds_most_synthetic_faces():
 
 def test_detection_on_a_shrunk_copy_returns_boxes_in_frame_pixels():
     frame = cv2.resize(face_frames(1, 1, 256)[0], (512, 512), interpolation=cv2.INTER_CUBIC)
-    best = max(faces.detect(faces.make_detector("haar"), frame, 256), key=lambda face: face.area)
+    best = max(detectors.detect(detectors.make_detector("haar"), frame, 256), key=lambda face: face.area)
     true = [2 * v for v in synthetic.face_box(SEED, 1, 0, 256)]
     assert iou(best.box, true) > 0.4
 
@@ -201,9 +205,9 @@ def test_detection_on_a_shrunk_copy_returns_boxes_in_frame_pixels():
 def test_unknown_detector_is_a_one_line_error(tmp_path, capsys):
     write_video(tmp_path / "in" / "Real_youtube" / "000.avi", grey_frames([50] * 3))
     code = prepare_frames.main(["--videos-root", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
-                                "--detector", "dlib"])
+                                "--detector", "mtcnn"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and err == ["error: unknown detector 'dlib'; available: haar"]
+    assert code == 2 and err == ["error: unknown detector 'mtcnn'; choose from dlib, dlib-cnn, haar"]
 
 
 # ---------------------------------------------------------------- the pipeline
@@ -212,7 +216,7 @@ def test_unknown_detector_is_a_one_line_error(tmp_path, capsys):
 def test_crops_follow_the_detected_box_and_pixels_match(tmp_path, monkeypatch):
     size = 64
     box = synthetic.face_box(SEED, 1, 0, size)
-    monkeypatch.setitem(faces.DETECTORS, "stub", lambda: CountingStub(tuple(map(float, box)), 7.5))
+    register(monkeypatch, "stub", lambda: CountingStub(tuple(map(float, box)), 7.5))
     path = write_video(tmp_path / "in" / "Real_youtube" / "001.avi", face_frames(1, 12, size))
     summary = prepare(settings(tmp_path / "in", tmp_path / "out", frames=4, detector="stub", size=48))
     assert (summary.prepared, summary.frames, summary.fallbacks) == (1, 4, 0)
@@ -220,6 +224,8 @@ def test_crops_follow_the_detected_box_and_pixels_match(tmp_path, monkeypatch):
     expected = square_crop(box, size, size, 1.3)
     assert table["frame"].tolist() == [0, 4, 7, 11]
     assert table[["x0", "y0", "x1", "y1"]].apply(tuple, axis=1).tolist() == [expected] * 4
+    assert table[["face_x0", "face_y0", "face_x1", "face_y1"]].apply(tuple, axis=1).tolist() == [box] * 4
+    assert (table["roll"] == 0).all() and np.allclose(table["scale"], 48 / (expected[2] - expected[0]))
     assert (table["score"] == 7.5).all() and (table["fallback"] == "").all() and (table["detector"] == "stub").all()
     for frame in (0, 4, 7, 11):  # the crop holds the true (moving) face of every sampled frame
         fx0, fy0, fx1, fy1 = synthetic.face_box(SEED, 1, frame, size)
@@ -239,19 +245,26 @@ class BrightnessStub:
         return [Face((float(level), 10.0, level + 20.0, 30.0), float(level))] if level >= 5 else []
 
 
-def test_frames_without_a_face_use_the_last_good_box_then_the_centre(tmp_path, monkeypatch):
-    monkeypatch.setitem(faces.DETECTORS, "bright", BrightnessStub)
-    write_video(tmp_path / "in" / "Real_youtube" / "000.avi", grey_frames([40, 40, 120, 160, 200, 40, 40]))
-    summary = prepare(settings(tmp_path / "in", tmp_path / "out", frames=7, detector="bright"))
+def test_frames_without_a_face_take_the_tracks_neighbours_and_say_so(tmp_path, monkeypatch):
+    register(monkeypatch, "bright", BrightnessStub)
+    write_video(tmp_path / "in" / "Real_youtube" / "000.avi", grey_frames([40, 120, 40, 40, 200, 40]))
+    write_video(tmp_path / "in" / "Real_youtube" / "001.avi", grey_frames([40, 40]))  # never a face
+    summary = prepare(settings(tmp_path / "in", tmp_path / "out", frames=6, detector="bright"))
     table = read_csv(tmp_path / "out" / "faces.csv")
-    assert table["fallback"].tolist() == ["centre_crop"] * 2 + [""] * 3 + ["last_good_box"] * 2
-    boxes = table[["x0", "y0", "x1", "y1"]].apply(tuple, axis=1).tolist()
-    assert boxes[:2] == [centre_crop(64, 48)] * 2
-    assert boxes[2:5] == [square_crop((x, 10, x + 20, 30), 64, 48, 1.3) for x in (6, 8, 10)]
-    assert boxes[5:] == [boxes[4]] * 2  # the last good box, not the first
-    assert table["score"].isna().tolist() == [True, True, False, False, False, True, True]
-    videos = read_csv(tmp_path / "out" / "videos.csv")
-    assert (videos.at[0, "detected"], videos.at[0, "fallbacks"], summary.fallbacks) == (3, 4, 4)
+    first = table[table["video"] == "000"]
+    assert first["fallback"].tolist() == ["nearest", "", "interpolated", "interpolated", "", "nearest"]
+    x = [6, 6, 6 + 4 / 3, 6 + 8 / 3, 10, 10]  # detections at frames 1 (x=6) and 4 (x=10), linear in time between
+    np.testing.assert_allclose(first["face_x0"], x, atol=0.01)
+    boxes = first[["x0", "y0", "x1", "y1"]].apply(tuple, axis=1).tolist()
+    assert boxes == [square_crop((v, 10, v + 20, 30), 64, 48, 1.3) for v in x]
+    assert first["score"].isna().tolist() == [True, False, True, True, False, True]
+    never = table[table["video"] == "001"]
+    assert never["fallback"].tolist() == ["centre_crop"] * 2 and never["face_x0"].isna().all()
+    assert never[["x0", "y0", "x1", "y1"]].apply(tuple, axis=1).tolist() == [centre_crop(64, 48)] * 2
+    videos = read_csv(tmp_path / "out" / "videos.csv").set_index("video")
+    assert videos.loc["000", ["detected", "fallbacks", "tracks"]].tolist() == [2, 4, 1]
+    assert videos.loc["001", ["detected", "fallbacks", "tracks"]].tolist() == [0, 2, 0]
+    assert summary.fallbacks == 6
 
 
 def test_a_short_video_gives_all_its_frames_and_is_recorded(tmp_path, stub):
@@ -367,8 +380,8 @@ def test_ffpp_layout_becomes_a_data_root_that_the_manifest_reads(tmp_path, capsy
     assert table.loc["FaceSwap/000_003", ["label", "target", "source"]].tolist() == [1, "000", "003"]
     assert table.loc["Real_youtube/003", ["label", "target", "source"]].tolist() == [0, "003", ""]
     boxes = read_csv(out / "faces.csv")
-    assert len(boxes) == 24 and set(boxes["fallback"]) <= {"", "last_good_box", "centre_crop"}
-    assert (boxes["x1"] - boxes["x0"] == boxes["y1"] - boxes["y0"]).all()
+    assert len(boxes) == 24 and set(boxes["fallback"]) <= set(FALLBACKS)
+    assert {cv2.imread(str(p)).shape for p in out.rglob("*.png")} == {(64, 64, 3)}
 
 
 def test_ffpp_compression_and_class_selection(tmp_path):

@@ -1,7 +1,8 @@
 """From videos to the data root extract_features.py reads: evenly sampled, face-cropped PNG frames.
 
-    videos (FF++ tree or class folders) -> sample N frames -> detect -> square crop -> resize
-      -> DATA_ROOT/<Class>/<video>/<frame>.png, faces.csv, videos.csv, failed_videos.csv
+    videos (FF++ tree or class folders) -> sample N frames -> detect -> track one face -> landmarks
+      -> align -> DATA_ROOT/<Class>/<video>/<frame>.png, faces.csv, videos.csv, failed_videos.csv,
+         prepare.json (the recipe, read back by extract_features.py)
 
 Resumable and never half-written: each video's frames go into a hidden temporary folder that is
 renamed into place only when complete, after its rows were saved under `.parts/`; a rerun skips
@@ -21,30 +22,38 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import cv2
+import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from clipforensics.core.io import exclusive_lock, write_csv, write_json
+from clipforensics import __version__
 from clipforensics.core.errors import UserError
-from clipforensics.frames.faces import DETECTORS, NO_FALLBACK, Crop, cut, detect, make_detector, track_crops
+from clipforensics.core.io import exclusive_lock, write_csv, write_json
 from clipforensics.core.settings import option, to_dict
+from clipforensics.data.preprocessing import PREPARE_FILE
+from clipforensics.frames import track
+from clipforensics.frames.align import ALIGNMENTS, matrix_roll, matrix_scale, source_bounds
+from clipforensics.frames.crops import CropRecipe, FrameCrop, VideoCrops, crop_video, format_points, render
+from clipforensics.frames.detectors import (DETECTORS, LANDMARKS, UPSAMPLE, detector_files, file_sha256, model_file,
+                                            package_versions)
 from clipforensics.frames.video import VIDEO_EXTENSIONS, Sampled, VideoError, read_sampled
 
 COMPRESSIONS = ("raw", "c23", "c40")
-FACE_COLUMNS = ("class", "video", "frame", "x0", "y0", "x1", "y1", "detector", "score", "fallback")
+MATRIX_COLUMNS = ("m00", "m01", "m02", "m10", "m11", "m12")
+FACE_COLUMNS = ("class", "video", "frame", "detector", "score", "fallback", "face_x0", "face_y0", "face_x1",
+                "face_y1", "x0", "y0", "x1", "y1", "roll", "scale", *MATRIX_COLUMNS, "landmarks5", "landmarks68")
 VIDEO_COLUMNS = ("class", "video", "source", "frames_reported", "frames_read", "frames_written", "short",
-                 "detected", "fallbacks")
+                 "detected", "fallbacks", "tracks", "other_detections")
 FAILED_COLUMNS = ("class", "video", "source", "reason")
-STRING_COLUMNS = ("class", "video", "source", "detector", "fallback", "reason")
+STRING_COLUMNS = ("class", "video", "source", "detector", "fallback", "reason", "landmarks5", "landmarks68")
 # Written only when named in --classes: the manifest labels every class folder that is not a real class
 # (default Real_youtube) as fake, so FF++'s DeepFakeDetection actors would silently become fakes.
 OPT_IN_CLASSES = ("Real_actors",)
-SETTINGS_FILE = "prepare_frames.json"
+SETTINGS_FILE = PREPARE_FILE
 PARTS = ".parts"
 PNG_OPTIONS = [cv2.IMWRITE_PNG_COMPRESSION, 1]  # level 1: fast, and barely larger on noisy faces
-# Settings that change the pixels or the choice of videos: a rerun with others would mix two outputs.
-IDENTITY_FIELDS = ("frames", "size", "margin", "detector", "detect_max_side", "compression", "layout")
+SAMPLING = "rint(linspace(0, n - 1, frames)) over the frames actually decoded"
 
 
 @dataclass
@@ -56,10 +65,16 @@ class FrameSettings:
     out: str = option(None, "data root to write (Real_youtube/<video>/<frame>.png, ...)", required=True,
                       metavar="DATA_ROOT")
     frames: int = option(32, "frames per video, spread evenly over its length (all frames if shorter)")
-    size: int = option(224, "side of the square output crops in pixels")
-    margin: float = option(1.3, "crop side as a multiple of the face box's longer side")
-    detector: str = option("haar", "face detector: " + ", ".join(sorted(DETECTORS)))
-    detect_max_side: int = option(640, "frames are shrunk to at most this many pixels for detection only")
+    size: int = option(256, "side of the square output crops in pixels (DeepfakeBench: 256)")
+    margin: float = option(1.3, "crop side as a multiple of the face: of the aligned face square, or of the "
+                                "face box's longer side with --align none (DeepfakeBench's scale: 1.3)")
+    detector: str = option("dlib", "face detector: dlib (HOG), dlib-cnn (MMOD CNN, slow on a CPU), haar (OpenCV)")
+    align: str = option("five-point", "crop alignment: five-point (dlib's 5 landmarks, eyes level), deepfakebench "
+                                      "(their 68-point keypoints and template), none (square box, no rotation)")
+    landmarks: str = option("5", "landmarks recorded in faces.csv: 5, or 68 to add dlib's 68-point model",
+                            choices=("5", "68"))
+    detect_max_side: int = option(640, "frames are shrunk to at most this many pixels for detection only "
+                                       "(landmarks and crops use the full frame)")
     layout: str = option("auto", "input layout: ffpp, folders, or auto (ffpp if original_sequences/ or "
                                  "manipulated_sequences/ exists)", choices=("auto", "ffpp", "folders"))
     compression: str = option("c23", "FF++ compression folder to read", choices=COMPRESSIONS)
@@ -161,10 +176,7 @@ class Plan:
 
     out: Path
     frames: int
-    size: int
-    margin: float
-    detector: str
-    detect_max_side: int
+    recipe: CropRecipe
     threads: int  # OpenCV threads per worker: 1 when videos run in parallel
 
     def video_dir(self, job: VideoJob) -> Path:
@@ -193,25 +205,41 @@ def frame_name(index: int, n_frames: int) -> str:
     return f"{index:0{max(3, len(str(n_frames - 1)))}d}.png"
 
 
-def _write_frames(folder: Path, sampled: Sampled, crops: list[Crop], size: int) -> None:
+def _write_frames(folder: Path, sampled: Sampled, crops: list[FrameCrop], size: int) -> None:
     folder.mkdir(parents=True)
     for index, frame, crop in zip(sampled.indices, sampled.frames, crops):
         path = folder / frame_name(index, sampled.n_frames)
-        if not cv2.imwrite(str(path), cut(frame, crop.box, size), PNG_OPTIONS):
+        if not cv2.imwrite(str(path), render(frame, crop, size), PNG_OPTIONS):
             raise OSError(f"could not write {path}")
 
 
-def _tables(job: VideoJob, plan: Plan, sampled: Sampled, crops: list[Crop]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _face_row(crop: FrameCrop, size: int) -> dict:
+    """The face box, the crop's bounds in the frame, its matrix and the landmarks of one frame."""
+    face = crop.face
+    bounds = crop.square if crop.square is not None else tuple(round(v, 2) for v in source_bounds(crop.matrix, size))
+    row = {"score": face.score, "fallback": face.fallback,
+           **dict(zip(("face_x0", "face_y0", "face_x1", "face_y1"),
+                      (round(v, 2) for v in face.box) if face.box is not None else [np.nan] * 4)),
+           **dict(zip(("x0", "y0", "x1", "y1"), bounds)),
+           "roll": round(matrix_roll(crop.matrix), 3), "scale": round(matrix_scale(crop.matrix), 6),
+           **dict(zip(MATRIX_COLUMNS, (float(v) for v in crop.matrix.ravel())))}
+    for model in ("5", "68"):
+        row[f"landmarks{model}"] = format_points(face.landmarks.get(model))
+    return row
+
+
+def _tables(job: VideoJob, plan: Plan, sampled: Sampled, result: VideoCrops) -> tuple[pd.DataFrame, pd.DataFrame]:
     """This video's rows of faces.csv and its one row of videos.csv."""
-    face_rows = pd.DataFrame([{"class": job.class_name, "video": job.video, "frame": index,
-                           "x0": c.box[0], "y0": c.box[1], "x1": c.box[2], "y1": c.box[3],
-                           "detector": plan.detector, "score": c.score, "fallback": c.fallback}
-                          for index, c in zip(sampled.indices, crops)], columns=list(FACE_COLUMNS))
+    crops = result.crops
+    face_rows = pd.DataFrame([{**_face_row(c, plan.recipe.size), "class": job.class_name, "video": job.video,
+                               "frame": index, "detector": plan.recipe.detector}
+                              for index, c in zip(sampled.indices, crops)], columns=list(FACE_COLUMNS))
     fallbacks = _fallbacks(crops)
     video = pd.DataFrame([{"class": job.class_name, "video": job.video, "source": str(job.source),
                            "frames_reported": sampled.reported, "frames_read": sampled.n_frames,
                            "frames_written": len(crops), "short": sampled.n_frames < plan.frames,
-                           "detected": len(crops) - fallbacks, "fallbacks": fallbacks}], columns=list(VIDEO_COLUMNS))
+                           "detected": len(crops) - fallbacks, "fallbacks": fallbacks, "tracks": result.n_tracks,
+                           "other_detections": result.other_detections}], columns=list(VIDEO_COLUMNS))
     return face_rows, video
 
 
@@ -224,8 +252,8 @@ def _install(tmp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _fallbacks(crops: list[Crop]) -> int:
-    return sum(crop.fallback != NO_FALLBACK for crop in crops)
+def _fallbacks(crops: list[FrameCrop]) -> int:
+    return sum(crop.face.fallback != track.NO_FALLBACK for crop in crops)
 
 
 def _clear_stale(final: Path) -> None:
@@ -245,11 +273,10 @@ def prepare_video(job: VideoJob, plan: Plan) -> Outcome:
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     try:
         sampled = read_sampled(job.source, plan.frames, plan.threads)
-        detector = make_detector(plan.detector)
-        found = [detect(detector, frame, plan.detect_max_side) for frame in sampled.frames]
-        crops = track_crops(found, [(f.shape[1], f.shape[0]) for f in sampled.frames], plan.margin)
-        _write_frames(tmp, sampled, crops, plan.size)
-        face_rows, video = _tables(job, plan, sampled, crops)
+        result = crop_video(sampled.frames, sampled.indices, plan.recipe)
+        crops = result.crops
+        _write_frames(tmp, sampled, crops, plan.recipe.size)
+        face_rows, video = _tables(job, plan, sampled, result)
         write_csv(plan.part(job, "faces"), face_rows)
         write_csv(plan.part(job, "video"), video)
         _install(tmp, final)
@@ -301,11 +328,35 @@ def _validate(settings: FrameSettings) -> None:
     for ok, message in checks:
         if not ok:
             raise UserError(message)
-    make_detector(settings.detector)
+    ALIGNMENTS.get(settings.align)
+    DETECTORS.get(settings.detector)
+    for name in [*detector_files(settings.detector), *(LANDMARKS.get(m).file for m in _recipe(settings).landmark_models())]:
+        model_file(name)
 
 
-def _identity(settings: FrameSettings) -> dict:
-    return {name: value for name, value in to_dict(settings).items() if name in IDENTITY_FIELDS}
+def _recipe(settings: FrameSettings) -> CropRecipe:
+    return CropRecipe(settings.detector, settings.detect_max_side, settings.align, settings.landmarks,
+                      settings.margin, settings.size)
+
+
+def preprocessing(settings: FrameSettings) -> dict:
+    """The recipe that decides every crop's pixels and the choice of videos: prepare.json's identity
+    part. A rerun with another one would mix two outputs; caches copy it as part of their identity.
+
+    Package versions are recorded beside it, not in it: a dlib or OpenCV upgrade is reported, while
+    the weights files (by hash) and settings are what a rerun or a cache must match.
+    """
+    recipe = _recipe(settings)
+    layout = resolve_layout(Path(settings.videos_root), settings.layout)
+    files = [*detector_files(settings.detector), *(LANDMARKS.get(m).file for m in recipe.landmark_models())]
+    return {"frames": settings.frames, "sampling": SAMPLING, "detector": settings.detector,
+            "detect_max_side": settings.detect_max_side,
+            "upsample": UPSAMPLE if settings.detector.startswith("dlib") else None,
+            "tracking": {"link": "IoU with the track's last box, both grown", "grow": track.GROW, "min_iou": track.MIN_IOU,
+                         "choice": "largest sum of detection scores, then area", "gaps": "interpolated, else nearest"},
+            "landmarks": list(recipe.landmark_models()), "align": settings.align, "margin": settings.margin,
+            "size": settings.size, "layout": layout,
+            "compression": settings.compression if layout == "ffpp" else None, "models": {name: file_sha256(model_file(name)) for name in files}}
 
 
 def _check_out(out: Path, settings: FrameSettings) -> None:
@@ -316,8 +367,9 @@ def _check_out(out: Path, settings: FrameSettings) -> None:
     if settings.overwrite or not out.is_dir():
         return
     if record.is_file():
-        previous = json.loads(record.read_text(encoding="utf-8")).get("settings", {})
-        changed = [f"{k} {previous.get(k)!r} -> {v!r}" for k, v in _identity(settings).items() if previous.get(k) != v]
+        previous = json.loads(record.read_text(encoding="utf-8")).get("preprocessing", {})
+        changed = [f"{k} {previous.get(k)!r} -> {v!r}" for k, v in preprocessing(settings).items()
+                   if previous.get(k) != v]
         if changed:
             raise UserError(f"{out} was prepared with other settings ({'; '.join(changed)}); "
                             "pass --overwrite to redo every video, or choose another --out")
@@ -334,24 +386,25 @@ def _lock(out: Path) -> Iterator[None]:
         yield
 
 
-def _read_part(path: Path) -> pd.DataFrame:
-    """A part CSV with ids kept as text ("000" stays "000") and empty fallbacks kept empty."""
-    return pd.read_csv(path, dtype={name: str for name in STRING_COLUMNS}, keep_default_na=False,
-                       na_values={"score": [""]})
+def read_table(path: Path) -> pd.DataFrame:
+    """One of the CSVs written here, with ids kept as text ("000" stays "000"), empty text kept
+    empty and empty numbers (a fallback frame's score) read as NaN."""
+    header = pd.read_csv(path, nrows=0).columns
+    return pd.read_csv(path, dtype={name: str for name in STRING_COLUMNS if name in header}, keep_default_na=False,
+                       na_values={name: [""] for name in header if name not in STRING_COLUMNS})
 
 
 def _merge(plan: Plan, kind: str, columns: tuple[str, ...], sort: list[str]) -> pd.DataFrame:
     """Concatenate the parts of every finished video in the output (this run's and earlier runs')."""
     parts = sorted((plan.out / PARTS).glob(f"*/*.{kind}.csv"))
-    tables = [_read_part(p) for p in parts if (plan.out / p.parent.name / p.name[:-len(f".{kind}.csv")]).is_dir()]
+    tables = [read_table(p) for p in parts if (plan.out / p.parent.name / p.name[:-len(f".{kind}.csv")]).is_dir()]
     if not tables:
         return pd.DataFrame(columns=list(columns))
     return pd.concat(tables, ignore_index=True).sort_values(sort, kind="stable", ignore_index=True)[list(columns)]
 
 
 def _plan(settings: FrameSettings) -> Plan:
-    return Plan(Path(settings.out), settings.frames, settings.size, settings.margin, settings.detector,
-                settings.detect_max_side, threads=0 if settings.jobs == 1 else 1)
+    return Plan(Path(settings.out), settings.frames, _recipe(settings), threads=0 if settings.jobs == 1 else 1)
 
 
 def _run_jobs(todo: list[VideoJob], plan: Plan, jobs: int) -> list[Outcome]:
@@ -373,8 +426,8 @@ def _start(plan: Plan, settings: FrameSettings) -> None:
     """Record the settings before any video, so a crashed run cannot be resumed with other ones."""
     if settings.overwrite:
         shutil.rmtree(plan.out / PARTS, ignore_errors=True)
-    write_json(plan.out / SETTINGS_FILE, {"settings": _identity(settings), "all_settings": to_dict(settings),
-                                          "opencv": cv2.__version__})
+    write_json(plan.out / SETTINGS_FILE, {"preprocessing": preprocessing(settings), "settings": to_dict(settings),
+                                          "packages": {**package_versions(), "clipforensics": __version__}})
 
 
 def prepare(settings: FrameSettings) -> Summary:

@@ -1,0 +1,93 @@
+"""One video's sampled frames -> one face crop per frame: detect, track, landmarks, fill gaps, align.
+
+Detection runs on a shrunk copy (`detect_max_side`); landmarks are predicted on the full frame
+inside the tracked box; the crop is one affine matrix per frame (see align.py), recorded with the
+landmarks so that every crop can be redone or checked from faces.csv.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from clipforensics.frames.align import ALIGNMENTS, Box, centre_matrix, cut, warp
+from clipforensics.frames.detectors import LANDMARKS, detect, make_detector, rgb
+from clipforensics.frames.track import CENTRE_CROP, TrackedFace, choose_track, fill_gaps
+
+
+@dataclass(frozen=True)
+class CropRecipe:
+    """Everything that decides a crop's pixels (picklable: sent to worker processes)."""
+
+    detector: str
+    detect_max_side: int
+    align: str
+    landmarks: str  # "5", or "68" to record the 68-point model too
+    margin: float
+    size: int
+
+    def landmark_models(self) -> tuple[str, ...]:
+        """Models run on every tracked face: the 5-point one always (cheap, recorded), 68 when asked
+        for or needed by the alignment."""
+        needed = {"5", self.landmarks}
+        if ALIGNMENTS.get(self.align).landmarks:
+            needed.add(ALIGNMENTS.get(self.align).landmarks)
+        return tuple(sorted(needed, key=int))
+
+
+@dataclass(frozen=True)
+class FrameCrop:
+    """Where one frame's crop comes from: the tracked face and the frame -> crop matrix."""
+
+    face: TrackedFace
+    matrix: np.ndarray  # 2 x 3, frame pixels -> crop pixels
+    square: Box | None  # the plain square box when the crop is a resize (align none, or no face at all)
+
+
+@dataclass(frozen=True)
+class VideoCrops:
+    crops: list[FrameCrop]
+    n_tracks: int
+    other_detections: int
+
+
+def crop_video(frames: Sequence[np.ndarray], times: Sequence[int], recipe: CropRecipe) -> VideoCrops:
+    """The crop of every frame of one video (BGR frames; `times` their source indices)."""
+    detector = make_detector(recipe.detector)
+    track = choose_track([detect(detector, frame, recipe.detect_max_side) for frame in frames])
+    models = recipe.landmark_models()
+    landmarks = []
+    for frame, face in zip(frames, track.faces):
+        image = rgb(frame) if face is not None else None
+        landmarks.append(None if face is None else {m: LANDMARKS.get(m).predict(image, face.box) for m in models})
+    alignment = ALIGNMENTS.get(recipe.align)
+    crops = []
+    for frame, tracked in zip(frames, fill_gaps(times, track.faces, landmarks)):
+        height, width = frame.shape[:2]
+        if tracked.fallback == CENTRE_CROP:
+            matrix, square = centre_matrix(width, height, recipe.size)
+        else:
+            matrix, square = alignment.matrix(tracked.landmarks, tracked.box, width, height, recipe.margin,
+                                              recipe.size)
+        crops.append(FrameCrop(tracked, matrix, square))
+    return VideoCrops(crops, track.n_tracks, track.other_detections)
+
+
+def render(frame: np.ndarray, crop: FrameCrop, size: int) -> np.ndarray:
+    """The crop's pixels: a plain resize of the square (as before alignment existed) or the warp."""
+    return cut(frame, crop.square, size) if crop.square is not None else warp(frame, crop.matrix, size)
+
+
+def format_points(points: np.ndarray | None) -> str:
+    """Landmarks as 'x y x y ...' (frame pixels, at most 2 decimals) for one CSV cell; '' when absent."""
+    if points is None:
+        return ""
+    return " ".join(f"{v:.2f}".rstrip("0").rstrip(".") for v in np.asarray(points, np.float64).ravel())
+
+
+def parse_points(text: str) -> np.ndarray:
+    """Inverse of `format_points`: an n x 2 array (0 x 2 for an empty cell)."""
+    values = [float(v) for v in str(text).split()] if isinstance(text, str) else []
+    return np.array(values, np.float64).reshape(-1, 2)
