@@ -22,7 +22,7 @@ import extract_features
 import prepare_frames
 from clipforensics.core.errors import UserError
 from clipforensics.data.cache import check_identity, read_cache
-from clipforensics.frames import align
+from clipforensics.frames import align, detectors
 from clipforensics.frames.crops import parse_points
 from clipforensics.frames.detectors import LANDMARKS, Face, make_detector, rgb
 from clipforensics.frames.prepare import read_table
@@ -303,3 +303,18 @@ def test_gaps_are_interpolated_in_time_or_copied_from_the_nearest_detection():
     np.testing.assert_allclose(filled[2].landmarks["5"], 7.5)
     assert filled[0].box == a.box and filled[4].box == b.box and math.isnan(filled[2].score)
     assert [f.fallback for f in fill_gaps([0, 1], [None, None], [None, None])] == [CENTRE_CROP] * 2
+
+
+def test_detection_on_a_shrunk_copy_maps_boxes_back_and_retries_full_size_when_it_finds_nothing():
+    class NeedsPixels:
+        """Finds the one 'face' at (200, 100, 280, 180) of a 640-wide frame only if it is at least 60 px."""
+
+        def __call__(self, image: np.ndarray) -> list[Face]:
+            scale = image.shape[1] / 640
+            return [Face((200 * scale, 100 * scale, 280 * scale, 180 * scale), 1.0)] if 80 * scale >= 60 else []
+
+    frame = np.zeros((480, 640, 3), np.uint8)
+    [shrunk] = detectors.detect(NeedsPixels(), frame, 512)  # 0.8x: the face is 64 px there, mapped back
+    np.testing.assert_allclose(shrunk.box, (200, 100, 280, 180))
+    assert detectors.detect(NeedsPixels(), frame, 320, retry_full=False) == []  # 40 px: too small
+    assert detectors.detect(NeedsPixels(), frame, 320)[0].box == (200, 100, 280, 180)  # found again at full size

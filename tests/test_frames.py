@@ -431,6 +431,7 @@ def test_class_folder_layout_and_its_errors(tmp_path):
     ("--frames", "0", "--frames must be at least 1"),
     ("--margin", "0.5", "--margin must be at least 1.0"),
     ("--jobs", "0", "--jobs must be"),
+    ("--align", "rotate", "unknown alignment 'rotate'; choose from five-point, deepfakebench, none"),
 ])
 def test_bad_numbers_are_one_line_errors(tmp_path, capsys, flag, value, message):
     code = prepare_frames.main(["--videos-root", str(tmp_path), "--out", str(tmp_path / "o"), flag, value])

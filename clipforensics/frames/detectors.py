@@ -108,19 +108,20 @@ def _hog_detector():
 
 
 @functools.cache
-def _shape_predictor(path: Path):
-    return _dlib().shape_predictor(str(path))
+def _shape_predictor(file: str):
+    return _dlib().shape_predictor(str(model_file(file)))
 
 
 @functools.cache
-def _cnn_model(path: Path):
-    return _dlib().cnn_face_detection_model_v1(str(path))
+def _cnn_model(file: str):
+    return _dlib().cnn_face_detection_model_v1(str(model_file(file)))
 
 
 # ---------------------------------------------------------------- detectors
 
 
-def _rgb(image: np.ndarray) -> np.ndarray:
+def rgb(image: np.ndarray) -> np.ndarray:
+    """The RGB copy dlib expects (frames are decoded as BGR)."""
     return np.ascontiguousarray(image[..., ::-1])
 
 
@@ -161,7 +162,7 @@ class DlibHogDetector:
         self.detector = _hog_detector()
 
     def __call__(self, image: np.ndarray) -> list[Face]:
-        rects, scores, _ = self.detector.run(_rgb(image), UPSAMPLE, 0.0)
+        rects, scores, _ = self.detector.run(rgb(image), UPSAMPLE, 0.0)
         return [Face(_box(rect), float(score)) for rect, score in zip(rects, scores)]
 
 
@@ -171,10 +172,10 @@ class DlibCnnDetector:
     model_files: tuple[str, ...] = ("mmod_human_face_detector.dat",)
 
     def __init__(self) -> None:
-        self.model = _cnn_model(model_file(self.model_files[0]))
+        self.model = _cnn_model(self.model_files[0])
 
     def __call__(self, image: np.ndarray) -> list[Face]:
-        return [Face(_box(found.rect), float(found.confidence)) for found in self.model(_rgb(image), UPSAMPLE)]
+        return [Face(_box(found.rect), float(found.confidence)) for found in self.model(rgb(image), UPSAMPLE)]
 
 
 DETECTORS: Registry[Callable[[], Detector]] = Registry("detector")
@@ -192,11 +193,12 @@ def detector_files(name: str) -> tuple[str, ...]:
     return tuple(getattr(DETECTORS.get(name), "model_files", ()))
 
 
-def detect(detector: Detector, image: np.ndarray, max_side: int) -> list[Face]:
+def detect(detector: Detector, image: np.ndarray, max_side: int, retry_full: bool = True) -> list[Face]:
     """Run `detector` on a copy shrunk to at most `max_side` pixels, boxes mapped back to the frame.
 
-    Detection cost grows with the area; landmarks are then predicted on the full frame, so the
-    shrinking costs recall only for faces that become too small (see bench/faces.py).
+    Detection cost grows with the area, and landmarks are predicted on the full frame anyway. A
+    face that the shrinking made too small is not lost: a frame where the copy shows no face is
+    searched again at full size (`retry_full`), which costs time only on such frames (bench/faces.py).
     """
     height, width = image.shape[:2]
     scale = min(1.0, max_side / max(height, width))
@@ -204,7 +206,8 @@ def detect(detector: Detector, image: np.ndarray, max_side: int) -> list[Face]:
         return detector(image)
     small = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
                        interpolation=cv2.INTER_AREA)
-    return [Face(tuple(v / scale for v in face.box), face.score) for face in detector(small)]
+    found = [Face(tuple(v / scale for v in face.box), face.score) for face in detector(small)]
+    return found if found or not retry_full else detector(image)
 
 
 # ---------------------------------------------------------------- landmarks
@@ -221,15 +224,10 @@ class LandmarkModel:
         """Landmarks (points x 2, frame pixels) of the face in `box` of an RGB frame."""
         dlib = _dlib()
         x0, y0, x1, y1 = (int(round(v)) for v in box)
-        shape = _shape_predictor(model_file(self.file))(image_rgb, dlib.rectangle(x0, y0, x1 - 1, y1 - 1))
+        shape = _shape_predictor(self.file)(image_rgb, dlib.rectangle(x0, y0, x1 - 1, y1 - 1))
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
 
 
 LANDMARKS: Registry[LandmarkModel] = Registry("landmark model")
 LANDMARKS.register("5", LandmarkModel(5, "shape_predictor_5_face_landmarks.dat"))
 LANDMARKS.register("68", LandmarkModel(68, "shape_predictor_68_face_landmarks.dat"))
-
-
-def rgb(image: np.ndarray) -> np.ndarray:
-    """The RGB copy dlib's landmark models expect (frames are decoded as BGR)."""
-    return _rgb(image)
