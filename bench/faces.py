@@ -10,11 +10,12 @@ frame, the face about a quarter of the frame height (FF++-like). For each detect
 
 frames/s per core = 1 / CPU seconds per frame with one thread (dlib is single-threaded; OpenCV is set
 to one thread), the best of --repeats rounds. CPU time, not wall time: on a shared machine it is what
-one core delivers, whatever else runs (cache and memory contention still count). dlib-cnn takes ~16 s a frame on a CPU: it runs on
---cnn-frames frames at the default shrink only. A second table shows recall (share of frames where
-the face was found, IoU >= 0.3 with the true box) for several face sizes and shrink settings, to
-show what detecting on a shrunk copy costs, and what the full-size retry of frames without a face
-on the shrunk copy gets back.
+one core delivers, whatever else runs (cache and memory contention still count). dlib-cnn takes
+seconds a frame on a CPU: it runs on --cnn-frames frames, once, and not on full 1280x720 frames.
+
+A second table shows recall (share of frames where the face was found, IoU >= 0.3 with the true
+box) for several face sizes and shrink settings: what detecting on a shrunk copy costs, and what
+the full-size retry of frames without a face on the shrunk copy gets back.
 
     .venv/bin/python bench/faces.py                  # ~3 min on one free core (dlib-cnn: ~1 min of it)
     .venv/bin/python bench/faces.py --cnn-frames 0 --repeats 1   # smoke run without the CNN

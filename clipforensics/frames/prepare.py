@@ -330,13 +330,19 @@ def _validate(settings: FrameSettings) -> None:
             raise UserError(message)
     ALIGNMENTS.get(settings.align)
     DETECTORS.get(settings.detector)
-    for name in [*detector_files(settings.detector), *(LANDMARKS.get(m).file for m in _recipe(settings).landmark_models())]:
+    for name in _model_files(settings):
         model_file(name)
 
 
 def _recipe(settings: FrameSettings) -> CropRecipe:
     return CropRecipe(settings.detector, settings.detect_max_side, settings.align, settings.landmarks,
                       settings.margin, settings.size)
+
+
+def _model_files(settings: FrameSettings) -> list[str]:
+    """The weights files a run uses: the detector's (if any) and every landmark model's."""
+    landmarks = [LANDMARKS.get(name).file for name in _recipe(settings).landmark_models()]
+    return [*detector_files(settings.detector), *landmarks]
 
 
 def preprocessing(settings: FrameSettings) -> dict:
@@ -346,17 +352,16 @@ def preprocessing(settings: FrameSettings) -> dict:
     Package versions are recorded beside it, not in it: a dlib or OpenCV upgrade is reported, while
     the weights files (by hash) and settings are what a rerun or a cache must match.
     """
-    recipe = _recipe(settings)
     layout = resolve_layout(Path(settings.videos_root), settings.layout)
-    files = [*detector_files(settings.detector), *(LANDMARKS.get(m).file for m in recipe.landmark_models())]
     return {"frames": settings.frames, "sampling": SAMPLING, "detector": settings.detector,
-            "detect_max_side": settings.detect_max_side,
+            "detect_max_side": settings.detect_max_side, "detect_retry_full": True,
             "upsample": UPSAMPLE if settings.detector.startswith("dlib") else None,
-            "tracking": {"link": "IoU with the track's last box, both grown", "grow": track.GROW, "min_iou": track.MIN_IOU,
-                         "choice": "largest sum of detection scores, then area", "gaps": "interpolated, else nearest"},
-            "landmarks": list(recipe.landmark_models()), "align": settings.align, "margin": settings.margin,
-            "size": settings.size, "layout": layout,
-            "compression": settings.compression if layout == "ffpp" else None, "models": {name: file_sha256(model_file(name)) for name in files}}
+            "tracking": {"link": "grown-box IoU", "grow": track.GROW, "min_iou": track.MIN_IOU,
+                         "choice": "score sum, then area", "gaps": "interpolated, else nearest"},
+            "landmarks": list(_recipe(settings).landmark_models()), "align": settings.align,
+            "margin": settings.margin, "size": settings.size, "layout": layout,
+            "compression": settings.compression if layout == "ffpp" else None,
+            "models": {name: file_sha256(model_file(name)) for name in _model_files(settings)}}
 
 
 def _check_out(out: Path, settings: FrameSettings) -> None:
