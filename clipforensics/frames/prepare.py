@@ -73,8 +73,9 @@ class FrameSettings:
                                       "(their 68-point keypoints and template), none (square box, no rotation)")
     landmarks: str = option("5", "landmarks recorded in faces.csv: 5, or 68 to add dlib's 68-point model",
                             choices=("5", "68"))
-    detect_max_side: int = option(640, "frames are shrunk to at most this many pixels for detection only "
-                                       "(landmarks and crops use the full frame)")
+    detect_max_side: int = option(640, "frames are shrunk to at most this many pixels for detection only; a "
+                                       "frame with no face there is searched again at full size (landmarks "
+                                       "and crops use the full frame)")
     layout: str = option("auto", "input layout: ffpp, folders, or auto (ffpp if original_sequences/ or "
                                  "manipulated_sequences/ exists)", choices=("auto", "ffpp", "folders"))
     compression: str = option("c23", "FF++ compression folder to read", choices=COMPRESSIONS)
