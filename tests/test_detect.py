@@ -26,7 +26,7 @@ from clipforensics.detect.inputs import FAILED, OK, Item, Prepared
 from clipforensics.detect.score import Batcher, score_stream
 from clipforensics.evaluate.metrics import choose_threshold
 from clipforensics.extract.models import ModelSettings, load_model
-from clipforensics.frames import faces
+from clipforensics.frames import align, detectors
 from clipforensics.synthetic.write import generate
 from conftest import TINY
 
@@ -120,22 +120,22 @@ class FixedFace:
 
     BOX = (14.0, 12.0, 46.0, 50.0)
 
-    def __call__(self, image: np.ndarray) -> list[faces.Face]:
-        return [faces.Face(self.BOX, 1.0)] if image.mean() > 20 else []
+    def __call__(self, image: np.ndarray) -> list[detectors.Face]:
+        return [detectors.Face(self.BOX, 1.0)] if image.mean() > 20 else []
 
 
 @pytest.fixture(scope="module")
 def prepared_run(tmp_path_factory) -> dict[str, Path]:
     """Videos -> prepare_frames.py (stub detector) -> cache -> logreg: a run whose data root records its crops."""
     patch = pytest.MonkeyPatch()
-    patch.setitem(faces.DETECTORS, "fixed", FixedFace)
+    patch.setitem(detectors.DETECTORS._entries, "fixed", FixedFace)
     base = tmp_path_factory.mktemp("prepared")
     frames = generate(base / "frames", videos=32, frames=5, size=64, strength=3, manipulations=("FaceSwap",))
     for folder in sorted(frames.glob("*/*")):
         write_video(base / "videos" / folder.parent.name / f"{folder.name}.mkv", folder_frames(folder), "FFV1")
     root, cache, runs = base / "data", base / "cache.h5", base / "runs"
     assert prepare_frames.main(["--videos-root", str(base / "videos"), "--out", str(root), "--frames", "3",
-                                "--size", "48", "--detector", "fixed", "--jobs", "1"]) == 0
+                                "--size", "48", "--detector", "fixed", "--align", "none", "--jobs", "1"]) == 0
     assert extract_features.main(["--data-root", str(root), "--out", str(cache), *TINY]) == 0
     assert fit_heads.main(["--cache", str(cache), "--heads", "logreg", "--out", str(runs),
                            "--train-fakes", "FaceSwap", "--test-fakes", "FaceSwap", "--real-split", "60/20/20",
@@ -145,7 +145,7 @@ def prepared_run(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_videos_are_sampled_and_cropped_as_the_run_was(prepared_run, tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(faces.DETECTORS, "fixed", FixedFace)
+    monkeypatch.setitem(detectors.DETECTORS._entries, "fixed", FixedFace)
     expected = evaluator_videos(prepared_run["run"])
     videos = [prepared_run["videos"] / f"{video}.mkv" for video in expected.index]
     found = run_detect(prepared_run["run"], videos, tmp_path / "out")
@@ -154,7 +154,7 @@ def test_videos_are_sampled_and_cropped_as_the_run_was(prepared_run, tmp_path, m
     assert (found.frames == 3).all() and (found.faces == 3).all()
     frames = pd.read_csv(tmp_path / "out" / "frames.csv")
     assert frames.frame.tolist()[:3] == [0, 2, 4]  # rint(linspace(0, 4, 3)), as prepare_frames samples
-    box = faces.square_crop(FixedFace.BOX, 64, 64, 1.3)
+    box = align.square_crop(FixedFace.BOX, 64, 64, 1.3)
     assert frames[["x0", "y0", "x1", "y1"]].drop_duplicates().apply(tuple, axis=1).tolist() == [box]
     # the folder of the full frames a video was made from is a video already decoded: same crops, same score
     folder = prepared_run["frames"] / Path(expected.index[0])
@@ -163,7 +163,7 @@ def test_videos_are_sampled_and_cropped_as_the_run_was(prepared_run, tmp_path, m
 
 
 def test_faceless_and_corrupt_inputs_are_listed_not_fatal(prepared_run, tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(faces.DETECTORS, "fixed", FixedFace)
+    monkeypatch.setitem(detectors.DETECTORS._entries, "fixed", FixedFace)
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "empty.png").write_bytes(b"")
@@ -183,7 +183,7 @@ def test_faceless_and_corrupt_inputs_are_listed_not_fatal(prepared_run, tmp_path
 
 
 def test_no_input_scored_is_an_error_after_listing(prepared_run, tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(faces.DETECTORS, "fixed", FixedFace)
+    monkeypatch.setitem(detectors.DETECTORS._entries, "fixed", FixedFace)
     (tmp_path / "x.png").write_bytes(b"\x89PNG broken")
     assert detect_cli.main(["--run", str(prepared_run["run"]), str(tmp_path / "x.png"), "--out",
                             str(tmp_path / "out"), *QUIET]) == 2

@@ -141,7 +141,7 @@ def test_faces_csv_records_landmarks_and_the_transform_that_made_each_crop(astro
 def test_prepare_json_records_the_recipe_and_resume_and_failures_still_hold(astronaut_root, capsys):
     videos, out, _ = astronaut_root
     record = json.loads((out / "prepare.json").read_text())
-    recipe = record["preprocessing"]
+    recipe = record["crops"]
     assert {k: recipe[k] for k in ("detector", "align", "margin", "size", "frames", "landmarks")} == \
         {"detector": "dlib", "align": "five-point", "margin": 1.3, "size": SIZE, "frames": 7, "landmarks": ["5"]}
     assert set(recipe["models"]) == {"shape_predictor_5_face_landmarks.dat"}
@@ -162,18 +162,18 @@ def test_extraction_copies_the_recipe_and_treats_it_as_identity(astronaut_root, 
     cache_path = tmp_path / "c.h5"
     assert extract_features.main(["--data-root", str(out), "--out", str(cache_path), *TINY]) == 0
     cache = read_cache(cache_path)
-    recipe = json.loads((out / "prepare.json").read_text())["preprocessing"]
-    assert cache.attrs["preprocessing"] == recipe and cache.identity()["preprocessing"] == recipe
-    with pytest.raises(UserError, match="preprocessing"):
-        check_identity(cache.attrs, {**cache.identity(), "preprocessing": {**recipe, "align": "none"}}, what="c")
+    recipe = json.loads((out / "prepare.json").read_text())["crops"]
+    assert cache.attrs["crops"] == recipe and cache.identity()["crops"] == recipe
+    with pytest.raises(UserError, match="crops"):
+        check_identity(cache.attrs, {**cache.identity(), "crops": {**recipe, "align": "none"}}, what="c")
     record = json.loads((out / "prepare.json").read_text())
-    record["preprocessing"]["size"] = 224  # the same paths, other crops: refused, never mixed
+    record["crops"]["size"] = 224  # the same paths, other crops: refused, never mixed
     (out / "prepare.json").write_text(json.dumps(record))
     try:
         assert extract_features.main(["--data-root", str(out), "--out", str(cache_path), *TINY]) == 2
-        assert "preprocessing" in capsys.readouterr().err
+        assert "crops" in capsys.readouterr().err
     finally:
-        record["preprocessing"]["size"] = SIZE
+        record["crops"]["size"] = SIZE
         (out / "prepare.json").write_text(json.dumps(record))
 
 
@@ -188,7 +188,7 @@ def test_landmarks_68_and_the_deepfakebench_alignment(astronaut_root, tmp_path):
     assert points68.shape == (68, 2) and parse_points(row.landmarks5).shape == (5, 2)
     matrix = row[["m00", "m01", "m02", "m10", "m11", "m12"]].to_numpy(float).reshape(2, 3)
     np.testing.assert_allclose(matrix, deepfakebench_matrix(points68, SIZE), atol=1e-4)
-    assert json.loads((out / "prepare.json").read_text())["preprocessing"]["landmarks"] == ["5", "68"]
+    assert json.loads((out / "prepare.json").read_text())["crops"]["landmarks"] == ["5", "68"]
 
 
 # ---------------------------------------------------------------- alignment geometry

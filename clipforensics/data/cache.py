@@ -6,7 +6,7 @@ Schema (N images that decoded, D embedding dims):
     /failed/path /failed/reason                          images that could not be read, and why
     /prompts/<set>/text /embedding /label                prompts, their float32 embeddings, class 0/1
     attributes: model, pretrained, weights_fingerprint, init_seed, image_size, mean, std,
-                precision, manifest_hash, preprocessing, data_root, package_version, created, ...
+                precision, manifest_hash, crops, data_root, package_version, created, ...
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from clipforensics.data.manifest import COLUMNS
 SCHEMA_VERSION = 1
 STRING_COLUMNS = tuple(c for c in COLUMNS if c != "label")
 # Attributes that decide what the embeddings mean: two caches (or a cache and a request) that
-# differ in any of these must never be mixed. `preprocessing` is the data root's prepare.json recipe
-# (data/preprocessing.py; None for frames prepared elsewhere): the same paths can hold other crops.
+# differ in any of these must never be mixed. `crops` is the data root's prepare.json recipe
+# (data/crops.py; None for frames prepared elsewhere): the same paths can hold other crops.
 IDENTITY_KEYS = ("model", "pretrained", "weights_fingerprint", "init_seed", "image_size", "precision",
-                 "manifest_hash", "preprocessing")
+                 "manifest_hash", "crops")
 _STR = h5py.string_dtype("utf-8")
 
 

@@ -1,7 +1,7 @@
 """Inputs of detect.py: image files, folders of frames and video files, turned into model-ready frames one at a time.
 
-Videos are sampled and face-cropped with the very functions prepare_frames.py uses (frames.video, frames.faces), with
-the settings the run's data root records, so a video meets the detector as its training frames did. A folder of
+Videos are sampled and face-cropped with the very functions prepare_frames.py uses (frames.video, frames.crops), with
+the recipe the run's data root records, so a video meets the detector as its training frames did. A folder of
 frames is a video already decoded: the same sampling and cropping apply. Each input is prepared on its own (in a
 DataLoader worker), so memory holds a few inputs' sampled frames whatever the number of inputs.
 """
@@ -22,8 +22,10 @@ from clipforensics.core.errors import UserError
 from clipforensics.core.sampling import spread
 from clipforensics.data.manifest import IMAGE_EXTENSIONS
 from clipforensics.detect.rebuild import FaceCrop
-from clipforensics.frames.faces import NO_FALLBACK, Crop, cut, detect, make_detector, square_crop, track_crops
 from clipforensics.extract.reader import open_rgb, uint8_pixels
+from clipforensics.frames.align import source_bounds
+from clipforensics.frames.crops import FrameCrop, crop_video, render
+from clipforensics.frames.track import NO_FALLBACK
 from clipforensics.frames.video import VIDEO_EXTENSIONS, read_sampled
 
 IMAGE, FRAMES, VIDEO = "image", "frames", "video"
@@ -139,7 +141,6 @@ class Preparer(Dataset):
     def __init__(self, items: list[Item], sampling: Sampling, pixels: Callable[[Image.Image], Image.Image],
                  image_size: int) -> None:
         self.items, self.sampling, self.pixels, self.image_size = items, sampling, pixels, image_size
-        self._detector = None  # built lazily, once per worker process
 
     def __len__(self) -> int:
         return len(self.items)
@@ -152,12 +153,6 @@ class Preparer(Dataset):
             raise
         except Exception as exc:  # any decode failure is data about that input, not a crash (as in extraction)
             return Prepared(item, FAILED, reason=_reason(exc))
-
-    @property
-    def detector(self):
-        if self._detector is None:
-            self._detector = make_detector(self.sampling.crop.detector)
-        return self._detector
 
     @property
     def _decode_size(self) -> int | None:
@@ -184,29 +179,22 @@ class Preparer(Dataset):
         rgb = np.asarray(_read_image(item.path, self._decode_size))
         if self.sampling.crop is None:
             return self._finish(item, [rgb], [{"frame": item.path.name}], None)
-        faces = detect(self.detector, np.ascontiguousarray(rgb[..., ::-1]), self.sampling.crop.detect_max_side)
-        if not faces:
-            return Prepared(item, NO_FACE, faces_found=0, reason="no face found")
-        face = max(faces, key=lambda f: f.area)
-        box = square_crop(face.box, rgb.shape[1], rgb.shape[0], self.sampling.crop.margin)
-        crop = Crop(box, face.score, NO_FALLBACK)
-        return self._finish(item, [self._cut(rgb, crop)], [_frame_row(item.path.name, crop)], 1)
+        return self._frames(item, [rgb], [item.path.name], no_face="no face found")
 
-    def _frames(self, item: Item, frames: list[np.ndarray], names: list) -> Prepared:
+    def _frames(self, item: Item, frames: list[np.ndarray], names: list, no_face: str = "") -> Prepared:
+        """prepare_frames.py's crops (detection, one tracked face, alignment) of RGB frames, back to RGB (it
+        crops BGR frames and writes lossless PNG; extraction reads RGB)."""
         if self.sampling.crop is None:
             return self._finish(item, frames, [{"frame": name} for name in names], None)
-        c = self.sampling.crop
-        found = [detect(self.detector, np.ascontiguousarray(f[..., ::-1]), c.detect_max_side) for f in frames]
-        crops = track_crops(found, [(f.shape[1], f.shape[0]) for f in frames], c.margin)
-        detected = sum(crop.fallback == NO_FALLBACK for crop in crops)
+        size = self.sampling.crop.size
+        bgr = [np.ascontiguousarray(f[..., ::-1]) for f in frames]
+        times = names if all(isinstance(n, int) for n in names) else list(range(len(names)))
+        crops = crop_video(bgr, times, self.sampling.crop.recipe()).crops
+        detected = sum(crop.face.fallback == NO_FALLBACK for crop in crops)
         if not detected:
-            return Prepared(item, NO_FACE, faces_found=0, reason=f"no face found in {len(frames)} frames")
-        return self._finish(item, [self._cut(f, crop) for f, crop in zip(frames, crops)],
-                            [_frame_row(name, crop) for name, crop in zip(names, crops)], detected)
-
-    def _cut(self, rgb: np.ndarray, crop: Crop) -> np.ndarray:
-        """prepare_frames.py's crop of the BGR frame, back to RGB (it writes lossless PNG, extraction reads RGB)."""
-        return cut(np.ascontiguousarray(rgb[..., ::-1]), crop.box, self.sampling.crop.size)[..., ::-1]
+            return Prepared(item, NO_FACE, faces_found=0, reason=no_face or f"no face found in {len(frames)} frames")
+        return self._finish(item, [render(f, crop, size)[..., ::-1] for f, crop in zip(bgr, crops)],
+                            [_frame_row(name, crop, size) for name, crop in zip(names, crops)], detected)
 
     def _finish(self, item: Item, images: list[np.ndarray], rows: list[dict], faces: int | None) -> Prepared:
         if not images:
@@ -215,9 +203,11 @@ class Preparer(Dataset):
         return Prepared(item, OK, pixels, rows, faces)
 
 
-def _frame_row(name, crop: Crop) -> dict:
-    return {"frame": name, "box": list(crop.box), "fallback": crop.fallback or "",
-            "face_score": None if np.isnan(crop.score) else float(crop.score)}
+def _frame_row(name, crop: FrameCrop, size: int) -> dict:
+    """Where a frame's crop came from: what it shows as a box in the frame (as faces.csv's x0..y1), why."""
+    box = crop.square if crop.square is not None else [round(v, 2) for v in source_bounds(crop.matrix, size)]
+    return {"frame": name, "box": list(box), "fallback": crop.face.fallback,
+            "face_score": None if np.isnan(crop.face.score) else float(crop.face.score)}
 
 
 def identity(batch: Prepared) -> Prepared:

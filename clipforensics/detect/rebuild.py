@@ -26,13 +26,15 @@ from clipforensics.core.errors import UserError
 from clipforensics.core.registry import Registry
 from clipforensics.core.settings import from_dict
 from clipforensics.data.cache import check_identity, read_attrs
+from clipforensics.data.crops import PREPARE_FILE, read_crop_recipe
 from clipforensics.evaluate.metrics import choose_threshold
-from clipforensics.frames.faces import DETECTORS
+from clipforensics.frames.align import ALIGNMENTS
+from clipforensics.frames.crops import CropRecipe
+from clipforensics.frames.detectors import DETECTORS
 from clipforensics.extract.models import (DTYPES, LoadedModel, ModelSettings, load_model, resolve_device,
                                           resolve_precision)
 
 RUN_PRECISION = "run"
-PREPARE_RECORD = "prepare_frames.json"
 # What identifies the weights and the pixels the model sees: all of it must match the run's cache.
 MODEL_KEYS = ("model", "pretrained", "weights_fingerprint", "init_seed", "image_size")
 PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
@@ -47,11 +49,17 @@ class FaceCrop:
     size: int
     frames: int
     detect_max_side: int
+    align: str
+    landmarks: str  # "5", or "68" when the run recorded the 68-point model too
     source: str  # the record these settings were read from
 
     def describe(self) -> str:
-        return (f"{self.detector} faces, margin {self.margin}, {self.size} px, {self.frames} frames a video "
-                f"(from {self.source})")
+        return (f"{self.detector} faces, margin {self.margin}, {self.size} px, {self.frames} frames a video, "
+                f"align {self.align} (from {self.source})")
+
+    def recipe(self) -> CropRecipe:
+        """prepare_frames.py's own crop recipe, so a new video is cropped by the very same code."""
+        return CropRecipe(self.detector, self.detect_max_side, self.align, self.landmarks, self.margin, self.size)
 
 
 @dataclass
@@ -184,18 +192,21 @@ def face_crop(attrs: dict[str, Any], run: Path, request: Request) -> tuple[FaceC
     if not request.crop:
         return None, "no face crop (--no-crop): inputs are taken to be face crops already"
     root = attrs.get("data_root")
-    record = Path(root) / PREPARE_RECORD if root else None
-    if record is not None and record.is_file():
-        settings = read_json(record, "the face-crop settings of the run's data root").get("settings", {})
+    recipe, source = attrs.get("crops"), "the cache's crops attribute"  # caches record prepare.json's recipe
+    if recipe is None and root and (Path(root) / PREPARE_FILE).is_file():
+        recipe, source = read_crop_recipe(root), str(Path(root) / PREPARE_FILE)
+    if recipe is not None:
         try:
-            crop = FaceCrop(str(settings["detector"]), float(settings["margin"]), int(settings["size"]),
-                            int(settings["frames"]), int(settings["detect_max_side"]), str(record))
+            crop = FaceCrop(str(recipe["detector"]), float(recipe["margin"]), int(recipe["size"]),
+                            int(recipe["frames"]), int(recipe["detect_max_side"]), str(recipe["align"]),
+                            "68" if "68" in recipe["landmarks"] else "5", source)
         except (KeyError, TypeError, ValueError):
-            raise UserError(f"{record} does not record the face-crop settings (detector, margin, size, "
-                            "frames, detect_max_side)") from None
-        if crop.detector not in DETECTORS:
-            raise UserError(f"the frames of {run} were cropped with the face detector {crop.detector!r}, which this "
-                            f"installation does not have (it has: {', '.join(sorted(DETECTORS))})")
+            raise UserError(f"{source} does not record the face-crop settings (detector, margin, size, frames, "
+                            "detect_max_side, align, landmarks)") from None
+        if crop.detector not in DETECTORS or crop.align not in ALIGNMENTS:
+            raise UserError(f"the frames of {run} were cropped with the face detector {crop.detector!r} and alignment "
+                            f"{crop.align!r}, which this installation does not have (detectors: "
+                            f"{', '.join(sorted(DETECTORS))}; alignments: {', '.join(ALIGNMENTS.names())})")
         return crop, f"faces cropped as the run's data root was: {crop.describe()}"
     if root and Path(root).is_dir():
         return None, (f"no face crop: the run's data root {root} was not made by prepare_frames.py, so its frames "

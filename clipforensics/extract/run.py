@@ -22,8 +22,8 @@ from clipforensics.core.errors import UserError
 from clipforensics.core.sampling import spread
 from clipforensics.core.settings import option, to_dict
 from clipforensics.data import cache as cache_mod
+from clipforensics.data.crops import read_crop_recipe
 from clipforensics.data.manifest import ManifestSettings, manifest_hash, scan
-from clipforensics.data.preprocessing import read_preprocessing
 from clipforensics.extract.chunks import ChunkCollector, ChunkStore, assemble, output_lock, plan_batches
 from clipforensics.extract.distributed import Shard, current_shard, finish, init_process_group
 from clipforensics.extract.models import PRECISIONS, LoadedModel, ModelSettings, load_model
@@ -103,7 +103,7 @@ def extract(manifest_settings: ManifestSettings, model_settings: ModelSettings,
     identity = {k: loaded.identity[k] for k in cache_mod.IDENTITY_KEYS if k in loaded.identity}
     identity.update(manifest_hash=manifest_hash(manifest), chunk_size=settings.chunk_size,
                     prompt_sets=list(settings.prompt_sets), preprocessing=preprocessing(loaded))
-    identity["crops"] = read_preprocessing(manifest_settings.data_root)  # prepare.json: the crops are identity
+    identity["crops"] = read_crop_recipe(manifest_settings.data_root)  # prepare.json: the crops are identity
     job = Job(out, ChunkStore(out), loaded, manifest, identity, manifest_settings, model_settings, settings,
               {**identity, **(extra_attrs or {})})
     try:

@@ -31,7 +31,7 @@ from clipforensics import __version__
 from clipforensics.core.errors import UserError
 from clipforensics.core.io import exclusive_lock, write_csv, write_json
 from clipforensics.core.settings import option, to_dict
-from clipforensics.data.preprocessing import PREPARE_FILE
+from clipforensics.data.crops import PREPARE_FILE
 from clipforensics.frames import track
 from clipforensics.frames.align import ALIGNMENTS, matrix_roll, matrix_scale, source_bounds
 from clipforensics.frames.crops import CropRecipe, FrameCrop, VideoCrops, crop_video, format_points, render
@@ -346,7 +346,7 @@ def _model_files(settings: FrameSettings) -> list[str]:
     return [*detector_files(settings.detector), *landmarks]
 
 
-def preprocessing(settings: FrameSettings) -> dict:
+def crop_recipe(settings: FrameSettings) -> dict:
     """The recipe that decides every crop's pixels and the choice of videos: prepare.json's identity
     part. A rerun with another one would mix two outputs; caches copy it as part of their identity.
 
@@ -373,8 +373,8 @@ def _check_out(out: Path, settings: FrameSettings) -> None:
     if settings.overwrite or not out.is_dir():
         return
     if record.is_file():
-        previous = json.loads(record.read_text(encoding="utf-8")).get("preprocessing", {})
-        changed = [f"{k} {previous.get(k)!r} -> {v!r}" for k, v in preprocessing(settings).items()
+        previous = json.loads(record.read_text(encoding="utf-8")).get("crops", {})
+        changed = [f"{k} {previous.get(k)!r} -> {v!r}" for k, v in crop_recipe(settings).items()
                    if previous.get(k) != v]
         if changed:
             raise UserError(f"{out} was prepared with other settings ({'; '.join(changed)}); "
@@ -432,7 +432,7 @@ def _start(plan: Plan, settings: FrameSettings) -> None:
     """Record the settings before any video, so a crashed run cannot be resumed with other ones."""
     if settings.overwrite:
         shutil.rmtree(plan.out / PARTS, ignore_errors=True)
-    write_json(plan.out / SETTINGS_FILE, {"preprocessing": preprocessing(settings), "settings": to_dict(settings),
+    write_json(plan.out / SETTINGS_FILE, {"crops": crop_recipe(settings), "settings": to_dict(settings),
                                           "packages": {**package_versions(), "clipforensics": __version__}})
 
 
