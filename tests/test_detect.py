@@ -26,7 +26,7 @@ from clipforensics.detect.inputs import FAILED, OK, Item, Prepared
 from clipforensics.detect.score import Batcher, score_stream
 from clipforensics.evaluate.metrics import choose_threshold
 from clipforensics.extract.models import ModelSettings, load_model
-from clipforensics.frames import align, detectors
+from clipforensics.frames import detectors
 from clipforensics.synthetic.write import generate
 from conftest import TINY
 
@@ -126,7 +126,8 @@ class FixedFace:
 
 @pytest.fixture(scope="module")
 def prepared_run(tmp_path_factory) -> dict[str, Path]:
-    """Videos -> prepare_frames.py (stub detector) -> cache -> logreg: a run whose data root records its crops."""
+    """Videos -> prepare_frames.py (stub detector, dlib's five landmarks, aligned crops) -> cache -> logreg: a run
+    whose data root records its crop recipe."""
     patch = pytest.MonkeyPatch()
     patch.setitem(detectors.DETECTORS._entries, "fixed", FixedFace)
     base = tmp_path_factory.mktemp("prepared")
@@ -135,12 +136,12 @@ def prepared_run(tmp_path_factory) -> dict[str, Path]:
         write_video(base / "videos" / folder.parent.name / f"{folder.name}.mkv", folder_frames(folder), "FFV1")
     root, cache, runs = base / "data", base / "cache.h5", base / "runs"
     assert prepare_frames.main(["--videos-root", str(base / "videos"), "--out", str(root), "--frames", "3",
-                                "--size", "48", "--detector", "fixed", "--align", "none", "--jobs", "1"]) == 0
+                                "--size", "48", "--detector", "fixed", "--align", "five-point", "--jobs", "1"]) == 0
     assert extract_features.main(["--data-root", str(root), "--out", str(cache), *TINY]) == 0
     assert fit_heads.main(["--cache", str(cache), "--heads", "logreg", "--out", str(runs),
                            "--train-fakes", "FaceSwap", "--test-fakes", "FaceSwap", "--real-split", "60/20/20",
                            "--split-seed", "1"]) == 0
-    yield {"videos": base / "videos", "frames": frames, "run": runs / "logreg"}
+    yield {"videos": base / "videos", "frames": frames, "run": runs / "logreg", "root": root, "cache": cache}
     patch.undo()
 
 
@@ -149,13 +150,18 @@ def test_videos_are_sampled_and_cropped_as_the_run_was(prepared_run, tmp_path, m
     expected = evaluator_videos(prepared_run["run"])
     videos = [prepared_run["videos"] / f"{video}.mkv" for video in expected.index]
     found = run_detect(prepared_run["run"], videos, tmp_path / "out")
-    assert "fixed faces, margin 1.3, 48 px, 3 frames a video" in capsys.readouterr().out
+    assert "fixed faces, margin 1.3, 48 px, 3 frames a video, align five-point" in capsys.readouterr().out
     np.testing.assert_allclose(found.score.astype(float), expected.score, atol=1e-4, rtol=0)
     assert (found.frames == 3).all() and (found.faces == 3).all()
     frames = pd.read_csv(tmp_path / "out" / "frames.csv")
     assert frames.frame.tolist()[:3] == [0, 2, 4]  # rint(linspace(0, 4, 3)), as prepare_frames samples
-    box = align.square_crop(FixedFace.BOX, 64, 64, 1.3)
-    assert frames[["x0", "y0", "x1", "y1"]].drop_duplicates().apply(tuple, axis=1).tolist() == [box]
+    # the aligned crops are the very ones prepare_frames.py made of these videos (faces.csv: crop bounds)
+    made = pd.read_csv(prepared_run["root"] / "faces.csv", dtype={"video": str})
+    made = made.assign(input=[str(prepared_run["videos"] / c / f"{v}.mkv") for c, v in zip(made["class"], made.video)])
+    merged = frames.merge(made, on=["input", "frame"], suffixes=("", "_made"))
+    assert len(merged) == len(frames)
+    for column in ("x0", "y0", "x1", "y1"):
+        np.testing.assert_allclose(merged[column], merged[f"{column}_made"], atol=0.011)
     # the folder of the full frames a video was made from is a video already decoded: same crops, same score
     folder = prepared_run["frames"] / Path(expected.index[0])
     again = run_detect(prepared_run["run"], [folder, videos[0]], tmp_path / "again")
@@ -304,6 +310,20 @@ def test_refusals_of_runs_that_cannot_be_rebuilt(strong, tmp_path, capsys):
     adapter = tampered / "adapter" / "adapter_model.safetensors"
     adapter.write_bytes(adapter.read_bytes()[:-4] + b"\0\0\0\0")
     assert "is not the adapter the run recorded" in refusal(tampered, tmp_path, capsys, frame)
+
+
+def test_refusal_of_other_face_models(prepared_run, tmp_path, monkeypatch, capsys):
+    """Crops made with other detector or landmark weights than the installed ones cannot be rebuilt."""
+    monkeypatch.setitem(detectors.DETECTORS._entries, "fixed", FixedFace)
+    run = copy_run(prepared_run["run"], tmp_path / "run")
+    meta = json.loads((run / "head.json").read_text())
+    attrs = json.loads(prepared_run["cache"].with_suffix(".json").read_text())
+    crops = {**attrs["crops"], "models": {name: "0" * 64 for name in attrs["crops"]["models"]}}
+    (tmp_path / "moved.json").write_text(json.dumps({**attrs, "crops": crops}))
+    edit_json(run / "head.json", cache=str(tmp_path / "moved.h5"), cache_identity={**meta["cache_identity"],
+                                                                                    "crops": crops})
+    video = next(prepared_run["videos"].glob("FaceSwap/*.mkv"))
+    assert "differs from the one the frames of" in refusal(run, tmp_path, capsys, str(video))
 
 
 def test_refusals_of_checkpoint_weights(strong, tmp_path, capsys):

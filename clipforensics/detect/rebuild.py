@@ -23,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from clipforensics.core.errors import UserError
+from clipforensics.core.io import sidecar
 from clipforensics.core.registry import Registry
 from clipforensics.core.settings import from_dict
 from clipforensics.data.cache import check_identity, read_attrs
@@ -30,7 +31,7 @@ from clipforensics.data.crops import PREPARE_FILE, read_crop_recipe
 from clipforensics.evaluate.metrics import choose_threshold
 from clipforensics.frames.align import ALIGNMENTS
 from clipforensics.frames.crops import CropRecipe
-from clipforensics.frames.detectors import DETECTORS
+from clipforensics.frames.detectors import DETECTORS, file_sha256, model_file
 from clipforensics.extract.models import (DTYPES, LoadedModel, ModelSettings, load_model, resolve_device,
                                           resolve_precision)
 
@@ -129,11 +130,12 @@ def cache_attrs(cache: str | None, run: Path) -> dict[str, Any]:
     path = Path(cache)
     if path.is_file():
         return read_attrs(path)
-    side = path.with_suffix(".json")
-    if side.is_file():
-        return read_json(side, f"the attributes of {path}")
-    raise UserError(f"cannot rebuild {run}: its cache {path} (and {side.name}) is gone, and with it the record of "
-                    "the model, weights and preprocessing the run was trained on")
+    sides = [sidecar(path), path.with_suffix(".json")]  # NAME.h5.json, or NAME.json as older caches have it
+    for side in sides:
+        if side.is_file():
+            return read_json(side, f"the attributes of {path}")
+    raise UserError(f"cannot rebuild {run}: its cache {path} (and {sides[0].name}) is gone, and with it the record "
+                    "of the model, weights and preprocessing the run was trained on")
 
 
 def model_settings(attrs: dict[str, Any], run: Path) -> ModelSettings:
@@ -187,32 +189,47 @@ def run_threshold(scores: Path, request: Request) -> tuple[float, str]:
     return threshold, f"{note} of the run"
 
 
+def _recorded_recipe(attrs: dict[str, Any], run: Path) -> tuple[dict[str, Any] | None, str]:
+    """(the data root's crop recipe or None, where it was read). Caches record it (attribute `crops`, None for
+    frames not made by prepare_frames.py); older ones are read from the data root's prepare.json."""
+    if "crops" in attrs:
+        return attrs["crops"], f"the cache of {run}"
+    root = attrs.get("data_root")
+    if root and Path(root).is_dir():
+        return read_crop_recipe(root), str(Path(root) / PREPARE_FILE)
+    raise UserError(f"cannot tell how the frames of {run} were cropped: its data root {root} is gone and the cache "
+                    "records no face-crop recipe; pass --no-crop if the inputs are face crops already")
+
+
+def _check_models(recipe: dict[str, Any], run: Path) -> None:
+    """The detector and landmark weights files must be the ones the run's crops were made with (sha256)."""
+    for name, digest in sorted((recipe.get("models") or {}).items()):
+        if file_sha256(model_file(name)) != digest:
+            raise UserError(f"the face model {model_file(name)} differs from the one the frames of {run} were "
+                            f"cropped with (sha256 {str(digest)[:16]}); install the recorded face models")
+
+
 def face_crop(attrs: dict[str, Any], run: Path, request: Request) -> tuple[FaceCrop | None, str]:
-    """The face-crop settings of the run's data root, or None when its frames were used as they are."""
+    """The face-crop recipe of the run's data root, or None when its frames were used as they are."""
     if not request.crop:
         return None, "no face crop (--no-crop): inputs are taken to be face crops already"
-    root = attrs.get("data_root")
-    recipe, source = attrs.get("crops"), "the cache's crops attribute"  # caches record prepare.json's recipe
-    if recipe is None and root and (Path(root) / PREPARE_FILE).is_file():
-        recipe, source = read_crop_recipe(root), str(Path(root) / PREPARE_FILE)
-    if recipe is not None:
-        try:
-            crop = FaceCrop(str(recipe["detector"]), float(recipe["margin"]), int(recipe["size"]),
-                            int(recipe["frames"]), int(recipe["detect_max_side"]), str(recipe["align"]),
-                            "68" if "68" in recipe["landmarks"] else "5", source)
-        except (KeyError, TypeError, ValueError):
-            raise UserError(f"{source} does not record the face-crop settings (detector, margin, size, frames, "
-                            "detect_max_side, align, landmarks)") from None
-        if crop.detector not in DETECTORS or crop.align not in ALIGNMENTS:
-            raise UserError(f"the frames of {run} were cropped with the face detector {crop.detector!r} and alignment "
-                            f"{crop.align!r}, which this installation does not have (detectors: "
-                            f"{', '.join(sorted(DETECTORS))}; alignments: {', '.join(ALIGNMENTS.names())})")
-        return crop, f"faces cropped as the run's data root was: {crop.describe()}"
-    if root and Path(root).is_dir():
-        return None, (f"no face crop: the run's data root {root} was not made by prepare_frames.py, so its frames "
-                      "were used as they are, and so are the inputs'")
-    raise UserError(f"cannot tell how the frames of {run} were cropped: its data root {root} is gone and the cache "
-                    "records no face-crop settings; pass --no-crop if the inputs are face crops already")
+    recipe, source = _recorded_recipe(attrs, run)
+    if recipe is None:
+        return None, ("no face crop: the run's frames were not made by prepare_frames.py, so they were used as they "
+                      "are, and so are the inputs'")
+    try:
+        crop = FaceCrop(str(recipe["detector"]), float(recipe["margin"]), int(recipe["size"]),
+                        int(recipe["frames"]), int(recipe["detect_max_side"]), str(recipe["align"]),
+                        "68" if "68" in recipe["landmarks"] else "5", source)
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{source} does not record the face-crop settings (detector, margin, size, frames, "
+                        "detect_max_side, align, landmarks)") from None
+    if crop.detector not in DETECTORS or crop.align not in ALIGNMENTS:
+        raise UserError(f"the frames of {run} were cropped with the face detector {crop.detector!r} and alignment "
+                        f"{crop.align!r}, which this installation does not have (detectors: "
+                        f"{', '.join(sorted(DETECTORS))}; alignments: {', '.join(ALIGNMENTS.names())})")
+    _check_models(recipe, run)
+    return crop, f"faces cropped as the run's data root was: {crop.describe()}"
 
 
 def loaded_with(loaded: LoadedModel, model: torch.nn.Module, precision: str) -> LoadedModel:
