@@ -23,10 +23,11 @@ import pandas as pd
 from clipforensics import __version__
 from clipforensics.core.io import atomic_path
 from clipforensics.core.errors import UserError
-from clipforensics.data.manifest import COLUMNS
+from clipforensics.data.manifest import COLUMNS, OFFICIAL_SPLIT
 
 SCHEMA_VERSION = 1
 STRING_COLUMNS = tuple(c for c in COLUMNS if c != "label")
+OPTIONAL_COLUMNS = (OFFICIAL_SPLIT,)  # written when the manifest has them (a data set's official split)
 # Attributes that decide what the embeddings mean: two caches (or a cache and a request) that
 # differ in any of these must never be mixed. `crops` is the data root's prepare.json recipe
 # (data/crops.py; None for frames prepared elsewhere): the same paths can hold other crops.
@@ -85,7 +86,7 @@ def write_cache(path: str | Path, *, embeddings: np.ndarray, manifest: pd.DataFr
             rows = max(1, min(1024, len(embeddings)))
             h5.create_dataset("image_embeddings", data=embeddings.astype(np.float16),
                               chunks=(rows, embeddings.shape[1]))
-            for col in STRING_COLUMNS:
+            for col in STRING_COLUMNS + tuple(c for c in OPTIONAL_COLUMNS if c in manifest.columns):
                 h5.create_dataset(col, data=manifest[col].astype(str).to_numpy(dtype=object), dtype=_STR)
             h5.create_dataset("label", data=manifest["label"].to_numpy(dtype=np.int8))
             grp = h5.create_group("failed")
@@ -137,7 +138,10 @@ def read_cache(path: str | Path, expect: Mapping[str, Any] | None = None) -> Fea
                 check_identity(attrs, expect, what=str(path))
             manifest = pd.DataFrame({col: _strings(h5[col]) for col in STRING_COLUMNS})
             manifest.insert(1, "label", h5["label"][()].astype(np.int64))
-            manifest = manifest[list(COLUMNS)]
+            optional = [col for col in OPTIONAL_COLUMNS if col in h5]
+            for col in optional:
+                manifest[col] = _strings(h5[col])
+            manifest = manifest[list(COLUMNS) + optional]
             embeddings = h5["image_embeddings"][()]
             failed = pd.DataFrame({c: _strings(h5["failed"][c]) for c in ("path", "reason")})
             prompts = {

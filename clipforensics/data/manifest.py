@@ -29,6 +29,8 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
 COLUMNS = ("path", "label", "manipulation", "video", "target", "source")
 STRING_COLUMNS = ("path", "manipulation", "video", "target", "source")
 HASHED_COLUMNS = ("path", "label", "manipulation", "video")
+OFFICIAL_SPLIT = "official_split"
+"""Optional manifest column: a data set's own split of each video (Celeb-DF's test list, ...; data.layouts)."""
 FFPP_PAIR = re.compile(r"^(\d+)_(\d+)$")
 
 
@@ -43,6 +45,9 @@ class ManifestSettings:
     classes: tuple[str, ...] = option((), "only these class folders (default: all; real folders are always kept)")
     video_pattern: str | None = option(
         None, "regex with group 'video' (or group 1) applied to the path inside the class folder", metavar="REGEX")
+    layout: str = option("auto", "data set layout: auto (detected from the root), ffpp, celebdf, dfdc or csv "
+                                 "(see the README's data set layouts)", metavar="NAME")
+    labels: str | None = option(None, "label file of --layout csv (default: DATA_ROOT/labels.csv)", metavar="FILE")
 
 
 def compile_video_pattern(pattern: str | re.Pattern[str] | None) -> re.Pattern[str] | None:
@@ -173,7 +178,10 @@ def _class_frame_table(root: str, class_name: str, real: bool, pattern: re.Patte
 
 
 def scan(settings: ManifestSettings) -> pd.DataFrame:
-    """Every frame under the data root as a table with COLUMNS, sorted by path."""
+    """Every frame under a class-folder data root (the ffpp layout) as a table with COLUMNS, sorted by path.
+
+    `data.layouts.scan` is the entry point that chooses among layouts; this is its ffpp reader.
+    """
     root = _data_root(settings.data_root)
     pattern = compile_video_pattern(settings.video_pattern)
     selected, real = _select_classes(root, settings)
@@ -184,7 +192,8 @@ def scan(settings: ManifestSettings) -> pd.DataFrame:
 
 def manifest_hash(df: pd.DataFrame) -> str:
     """Short sha256 of the manifest's content, so caches record exactly which frames made them."""
-    columns = [df[name].astype(str).tolist() for name in HASHED_COLUMNS]
+    hashed = HASHED_COLUMNS + ((OFFICIAL_SPLIT,) if OFFICIAL_SPLIT in df.columns else ())
+    columns = [df[name].astype(str).tolist() for name in hashed]
     text = "".join("\t".join(row) + "\n" for row in zip(*columns))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 

@@ -23,7 +23,8 @@ from clipforensics.core.sampling import spread
 from clipforensics.core.settings import option, to_dict
 from clipforensics.data import cache as cache_mod
 from clipforensics.data.crops import read_crop_recipe
-from clipforensics.data.manifest import ManifestSettings, manifest_hash, scan
+from clipforensics.data.layouts import scan
+from clipforensics.data.manifest import ManifestSettings, manifest_hash
 from clipforensics.extract.chunks import ChunkCollector, ChunkStore, assemble, output_lock, plan_batches
 from clipforensics.extract.distributed import Shard, current_shard, finish, init_process_group
 from clipforensics.extract.models import PRECISIONS, LoadedModel, ModelSettings, load_model

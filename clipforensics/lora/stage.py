@@ -28,7 +28,8 @@ from clipforensics.core.errors import UserError
 from clipforensics.core.io import atomic_path, write_json
 from clipforensics.core.settings import from_dict, to_dict
 from clipforensics.data.cache import FeatureCache, check_identity, read_cache
-from clipforensics.data.manifest import ManifestSettings, manifest_hash, scan
+from clipforensics.data.layouts import scan
+from clipforensics.data.manifest import ManifestSettings, manifest_hash
 from clipforensics.data.protocol import ProtocolSettings, Splits, make_splits
 from clipforensics.data.provenance import check_lora_overlap, provenance_of
 from clipforensics.data.splitfile import write_split_table

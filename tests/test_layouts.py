@@ -1,0 +1,159 @@
+"""Data set layouts: Celeb-DF v2, DFDC / DFDC-preview, a labelled CSV, detection, and what prepare_frames reads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clipforensics.core.errors import UserError
+from clipforensics.data.layouts import resolve, scan, video_files
+from clipforensics.data.manifest import COLUMNS, OFFICIAL_SPLIT, ManifestSettings, manifest_hash
+
+
+def touch(root: Path, *relative: str) -> None:
+    """Empty files with image or video names: the layouts never open them."""
+    for rel in relative:
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+
+
+def settings(root: Path, **kwargs) -> ManifestSettings:
+    return ManifestSettings(data_root=str(root), **kwargs)
+
+
+CELEBDF_LIST = "1 Celeb-real/id0_0001.mp4\n0 Celeb-synthesis/id0_id16_0001.mp4\n1 YouTube-real/00170.mp4\n"
+
+
+@pytest.fixture
+def celebdf(tmp_path: Path) -> Path:
+    """Celeb-DF v2 frames: nested folders, one DeepfakeBench-style <class>/frames/<video>/ folder."""
+    touch(tmp_path, "Celeb-real/id0_0000/000.png", "Celeb-real/id0_0000/015.png", "Celeb-real/id0_0001/000.png",
+          "Celeb-synthesis/id0_id16_0000/000.png", "Celeb-synthesis/frames/id0_id16_0001/000.png",
+          "YouTube-real/00170/000.png", "YouTube-real/00171/000.png")
+    (tmp_path / "List_of_testing_videos.txt").write_text(CELEBDF_LIST)
+    return tmp_path
+
+
+def test_celebdf_frames_labels_and_official_test_list(celebdf: Path) -> None:
+    assert resolve(celebdf, "auto").name == "celebdf"
+    df = scan(settings(celebdf)).set_index("path")
+    assert tuple(df.columns) == tuple(c for c in COLUMNS if c != "path") + (OFFICIAL_SPLIT,)
+    fake = df.loc["Celeb-synthesis/frames/id0_id16_0001/000.png"]
+    assert (fake["label"], fake["manipulation"], fake["video"], fake["target"], fake[OFFICIAL_SPLIT]) == (
+        1, "Celeb-synthesis", "Celeb-synthesis/id0_id16_0001", "id0_0001", "test")
+    assert df.loc["YouTube-real/00171/000.png", ["label", OFFICIAL_SPLIT]].tolist() == [0, ""]
+    tested = sorted(set(df.loc[df[OFFICIAL_SPLIT] == "test", "video"]))
+    assert tested == ["Celeb-real/id0_0001", "Celeb-synthesis/id0_id16_0001", "YouTube-real/00170"]
+    assert set(df.loc[df["manipulation"] != "Celeb-synthesis", "label"]) == {0}
+
+
+def test_celebdf_list_that_contradicts_its_folder_is_refused(celebdf: Path) -> None:
+    (celebdf / "List_of_testing_videos.txt").write_text("1 Celeb-real/id0_0001.mp4\n1 Celeb-synthesis/id0_id16_0001.mp4\n")
+    with pytest.raises(UserError, match=r"line 2: 1 Celeb-synthesis/id0_id16_0001.mp4 labels the video real .* "
+                                        r"Celeb-synthesis/ holds fake videos"):
+        scan(settings(celebdf))
+    (celebdf / "List_of_testing_videos.txt").write_text("0 YouTube-real/00170.mp4\n")
+    with pytest.raises(UserError, match="labels the video fake"):
+        scan(settings(celebdf))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("Celeb-real/id0_0001.mp4\n", "is not 'LABEL PATH'"),
+    ("2 Celeb-real/id0_0001.mp4\n", "is not 'LABEL PATH'"),
+    ("1 Other/id0_0001.mp4\n", "not in a Celeb-DF folder"),
+    ("1 Celeb-real/id0_0001.mp4\n1 Celeb-real/id0_0001.mp4\n", "listed twice"),
+])
+def test_celebdf_malformed_list(celebdf: Path, text: str, message: str) -> None:
+    (celebdf / "List_of_testing_videos.txt").write_text(text)
+    with pytest.raises(UserError, match=message):
+        scan(settings(celebdf))
+
+
+def test_celebdf_listed_videos_without_frames_are_named(celebdf: Path, capsys) -> None:
+    (celebdf / "List_of_testing_videos.txt").write_text(CELEBDF_LIST + "0 Celeb-synthesis/id9_id1_0003.mp4\n")
+    df = scan(settings(celebdf))
+    assert "1 of 4 videos in List_of_testing_videos.txt are not under" in capsys.readouterr().err
+    assert df[OFFICIAL_SPLIT].eq("test").sum() == 3
+
+
+def test_celebdf_without_test_list_has_no_official_split(celebdf: Path) -> None:
+    (celebdf / "List_of_testing_videos.txt").unlink()
+    df = scan(settings(celebdf, layout="celebdf"))
+    assert OFFICIAL_SPLIT not in df.columns and len(df) == 7
+
+
+def test_official_split_is_part_of_the_manifest_hash(celebdf: Path) -> None:
+    before = manifest_hash(scan(settings(celebdf)))
+    (celebdf / "List_of_testing_videos.txt").write_text("1 Celeb-real/id0_0001.mp4\n")
+    assert manifest_hash(scan(settings(celebdf))) != before
+
+
+def test_celebdf_videos_for_prepare_frames(tmp_path: Path) -> None:
+    touch(tmp_path, "Celeb-real/id0_0000.mp4", "Celeb-synthesis/id0_id16_0000.mp4", "YouTube-real/00000.mp4",
+          "Celeb-real/notes.txt")
+    found = video_files(tmp_path, "auto")
+    assert [(v.class_name, v.video) for v in found] == [
+        ("Celeb-real", "id0_0000"), ("Celeb-synthesis", "id0_id16_0000"), ("YouTube-real", "00000")]
+
+
+def test_dfdc_parts_and_preview(tmp_path: Path, capsys) -> None:
+    touch(tmp_path, "dfdc_train_part_0/aaa/000.png", "dfdc_train_part_0/bbb/000.png", "dfdc_train_part_0/ccc/000.png",
+          "method_A/1061888/1255229/1255229_A_001/000.png", "original_videos/1255229/1255229_001/000.png")
+    (tmp_path / "dfdc_train_part_0/metadata.json").write_text(json.dumps({
+        "aaa.mp4": {"label": "REAL", "split": "train"},
+        "bbb.mp4": {"label": "FAKE", "split": "train", "original": "aaa.mp4"}}))
+    (tmp_path / "dataset.json").write_text(json.dumps({
+        "method_A/1061888/1255229/1255229_A_001.mp4": {"label": "fake", "set": "test"},
+        "original_videos/1255229/1255229_001.mp4": {"label": "real", "set": "test"}}))
+    assert resolve(tmp_path, "auto").name == "dfdc"
+    df = scan(settings(tmp_path)).set_index("path")
+    assert df.loc["dfdc_train_part_0/bbb/000.png", ["label", "video", "target", OFFICIAL_SPLIT]].tolist() == [
+        1, "DFDC-fake/bbb", "aaa", "train"]
+    assert df.loc["method_A/1061888/1255229/1255229_A_001/000.png", ["label", "manipulation", OFFICIAL_SPLIT]].tolist(
+    ) == [1, "method_A", "test"]
+    assert "dfdc_train_part_0/ccc/000.png" not in df.index  # not in any metadata: not labelled, not used
+    assert "1 folders of frames under" in capsys.readouterr().err
+
+
+def test_dfdc_bad_label_is_refused(tmp_path: Path) -> None:
+    touch(tmp_path, "part/aaa/000.png")
+    (tmp_path / "part/metadata.json").write_text(json.dumps({"aaa.mp4": {"label": "MAYBE"}}))
+    with pytest.raises(UserError, match="'aaa.mp4' has no label REAL or FAKE"):
+        scan(settings(tmp_path))
+
+
+def test_csv_layout_frames_folders_groups_and_splits(tmp_path: Path) -> None:
+    touch(tmp_path, "clips/a/000.png", "clips/a/001.png", "clips/b/000.png", "stills/x.png", "stills/y.png")
+    (tmp_path / "labels.csv").write_text("path,label,group,split,manipulation\n"
+                                         "clips/a,real,g1,test,\nclips/b,1,g1,test,GAN\n"
+                                         "stills/x.png,fake,,train,GAN\nstills/y.png,0,,train,\n")
+    assert resolve(tmp_path, "auto").name == "csv"
+    df = scan(settings(tmp_path)).set_index("path")
+    assert df.loc["clips/a/001.png", ["label", "video", "target", OFFICIAL_SPLIT]].tolist() == [0, "real/clips/a",
+                                                                                                "g1", "test"]
+    assert df.loc["clips/b/000.png", ["video", "target", "source"]].tolist() == ["GAN/clips/b", "g1", "g1"]
+    assert df.loc["stills/x.png", ["label", "video", OFFICIAL_SPLIT]].tolist() == [1, "GAN/stills", "train"]
+
+
+def test_csv_label_file_option_and_errors(tmp_path: Path) -> None:
+    touch(tmp_path, "v/000.png")
+    other = tmp_path / "elsewhere.csv"
+    other.write_text("path,label\nv,real\n")
+    assert scan(settings(tmp_path, layout="csv", labels=str(other)))["video"].tolist() == ["real/v"]
+    other.write_text("path,label\nv,maybe\n")
+    with pytest.raises(UserError, match="line 2: label 'maybe' is not 0/real or 1/fake"):
+        scan(settings(tmp_path, layout="csv", labels=str(other)))
+    other.write_text("file,label\nv,0\n")
+    with pytest.raises(UserError, match="needs columns path and label"):
+        scan(settings(tmp_path, layout="csv", labels=str(other)))
+
+
+def test_unknown_layout_and_ffpp_fallback(tmp_path: Path) -> None:
+    touch(tmp_path, "Real_youtube/000/000.png", "FaceSwap/000_003/000.png")
+    assert resolve(tmp_path, "auto").name == "ffpp"
+    assert len(scan(settings(tmp_path))) == 2
+    with pytest.raises(UserError, match="unknown layout 'celeb'; choose from"):
+        scan(settings(tmp_path, layout="celeb"))
