@@ -1,6 +1,7 @@
 """Fit cheap heads (logistic regression, SVM, ridge, zero-shot prompts, one-class) on a feature cache.
 
     python fit_heads.py --cache cache/NAME.h5 --heads logreg,svm,zeroshot-v2 --out runs/NAME
+    python fit_heads.py --cache cache/ffpp.h5 --test-cache cache/celebdf.h5 --out runs/ffpp   # train here, test there
 
 Hyper-parameters are chosen on the validation split (video AUC), never on test. Each head writes
 runs/NAME/<head>/{model.joblib, head.json, scores.csv, scores.json}; evaluate.py reads the scores.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from clipforensics.data.cache import read_cache
+from clipforensics.data.crossdata import CrossSettings
 from clipforensics.core.errors import cli_entry
 from clipforensics.heads.fit import FitSettings, fit_heads
 from clipforensics.heads.heads import available_heads
@@ -23,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--list-heads", action="store_true", help="list the heads this cache supports and exit")
     add_arguments(parser, FitSettings, "heads")
     add_arguments(parser, ProtocolSettings, "protocol")
+    add_arguments(parser, CrossSettings, "other data sets")
     return parser
 
 
@@ -35,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not ns.out:
         parser.error("the following arguments are required: --out")
-    fit_heads(from_namespace(FitSettings, ns), from_namespace(ProtocolSettings, ns))
+    fit_heads(from_namespace(FitSettings, ns), from_namespace(ProtocolSettings, ns), from_namespace(CrossSettings, ns))
     return 0
 
 

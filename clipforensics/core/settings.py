@@ -7,7 +7,8 @@
 
 `add_arguments(parser, ExtractSettings)` adds `--data-root` and `--batch-size`;
 `from_namespace(ExtractSettings, ns)` builds the object; `asdict` is what is saved beside outputs.
-Fields typed `tuple[str, ...]` take comma-separated values; `bool` fields get `--x/--no-x`.
+Fields typed `tuple[str, ...]` take comma-separated values, and a repeated flag adds to them
+(`--test-cache B.h5 --test-cache C.h5` = `--test-cache B.h5,C.h5`); `bool` fields get `--x/--no-x`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,18 @@ def option(default: Any, help: str, *, flag: str | None = None, choices: typing.
 
 def _split_csv(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+class CommaList(argparse.Action):
+    """A comma list whose first use replaces the default and whose repeats extend it, so no value given
+    on the command line is silently dropped by a later flag."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        current = getattr(namespace, self.dest, None)
+        given = getattr(namespace, f"_{self.dest}_given", False)
+        setattr(namespace, self.dest, (tuple(current) if given and current else ()) + tuple(values))
+        setattr(namespace, f"_{self.dest}_given", True)
 
 
 def _base_type(annotation: Any) -> tuple[Any, bool]:
@@ -65,6 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None 
         else:
             kwargs["default"] = f.default
             kwargs["type"] = _split_csv if is_tuple else typ
+            if is_tuple:
+                kwargs["action"] = CommaList
             if f.metadata.get("choices"):
                 kwargs["choices"] = f.metadata["choices"]
             if f.metadata.get("metavar"):

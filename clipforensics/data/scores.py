@@ -1,6 +1,8 @@
 """The scores table: the one interface between every scorer and the evaluator.
 
-Columns: path, video, manipulation, label (0 real / 1 fake), split, score (probability of fake).
+Columns: path, video, manipulation, label (0 real / 1 fake), split, score (probability of fake); optional
+`dataset`, the data set of each row, when a run is tested on several (data.crossdata): path and video
+are unique within a data set, and the evaluator reports each data set's test rows separately.
 A scores file is `scores.csv` with `scores.json` beside it (the settings that made it).
 """
 
@@ -18,6 +20,12 @@ from clipforensics.core.errors import UserError
 from clipforensics.data.manifest import video_of
 
 SCORE_COLUMNS = ("path", "video", "manipulation", "label", "split", "score")
+DATASET = "dataset"
+
+
+def _columns(df: pd.DataFrame) -> list[str]:
+    """The scores columns of a table: SCORE_COLUMNS, plus `dataset` when the table has it."""
+    return list(SCORE_COLUMNS) + ([DATASET] if DATASET in df.columns else [])
 
 
 def require_columns(df: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
@@ -36,7 +44,7 @@ def check_scores_table(df: pd.DataFrame, what: str) -> None:
 
 def make_scores(rows: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
     """A scores table for manifest rows (which carry a `split` column) and their fake probabilities."""
-    out = rows[[c for c in SCORE_COLUMNS if c != "score"]].reset_index(drop=True).copy()
+    out = rows[[c for c in _columns(rows) if c != "score"]].reset_index(drop=True).copy()
     out["label"] = out["label"].astype(int)
     out["score"] = np.asarray(scores, dtype=float)
     return out
@@ -46,7 +54,7 @@ def write_scores(out_dir: str | Path, table: pd.DataFrame, settings: Mapping[str
     """Write `scores.csv` and `scores.json` atomically; return the CSV path."""
     out_dir = Path(out_dir)
     path = out_dir / "scores.csv"
-    write_csv(path, table[list(SCORE_COLUMNS)])
+    write_csv(path, table[_columns(table)])
     write_json(out_dir / "scores.json", dict(settings))
     return path
 
@@ -73,7 +81,7 @@ def read_scores(path: str | Path, *, class_names: list[str] | None = None,
         if path.suffix.lower() == ".json":
             df = pd.DataFrame(json.loads(path.read_text()))
         else:
-            df = pd.read_csv(path, dtype={"path": str, "video": str, "manipulation": str, "split": str},
+            df = pd.read_csv(path, dtype={"path": str, "video": str, "manipulation": str, "split": str, DATASET: str},
                              keep_default_na=False)
     except (ValueError, json.JSONDecodeError, pd.errors.ParserError) as exc:
         raise UserError(f"cannot read scores from {path}: {exc}") from None
@@ -91,4 +99,4 @@ def read_scores(path: str | Path, *, class_names: list[str] | None = None,
     if df["score"].isna().any() or not df["label"].isin([0, 1]).all():
         raise UserError(f"{path}: every row needs a numeric score and a label of 0 or 1")
     df["label"] = df["label"].astype(int)
-    return df[list(SCORE_COLUMNS)]
+    return df[_columns(df)]

@@ -23,7 +23,7 @@ from clipforensics.report.errors import error_analysis
 from clipforensics.report.figures import plot_confusion, plot_roc
 from clipforensics.report.html import write_html
 from clipforensics.report.tables import results_table, to_markdown
-from clipforensics.data.scores import read_scores, read_settings
+from clipforensics.data.scores import DATASET, read_scores, read_settings
 from clipforensics.core.settings import option, to_dict
 
 
@@ -91,6 +91,39 @@ def evaluate_run(name: str, df: pd.DataFrame, measure: MeasureSettings, data_roo
                      per_manipulation=manip, data_root=data_root)
 
 
+def split_datasets(name: str, df: pd.DataFrame) -> list[tuple[str, str | None, pd.DataFrame]]:
+    """(result name, data set, table) per data set tested, each with the validation rows that set the threshold.
+
+    A run tested on other data sets (a `dataset` column with several values) is one result per data set,
+    named `run@dataset`, the training data set first; its validation rows (all of one data set) give every
+    result the same threshold. A table of one data set is one result under the run's own name.
+    """
+    if DATASET not in df.columns or df[DATASET].nunique() <= 1:
+        return [(name, None, df.drop(columns=[DATASET], errors="ignore"))]
+    selection = df[df["split"] != "test"]
+    trained = list(dict.fromkeys(selection[DATASET]))
+    if len(trained) > 1:
+        raise UserError(f"{name}: validation rows come from several data sets ({', '.join(trained)}); "
+                        "a run selects and sets its threshold on one")
+    order = trained + [d for d in dict.fromkeys(df[DATASET]) if d not in trained]
+    results = []
+    for dataset in order:
+        test = df[(df["split"] == "test") & (df[DATASET] == dataset)]
+        if len(test):
+            table = pd.concat([selection, test], ignore_index=True).drop(columns=[DATASET])
+            results.append((f"{name}@{dataset}", dataset, table))
+    return results
+
+
+def dataset_root(meta: dict[str, Any], dataset: str | None, given: str | None = None) -> str | None:
+    """Where the frames of one data set of a run live: a test set's recorded data root, else the run's own
+    (`given`, the --data-root option, overrides the run's own only)."""
+    for test_set in meta.get("test_sets") or ():
+        if test_set.get("name") == dataset:
+            return test_set.get("data_root")
+    return given or meta.get("data_root")
+
+
 def print_notes(result: RunResult, has_val: bool) -> None:
     """Say on stderr what weakens a result: a fixed threshold, classes too small for tight intervals."""
     if not has_val:
@@ -101,12 +134,13 @@ def print_notes(result: RunResult, has_val: bool) -> None:
             print(f"note: {result.name}: only {n} {cls} test videos: the 95% intervals are wide", file=sys.stderr)
 
 
-def _same_test_set(runs: list[tuple[str, pd.DataFrame, dict]]) -> None:
-    """Runs compared in one report must have been scored on the very same test frames."""
-    first_name, first, _ = runs[0]
-    reference = set(first.loc[first.split == "test", "path"])
-    for name, df, _ in runs[1:]:
-        if set(df.loc[df.split == "test", "path"]) != reference:
+def _same_test_set(runs: list[tuple[str, pd.DataFrame, dict, str | None]]) -> None:
+    """Runs compared in one report must have been scored on the very same test frames (per data set)."""
+    first: dict[str | None, tuple[str, set[str]]] = {}
+    for name, df, _, dataset in runs:
+        paths = set(df.loc[df.split == "test", "path"])
+        first_name, reference = first.setdefault(dataset, (name, paths))
+        if paths != reference:
             raise UserError(f"{name} and {first_name} were scored on different test sets (other cache or "
                             "protocol); evaluate them in separate reports")
 
@@ -120,12 +154,14 @@ def evaluate(score_files: list[str], settings: EvaluateSettings) -> dict[str, An
     for path, external in files:
         loaded.append(load_run(path, settings, taken, external))
         taken.add(loaded[-1][0])
-    _same_test_set(loaded)
+    expanded = [(result_name, table, meta, dataset) for name, df, meta in loaded
+                for result_name, dataset, table in split_datasets(name, df)]
+    _same_test_set(expanded)
     results = []
-    for name, df, meta in loaded:
-        results.append(evaluate_run(name, df, settings, settings.data_root or meta.get("data_root")))
+    for name, df, meta, dataset in expanded:
+        results.append(evaluate_run(name, df, settings, dataset_root(meta, dataset, settings.data_root)))
         print_notes(results[-1], (df["split"] == "val").any())
-    return write_outputs(results, loaded, settings)
+    return write_outputs(results, [(name, df, meta) for name, df, meta, _ in expanded], settings)
 
 
 def write_outputs(results: list[RunResult], loaded: list, settings: EvaluateSettings) -> dict[str, Any]:

@@ -16,12 +16,13 @@ import pandas as pd
 from clipforensics import __version__
 from clipforensics.core.io import atomic_path, write_json
 from clipforensics.data.cache import FeatureCache, read_cache
+from clipforensics.data.crossdata import CrossSettings, check_disjoint, dataset_name, load_test_sets, scores_with_tests
 from clipforensics.core.errors import UserError
 from clipforensics.heads.heads import Features, FitResult, fit_head, resolve_heads
 from clipforensics.data.protocol import ProtocolSettings, Splits, make_splits, split_summary
 from clipforensics.data.provenance import check_lora_overlap
 from clipforensics.data.splitfile import write_split_table
-from clipforensics.data.scores import make_scores, write_scores
+from clipforensics.data.scores import write_scores
 from clipforensics.core.settings import option, to_dict
 
 RUN_FILE = "run.json"
@@ -87,18 +88,25 @@ def save_head(out_dir: Path, result: FitResult, meta: dict[str, Any]) -> None:
     write_json(out_dir / "head.json", {**meta, **result.info})
 
 
-def fit_heads(settings: FitSettings, protocol: ProtocolSettings) -> list[dict[str, Any]]:
-    """Fit every head on train, select on val, score val and test; return one summary per head."""
+def fit_heads(settings: FitSettings, protocol: ProtocolSettings,
+              cross: CrossSettings | None = None) -> list[dict[str, Any]]:
+    """Fit every head on train, select on val, score val and test (and every other data set's test rows)."""
     cache = read_cache(settings.cache)
     names = resolve_heads(settings.heads, cache.prompts)
     splits = make_splits(cache.manifest, protocol)
     check_lora_overlap(cache.attrs, splits.rows, str(cache.path))
     log_splits(splits)
     rows = splits.rows
+    tests = load_test_sets(cache, cross, protocol.frames_per_video) if cross else []
+    for test in tests:
+        check_disjoint(rows, test)
+        print(test.summary(), file=sys.stderr)
     train, val = features(cache, rows, "train"), features(cache, rows, "val")
     scored, X_scored = scored_rows(cache, rows)
     out = Path(settings.out)
     identity = {**run_identity(cache, protocol), "splits": splits.digest()}
+    if tests:
+        identity["test_sets"] = [test.record() for test in tests]
     _claim_run_dir(out, identity, settings.overwrite)
     write_json(out / RUN_FILE, {**identity, "fit": to_dict(settings), "package_version": __version__})
     write_split_table(out, splits.table())
@@ -109,7 +117,9 @@ def fit_heads(settings: FitSettings, protocol: ProtocolSettings) -> list[dict[st
                 "package_version": __version__}
         head_dir = out / name
         save_head(head_dir, result, meta)
-        write_scores(head_dir, make_scores(scored, result.head.predict_proba(X_scored)), {**meta, **result.info})
+        table = scores_with_tests(scored, result.head.predict_proba(X_scored), dataset_name(cache.path), tests,
+                                  result.head.predict_proba)
+        write_scores(head_dir, table, {**meta, **result.info})
         print(f"{name:>16}: val video AUC {result.head.val_auc:.3f}  fit {result.seconds:.2f} s  "
               f"{result.head.params if result.head.trains else ''}", file=sys.stderr)
         summaries.append(result.info)
