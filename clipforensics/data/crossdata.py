@@ -30,7 +30,7 @@ from clipforensics.data.scores import DATASET, make_scores
 TEST_ROWS = ("official", "all")
 PER_DATASET = ("manifest_hash",)
 """Identity attributes that differ between data sets by construction."""
-FEATURE_ATTRS = ("mean", "std", "interpolation", "resize_mode", "embed_dim", "adapter_sha")
+FEATURE_ATTRS = ("mean", "std", "interpolation", "resize_mode", "embed_dim", "preprocessing", "adapter_sha")
 """Attributes beyond IDENTITY_KEYS that decide what an embedding means (recorded by extraction or LoRA)."""
 RECIPE_DATASET_KEYS = ("layout", "compression", "frames")
 """Keys of a prepare_frames crop recipe that describe the data set, not how a face is cropped."""

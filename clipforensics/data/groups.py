@@ -50,13 +50,14 @@ class UnionFind:
 
 
 def video_ids(videos: pd.DataFrame) -> pd.Series:
-    """The ids each video is made of: a real video its own id, a fake its target and source ids."""
+    """The ids each video is made of: a real video its own id, a fake its target and source ids (those
+    known: a Celeb-DF or DFDC fake names only the real video whose frames it is made of)."""
     own = videos["video"].str.partition("/")[2]
 
     def ids(label: int, target: str, source: str, own_id: str) -> tuple[str, ...]:
         if label == 0:
             return (target or own_id,)
-        return (target, source) if target and source else (own_id,)
+        return tuple(i for i in (target, source) if i) or (own_id,)
 
     return pd.Series([ids(int(lab), t, s, o) for lab, t, s, o in
                       zip(videos["label"], videos["target"], videos["source"], own)], index=videos.index)

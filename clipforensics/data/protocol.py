@@ -3,7 +3,7 @@
 Videos that share frame content form one group (`data.groups`): a real video, every fake made from
 it (both directions, every manipulation) and, transitively, the videos those fakes were made from,
 whether or not those real videos are in the data root. A group's split comes from a hash of the seed
-and its key, or from a split file; it does not depend on which manipulations train or test, so every
+and its key, from a split file, or from the data set's own official split (`data.official`); it does not depend on which manipulations train or test, so every
 stage (heads, LoRA, each cell of the matrix) sees the same groups in the same splits. Every video of
 a group lands in its group's split or is not used at all: training-manipulation fakes are used in
 train and val groups, test-manipulation fakes in test groups, a manipulation that is both everywhere.
@@ -21,7 +21,8 @@ import pandas as pd
 from clipforensics.core.errors import UserError
 from clipforensics.core.settings import option
 from clipforensics.data.groups import video_groups, video_ids
-from clipforensics.data.manifest import sample_frames, video_table
+from clipforensics.data.manifest import OFFICIAL_SPLIT, sample_frames, video_table
+from clipforensics.data.official import official_group_splits
 from clipforensics.data.splitfile import (SPLITS, UNUSED, ListedSplits, load_split_file, read_split_file,
                                           split_table)
 
@@ -170,8 +171,9 @@ def _ensure_every_class(split: dict[str, str], classes: dict[str, frozenset[str]
     return moves
 
 
-def _hashed_group_splits(videos: pd.DataFrame, settings: ProtocolSettings) -> tuple[pd.Series, list[Move]]:
-    intervals = _intervals(parse_real_split(settings.real_split))
+def _hashed_group_splits(videos: pd.DataFrame, settings: ProtocolSettings,
+                         shares: tuple[float, float, float] | None = None) -> tuple[pd.Series, list[Move]]:
+    intervals = _intervals(shares or parse_real_split(settings.real_split))
     keys = sorted(set(videos["group"]))
     u = {key: video_uniform(f"group/{key}", settings.split_seed) for key in keys}
     split = {key: _by_hash(u[key], intervals) for key in keys}
@@ -233,12 +235,18 @@ def make_splits(manifest: pd.DataFrame, settings: ProtocolSettings) -> Splits:
     train, test = resolve_fakes(manifest, settings)
     videos = video_table(manifest)
     videos["group"] = video_groups(videos)
-    if listed is None:
-        group_split, moves = _hashed_group_splits(videos, settings)
-    else:
+    unused: set[str] = set()
+    if listed is not None:
         group_split, moves = _listed_group_splits(videos, listed), []
+    elif OFFICIAL_SPLIT in manifest.columns:
+        group_split, moves, unused = official_group_splits(
+            manifest, videos, parse_real_split(settings.real_split),
+            lambda free, shares: _hashed_group_splits(free, settings, shares))
+    else:
+        group_split, moves = _hashed_group_splits(videos, settings)
     roles = [_role(m, int(label), train, test) for m, label in zip(videos["manipulation"], videos["label"])]
-    splits = [ROLE_RULES[role](group_split[group]) for role, group in zip(roles, videos["group"])]
+    splits = [UNUSED if video in unused else ROLE_RULES[role](group_split[group])
+              for role, group, video in zip(roles, videos["group"], videos["video"])]
     by_video = videos.assign(split=splits).set_index("video")
     out = manifest.copy()
     out["split"] = out["video"].map(by_video["split"]).astype(str)
