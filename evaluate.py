@@ -3,6 +3,7 @@
     python evaluate.py runs/NAME/logreg/scores.csv runs/NAME/svm/scores.csv --out reports/NAME
     python evaluate.py --predictions other_tool.json --out reports/other
     python evaluate.py matrix --cache cache/NAME.h5 --head logreg --out reports/matrix
+    python evaluate.py matrix --cache cache/ffpp.h5 --test-cache cache/celebdf.h5 --out reports/generalisation
 
 Thresholds for accuracy / F1 come from the validation rows (EER threshold), never from test rows.
 """
@@ -15,6 +16,7 @@ import sys
 from clipforensics.core.commands import Command, parse_command
 from clipforensics.core.errors import cli_entry
 from clipforensics.core.settings import add_arguments, from_namespace
+from clipforensics.data.crossdata import CrossSettings
 from clipforensics.data.protocol import ProtocolSettings
 from clipforensics.evaluate.evaluation import EvaluateSettings, evaluate
 from clipforensics.evaluate.matrix import MatrixSettings, cross_manipulation
@@ -28,16 +30,18 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
 def add_matrix_arguments(parser: argparse.ArgumentParser) -> None:
     add_arguments(parser, MatrixSettings, "matrix")
     add_arguments(parser, ProtocolSettings, "protocol")
+    add_arguments(parser, CrossSettings, "other data sets")
 
 
 COMMANDS = {
     "report": Command("metrics, figures and report.html for scores files (the default command)",
                       add_report_arguments,
                       lambda ns: evaluate(ns.scores, from_namespace(EvaluateSettings, ns))),
-    "matrix": Command("cross-manipulation matrix: fit a head per training manipulation, test on each manipulation",
+    "matrix": Command("generalisation matrix: a head per training source, tested on each manipulation and data set",
                       add_matrix_arguments,
                       lambda ns: cross_manipulation(from_namespace(MatrixSettings, ns),
-                                                    from_namespace(ProtocolSettings, ns))),
+                                                    from_namespace(ProtocolSettings, ns),
+                                                    from_namespace(CrossSettings, ns))),
 }
 
 

@@ -154,7 +154,7 @@ def test_matrix_on_a_lora_cache_marks_what_the_backbone_saw(lora_run, tmp_path, 
     matrix = pd.read_csv(out / "matrix.csv", keep_default_na=False)
     marked = matrix[matrix["backbone"] != ""]
     assert set(marked["backbone"]) == {"backbone saw FaceSwap"}
-    assert set(marked["train"]) == {"Deepfakes", "Face2Face", "NeuralTextures", "all others"}
+    assert set(marked["train"]) == {"Deepfakes", "Face2Face", "NeuralTextures", "all others", f"all of {cache.stem}"}
     assert set(matrix.loc[matrix["backbone"] == "", "train"]) == {"FaceSwap"}
     assert printed.count(" *") == len(marked) and "* backbone saw FaceSwap" in printed
     notes = matrix_notes(matrix, matrix_grid(matrix, "frame_auc"))

@@ -1,9 +1,14 @@
-"""Cross-manipulation matrix: train on real + one manipulation, test on every manipulation (DeepfakeBench's table).
+"""The generalisation matrix: train on real + one manipulation (or a whole data set), test on every
+manipulation and on every other data set (DeepfakeBench's cross-manipulation and cross-dataset tables).
 
-Rows are training manipulations plus "all others" (for each test manipulation, train on every
-other one); columns are test manipulations. Each row's head scores a scores table, which goes
-through the same evaluator as `evaluate.py`, so every cell gets its frame and video AUC with
-bootstrap intervals. One cache, one head, seconds per row.
+Rows are training sources: each manipulation of the primary cache, "all of <cache>" (every
+manipulation), "all others" (for each test manipulation, train on every other one) and every
+--train-cache (all its manipulations, under the same protocol options). Columns are the primary
+cache's test manipulations and every other data set (--test-cache, --train-cache): each is one test
+set, the same in every row (a data set's official test list, or all of it; a training cache's
+protocol test split). Each row's head scores a scores table, which goes through the same evaluator as
+`evaluate.py`, so every cell gets its frame and video AUC with bootstrap intervals; cells a row's head
+was trained on the same data for are marked in-domain (the diagonal). One head per row, seconds each.
 """
 
 from __future__ import annotations
@@ -21,76 +26,130 @@ from clipforensics.core.io import write_csv, write_json
 from clipforensics.core.errors import UserError
 from clipforensics.core.settings import option, to_dict
 from clipforensics.data.cache import FeatureCache, read_cache
-from clipforensics.data.protocol import ProtocolSettings, make_splits
+from clipforensics.data.crossdata import (CrossSettings, TestSet, check_disjoint, check_same_features,
+                                          dataset_name, load_test_sets, scores_with_tests)
+from clipforensics.data.protocol import ProtocolSettings, Splits, make_splits
 from clipforensics.data.provenance import LoraProvenance, check_lora_overlap
 from clipforensics.data.splitfile import union_split_table, write_split_table
-from clipforensics.data.scores import make_scores, write_scores
-from clipforensics.evaluate.evaluation import MeasureSettings, evaluate_run
+from clipforensics.data.scores import write_scores
+from clipforensics.evaluate.evaluation import MeasureSettings, evaluate_run, split_datasets
 from clipforensics.evaluate.result import RunResult
 from clipforensics.heads.fit import features, scored_rows
 from clipforensics.heads.heads import fit_head, resolve_heads
 from clipforensics.report.figures import plot_matrix
 
 ALL_OTHERS = "all others"
+ALL_OF = "all of "
 LEVELS = ("frame", "video")
 
 
 @dataclass
 class MatrixSettings(MeasureSettings):
-    cache: str = option(None, "feature cache written by extract_features.py", required=True, metavar="FILE")
+    cache: str = option(None, "feature cache written by extract_features.py (the primary data set: its "
+                              "manipulations are rows and columns)", required=True, metavar="FILE")
     head: str = option("logreg", "head fitted for every cell")
     out: str = option(None, "output folder", required=True, metavar="DIR")
+    train_cache: tuple[str, ...] = option(
+        (), "cache of another data set that is also a training source (a row, trained on all its manipulations "
+            "with the same protocol options) and a column (its protocol's test split); repeat or comma list",
+        metavar="FILE")
 
 
 @dataclass(frozen=True)
 class MatrixRow:
-    """One fitted head: its row label in the matrix, what it trains on, what it is tested on."""
+    """One fitted head: its row label, what it trains on and which of its source's manipulations it is tested
+    on; `source` names the training data set ('' = the primary cache), `elsewhere` whether the other data
+    sets' columns are tested too."""
 
     label: str
     train: tuple[str, ...]
     tests: tuple[str, ...]
+    source: str = ""
+    elsewhere: bool = True
 
     @property
     def name(self) -> str:
         """A unique name (several rows are labelled "all others"), also its scores folder."""
-        return self.label if self.label != ALL_OTHERS else f"all-but-{self.tests[0]}"
+        if self.label == ALL_OTHERS:
+            return f"all-but-{self.tests[0]}"
+        return self.label.replace(" ", "-")
 
 
-def matrix_rows(manips: list[str]) -> list[MatrixRow]:
+def matrix_rows(manips: list[str], primary: str = "", sources: dict[str, tuple[str, ...]] | None = None
+                ) -> list[MatrixRow]:
+    """Each manipulation, all of them, all but each (tested on the held-out one only), each training cache."""
     rows = [MatrixRow(m, (m,), tuple(manips)) for m in manips]
+    if len(manips) > 1 and primary:
+        rows.append(MatrixRow(ALL_OF + primary, tuple(manips), tuple(manips)))
     if len(manips) > 2:
-        rows += [MatrixRow(ALL_OTHERS, tuple(o for o in manips if o != m), (m,)) for m in manips]
+        rows += [MatrixRow(ALL_OTHERS, tuple(o for o in manips if o != m), (m,), elsewhere=False) for m in manips]
+    rows += [MatrixRow(name, fakes, fakes, source=name) for name, fakes in (sources or {}).items()]
     return rows
 
 
-def score_row(cache: FeatureCache, head: str, base: ProtocolSettings,
-              row: MatrixRow) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The scores table of a head fitted on the row's training manipulations (val and test rows), and the
-    row's split table; a LoRA cache whose run saw this row's test (or val) groups is refused."""
-    protocol = replace(base, train_fakes=row.train, test_fakes=row.tests)
-    splits = make_splits(cache.manifest, protocol)
-    check_lora_overlap(cache.attrs, splits.rows, str(cache.path))
+@dataclass
+class Source:
+    """A data set that trains rows: its cache, name, manipulations and the protocol options it splits with."""
+
+    name: str
+    cache: FeatureCache
+    base: ProtocolSettings
+
+    @property
+    def manipulations(self) -> tuple[str, ...]:
+        manifest = self.cache.manifest
+        return tuple(sorted(manifest.loc[manifest["label"] == 1, "manipulation"].unique()))
+
+    def splits(self, train: tuple[str, ...], tests: tuple[str, ...]) -> Splits:
+        splits = make_splits(self.cache.manifest, replace(self.base, train_fakes=train, test_fakes=tests))
+        check_lora_overlap(self.cache.attrs, splits.rows, str(self.cache.path))
+        return splits
+
+    def test_set(self) -> tuple[TestSet, Splits]:
+        """This data set as a column: its protocol's test rows with every manipulation tested."""
+        splits = self.splits(self.manipulations, self.manipulations)
+        rows = splits.rows[splits.rows["split"] == "test"].assign(dataset=self.name)
+        return TestSet(self.name, self.cache, rows, official=False), splits
+
+
+def score_row(source: Source, head: str, row: MatrixRow,
+              columns: list[TestSet]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The scores table of a head fitted on the row's training manipulations of its source (val and test rows,
+    and every other column's test rows), and the row's split table; a LoRA cache whose run saw this row's test
+    (or val) groups is refused."""
+    splits = source.splits(row.train, row.tests)
     rows = splits.rows
-    fitted = fit_head(head, cache.prompts, features(cache, rows, "train"), features(cache, rows, "val")).head
-    scored, X = scored_rows(cache, rows)
-    return make_scores(scored, fitted.predict_proba(X)), splits.table()
+    fitted = fit_head(head, source.cache.prompts, features(source.cache, rows, "train"),
+                      features(source.cache, rows, "val")).head
+    scored, X = scored_rows(source.cache, rows)
+    others = [c for c in columns if c.name != source.name] if row.elsewhere else []
+    for other in others:
+        check_disjoint(rows, other)
+    return scores_with_tests(scored, fitted.predict_proba(X), source.name, others, fitted.predict_proba), splits.table()
 
 
 def backbone_note(provenance: LoraProvenance | None, row: MatrixRow) -> str:
     """'backbone saw X' for a row trained on other manipulations than the LoRA run behind the cache: its
     columns are not unseen manipulations for the features, whatever the head was fitted on."""
-    if provenance is None or set(row.train) == set(provenance.manipulations):
+    if provenance is None or row.source or set(row.train) == set(provenance.manipulations):
         return ""
     return f"backbone saw {', '.join(provenance.manipulations)}"
 
 
 def matrix_text(matrix: pd.DataFrame, value: str = "frame_auc") -> str:
-    """The printed table: train rows x test columns, cells whose backbone saw another manipulation marked."""
+    """The printed table: train rows x test columns; in-domain cells in [brackets], cells whose backbone saw
+    another manipulation marked *."""
     notes = matrix.get("backbone", pd.Series("", index=matrix.index)).fillna("")
-    marked = matrix.assign(cell=[f"{v:.3f}" + (" *" if note else "") for v, note in zip(matrix[value], notes)])
-    table = marked.pivot(index="train", columns="test", values="cell").fillna("").to_string()
-    footnotes = [f"* {note}: the LoRA run behind this cache trained its backbone on it, so these cells do not "
-                 "measure an unseen manipulation" for note in sorted(set(notes) - {""})]
+    inside = matrix.get("in_domain", pd.Series(False, index=matrix.index)).fillna(False).astype(bool)
+    cells = [(f"[{v:.3f}]" if own else f"{v:.3f}") + (" *" if note else "")
+             for v, note, own in zip(matrix[value], notes, inside)]
+    rows = list(dict.fromkeys(matrix["train"]))
+    columns = list(dict.fromkeys(matrix["test"]))
+    table = matrix.assign(cell=cells).pivot(index="train", columns="test", values="cell")
+    table = table.reindex(index=rows, columns=columns).fillna("").to_string()
+    footnotes = ["[ ] in-domain: trained on the same data set and manipulation"] if inside.any() else []
+    footnotes += [f"* {note}: the LoRA run behind this cache trained its backbone on it, so these cells do not "
+                  "measure an unseen manipulation" for note in sorted(set(notes) - {""})]
     return "\n".join([table, *footnotes])
 
 
@@ -102,44 +161,101 @@ def _auc_columns(result: dict[str, Any]) -> dict[str, Any]:
     return columns
 
 
-def row_cells(row: MatrixRow, result: RunResult) -> list[dict[str, Any]]:
-    """One cell per test manipulation: all test reals against that manipulation's test fakes."""
+def _cell(row: MatrixRow, test: str, dataset: str, result: dict[str, Any], in_domain: bool) -> dict[str, Any]:
+    video = result["video"]
+    return {"train": row.label, "test": test, "dataset": dataset, **_auc_columns(result),
+            "real_videos": video["n_real"], "fake_videos": video["n_fake"], "in_domain": in_domain}
+
+
+def _by_manipulation(result: RunResult) -> dict[str, dict[str, Any]]:
     by_test = result.per_manipulation
     if not by_test:
         fakes = result.scores.loc[result.scores["label"] == 1, "manipulation"].unique()
         by_test = {str(fakes[0]): result.metrics}
+    return by_test
+
+
+def row_cells(row: MatrixRow, result: RunResult, primary: str = "",
+              others: dict[str, RunResult] | None = None) -> list[dict[str, Any]]:
+    """The row's cells: for the primary cache, all its test reals against each manipulation's test fakes;
+    for every other data set, its whole test set (`others`: data set name -> its result)."""
     cells = []
-    for manip in row.tests:
-        if manip not in by_test:
-            raise UserError(f"matrix: no {manip} test videos for the row trained on {row.name}")
-        video = by_test[manip]["video"]
-        cells.append({"train": row.label, "test": manip, **_auc_columns(by_test[manip]),
-                      "real_videos": video["n_real"], "fake_videos": video["n_fake"]})
+    own = row.source or primary
+    if row.source:
+        cells.append(_cell(row, row.source, row.source, result.metrics, in_domain=True))
+    else:
+        by_test = _by_manipulation(result)
+        for manip in row.tests:
+            if manip not in by_test:
+                raise UserError(f"matrix: no {manip} test videos for the row trained on {row.name}")
+            cells.append(_cell(row, manip, own, by_test[manip], in_domain=manip in row.train))
+    for name, other in (others or {}).items():
+        if name == primary:
+            by_test = _by_manipulation(other)
+            cells += [_cell(row, manip, name, by_test[manip], in_domain=False) for manip in by_test]
+        else:
+            cells.append(_cell(row, name, name, other.metrics, in_domain=False))
     return cells
 
 
-def cross_manipulation(settings: MatrixSettings, base: ProtocolSettings) -> pd.DataFrame:
+def _check_names(primary: str, manips: list[str], names: list[str]) -> None:
+    clash = sorted(set(names) & (set(manips) | {primary}))
+    if clash:
+        raise UserError(f"matrix: data set name {clash[0]!r} (a cache file's stem) is also the primary cache's name "
+                        "or one of its manipulations; rename the cache so rows and columns stay apart")
+
+
+def cross_manipulation(settings: MatrixSettings, base: ProtocolSettings,
+                       cross: CrossSettings | None = None) -> pd.DataFrame:
+    cross = cross or CrossSettings()
     cache = read_cache(settings.cache)
     resolve_heads((settings.head,), cache.prompts)
-    manips = sorted(cache.manifest.loc[cache.manifest["label"] == 1, "manipulation"].unique())
+    primary = Source(dataset_name(settings.cache), cache, base)
+    manips = list(primary.manipulations)
+    trainers = [Source(dataset_name(p), read_cache(p), replace(base, split_file=None)) for p in settings.train_cache]
+    tests = load_test_sets(cache, cross, base.frames_per_video)
+    names = [t.name for t in trainers] + [t.name for t in tests]
+    if len(set(names)) < len(names):
+        raise UserError(f"matrix: a data set is given twice (names: {', '.join(names)}); name caches apart")
+    _check_names(primary.name, manips, names)
+    for trainer in trainers:
+        check_same_features(cache, trainer.cache)
+        resolve_heads((settings.head,), trainer.cache.prompts)
+    own_columns = [trainer.test_set() for trainer in trainers]
+    columns = [column for column, _ in own_columns] + tests
+    primary_tables = []
+    if trainers:
+        primary_column, primary_splits = primary.test_set()
+        columns = [primary_column] + columns
+        primary_tables.append(primary_splits.table())
+    sources = {primary.name: primary, **{t.name: t for t in trainers}}
     out = Path(settings.out)
     meta = {"scorer": "head", "head": settings.head, "cache": str(Path(settings.cache).resolve()),
             "cache_identity": cache.identity(), "data_root": cache.attrs.get("data_root"),
+            "test_sets": [column.record() for column in columns if column.name != primary.name],
             "package_version": __version__}
     provenance = LoraProvenance.of(cache.attrs)
-    cells, tables = [], []
-    for row in tqdm(matrix_rows(manips), desc="matrix", unit="fit", file=sys.stderr):
-        scores, table = score_row(cache, settings.head, base, row)
-        tables.append(table)
-        write_scores(out / "scores" / row.name, scores, {**meta, "name": row.name, "train_fakes": list(row.train),
-                                                           "test_fakes": list(row.tests)})
+    cells, tables = [], {trainer.name: [splits.table()] for trainer, (_, splits) in zip(trainers, own_columns)}
+    tables[primary.name] = primary_tables
+    rows = matrix_rows(manips, primary.name, {t.name: t.manipulations for t in trainers})
+    for row in tqdm(rows, desc="matrix", unit="fit", file=sys.stderr):
+        source = sources[row.source or primary.name]
+        scores, table = score_row(source, settings.head, row, columns)
+        tables[source.name].append(table)
+        write_scores(out / "scores" / row.name, scores, {**meta, "name": row.name, "source": source.name,
+                                                           "train_fakes": list(row.train), "test_fakes": list(row.tests)})
+        results = {dataset or source.name: evaluate_run(name, table, settings)
+                   for name, dataset, table in split_datasets(row.name, scores)}
+        own = results.pop(source.name)
         note = backbone_note(provenance, row)
-        cells += [{**cell, "backbone": note} for cell in row_cells(row, evaluate_run(row.name, scores, settings))]
+        cells += [{**cell, "backbone": note} for cell in row_cells(row, own, primary.name, results)]
     matrix = pd.DataFrame(cells)
     write_csv(out / "matrix.csv", matrix)
-    write_split_table(out, union_split_table(tables))
-    write_json(out / "matrix.json", {"matrix": to_dict(settings), "protocol": to_dict(base),
-                                     "cache_identity": cache.identity()})
+    write_split_table(out, union_split_table(tables[primary.name]))
+    for trainer in trainers:
+        write_split_table(out / "splits" / trainer.name, union_split_table(tables[trainer.name]))
+    write_json(out / "matrix.json", {"matrix": to_dict(settings), "protocol": to_dict(base), "other": to_dict(cross),
+                                     "cache_identity": cache.identity(), "test_sets": meta["test_sets"]})
     plot_matrix(matrix, out / "matrix_frame_auc.png", "frame_auc")
     plot_matrix(matrix, out / "matrix_video_auc.png", "video_auc")
     print(matrix_text(matrix))

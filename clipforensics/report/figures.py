@@ -160,8 +160,17 @@ def matrix_notes(matrix: pd.DataFrame, wide: pd.DataFrame) -> list[list[str]]:
     return [[lookup.get((r, c), "") for c in wide.columns] for r in wide.index]
 
 
+def matrix_marks(matrix: pd.DataFrame, wide: pd.DataFrame) -> list[list[bool]]:
+    """Per grid cell, whether it is in-domain (the long table's `in_domain`; without it, the diagonal)."""
+    if "in_domain" not in matrix.columns:
+        return [[r == c for c in wide.columns] for r in wide.index]
+    inside = {(str(t), str(c)) for t, c, own in zip(matrix["train"], matrix["test"], matrix["in_domain"])
+              if bool(own) and own == own}
+    return [[(r, c) in inside for c in wide.columns] for r in wide.index]
+
+
 def plot_matrix(matrix: pd.DataFrame, out_png: Path, value: str = "frame_auc") -> Path:
-    """Cross-manipulation heatmap (train rows x test columns) from a long table; diagonal cells outlined."""
+    """Generalisation heatmap (training sources x test sets) from a long table; in-domain cells outlined."""
     wide = matrix_grid(matrix, value)
     data = wide.to_numpy(dtype=float)
     n_rows, n_cols = data.shape
@@ -170,6 +179,7 @@ def plot_matrix(matrix: pd.DataFrame, out_png: Path, value: str = "frame_auc") -
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
     image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, vmin=0.5, vmax=1.0, aspect="auto")
     notes = matrix_notes(matrix, wide)
+    marks = matrix_marks(matrix, wide)
     for (i, j), v in np.ndenumerate(data):
         text = "n/a" if np.isnan(v) else f"{v:.3f}"
         note = notes[i][j]
@@ -178,13 +188,14 @@ def plot_matrix(matrix: pd.DataFrame, out_png: Path, value: str = "frame_auc") -
         if note:
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", edgecolor="lightgrey",
                                    linewidth=0))
-        if wide.index[i] == wide.columns[j]:
+        if marks[i][j]:
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
     ax.set_xticks(range(n_cols), wide.columns, rotation=30, ha="right")
     ax.set_yticks(range(n_rows), wide.index)
-    ax.set_xlabel("test manipulation")
-    ax.set_ylabel("train manipulation")
+    several = "dataset" in matrix.columns and matrix["dataset"].nunique() > 1
+    ax.set_xlabel("test manipulation or data set" if several else "test manipulation")
+    ax.set_ylabel("training source" if several else "train manipulation")
     pretty = value.replace("_", " ").replace("auc", "AUC")
-    ax.set_title(f"{pretty}: trained on rows, tested on columns")
+    ax.set_title(f"{pretty}: trained on rows, tested on columns (red: in-domain)")
     fig.colorbar(image, ax=ax, label=pretty)
     return save_figure(fig, out_png)
