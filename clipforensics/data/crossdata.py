@@ -138,12 +138,12 @@ def test_rows(cache: FeatureCache, name: str, which: str, frames_per_video: int 
 def load_test_sets(reference: FeatureCache, settings: CrossSettings, frames_per_video: int | None = None,
                    reference_name: str | None = None) -> list[TestSet]:
     """Every --test-cache, checked against the reference cache and cut to its test rows."""
-    taken = (reference_name or dataset_name(reference.path),)
-    names = _names(settings.test_cache, taken)
-    sets = []
-    for path, name in zip(settings.test_cache, names):
+    for path in settings.test_cache:
         if Path(path).resolve() == reference.path.resolve():
             raise UserError(f"--test-cache {path} is the training cache itself; its test split is already tested")
+    names = _names(settings.test_cache, (reference_name or dataset_name(reference.path),))
+    sets = []
+    for path, name in zip(settings.test_cache, names):
         cache = read_cache(path)
         check_same_features(reference, cache)
         rows, official = test_rows(cache, name, settings.test_rows, frames_per_video)

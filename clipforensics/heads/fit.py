@@ -93,11 +93,11 @@ def fit_heads(settings: FitSettings, protocol: ProtocolSettings,
     """Fit every head on train, select on val, score val and test (and every other data set's test rows)."""
     cache = read_cache(settings.cache)
     names = resolve_heads(settings.heads, cache.prompts)
+    tests = load_test_sets(cache, cross, protocol.frames_per_video) if cross else []
     splits = make_splits(cache.manifest, protocol)
     check_lora_overlap(cache.attrs, splits.rows, str(cache.path))
     log_splits(splits)
     rows = splits.rows
-    tests = load_test_sets(cache, cross, protocol.frames_per_video) if cross else []
     for test in tests:
         check_disjoint(rows, test)
         print(test.summary(), file=sys.stderr)
