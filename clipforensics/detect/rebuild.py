@@ -299,7 +299,7 @@ def rebuild_lora(run: Path, request: Request) -> Rebuilt:
     from clipforensics.lora.checkpoint import load_adapter
     from clipforensics.lora.model import LORA_HEADS, LoraSettings
     from clipforensics.lora.stage import ADAPTER_DIR, HEAD_FILE, RUN_FILE, sha256
-    from clipforensics.lora.train import resolve_amp
+    from clipforensics.lora.train import training_precision
 
     meta = read_json(run / RUN_FILE, f"a LoRA run folder holds {RUN_FILE} (written by finetune_lora.py)")
     base = meta.get("base") or {}
@@ -316,8 +316,7 @@ def rebuild_lora(run: Path, request: Request) -> Rebuilt:
     settings = from_dict(LoraSettings, meta.get("settings") or {})
     device = resolve_device(request.device)
     try:  # the precision the run scored its frames in, as its training autocast resolves on this device
-        amp = resolve_amp(settings.amp, device)
-        recorded = next((name for name, dtype in DTYPES.items() if dtype == amp), "fp32")
+        recorded = training_precision(settings.amp, device)
     except UserError:  # e.g. --amp fp16 on a CPU: run_precision says what to do
         recorded = settings.amp
     precision = run_precision(recorded, request, device, f"the LoRA run {run}")

@@ -29,7 +29,7 @@ from torch import nn
 
 from clipforensics.core.errors import UserError
 from clipforensics.core.registry import Registry
-from clipforensics.extract.models import LoadedModel
+from clipforensics.extract.models import PRECISIONS, LoadedModel
 from clipforensics.extract.prompts import class_means, get_prompt_set
 from clipforensics.core.settings import option
 
@@ -74,7 +74,8 @@ class LoraSettings:
     crop_scale: float = option(0.85, "random-resized crop keeps at least this share of the area (1: no crop)")
     jpeg_quality: int | None = option(None, "re-encode half of the training images as JPEG, quality drawn from "
                                             "[Q, 95]", metavar="Q")
-    amp: str = option("auto", "mixed precision on CUDA: auto (fp16), fp16, bf16, none; the CPU trains in fp32")
+    amp: str = option("auto", "autocast precision of training on CUDA: auto (extraction's rule: bf16 where the GPU "
+                              "has it, else fp16), bf16, fp16, fp32; the CPU trains in fp32", choices=PRECISIONS)
     workers: int = option(2, "DataLoader worker processes that decode images (0: in the main process)")
     device: str = option("auto", "auto, cpu, cuda or cuda:N", metavar="DEVICE")
     seed: int = option(0, "seed of LoRA and head init, data order, augmentation and dropout")

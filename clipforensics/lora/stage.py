@@ -41,7 +41,7 @@ from clipforensics.lora.checkpoint import (resume_or_start, save_adapter, save_c
                                            save_merged)
 from clipforensics.lora.data import LabelledImages
 from clipforensics.lora.model import LoraSettings, check_settings, describe_counts, parameter_counts
-from clipforensics.lora.train import (LOG, TrainRun, TrainState, make_optimization, predict, resolve_amp,
+from clipforensics.lora.train import (LOG, TrainRun, TrainState, make_optimization, predict, training_precision,
                                       train_epoch, validate, write_log)
 from clipforensics.report.figures import new_figure, save_figure
 
@@ -121,7 +121,7 @@ def prepare(settings: LoraSettings, protocol: ProtocolSettings) -> tuple[TrainRu
     manifest_settings = base.manifest_settings(settings.data_root)
     check_data_root(base, manifest_settings)
     device = resolve_device(settings.device)
-    resolve_amp(settings.amp, device)
+    training_precision(settings.amp, device)
     if settings.extract:
         resolve_precision(base.attrs["precision"], device)
     splits = make_splits(base.cache.manifest, protocol)

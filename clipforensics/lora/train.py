@@ -27,7 +27,7 @@ from clipforensics.core.errors import UserError
 from clipforensics.core.io import write_csv
 from clipforensics.data.scores import make_scores
 from clipforensics.evaluate.metrics import frame_video_auc
-from clipforensics.extract.models import LoadedModel
+from clipforensics.extract.models import DTYPES, LoadedModel, resolve_precision
 from clipforensics.extract.reader import ImageFiles, collate_images
 from clipforensics.lora.data import (LabelledImages, TrainImages, augmentations, epoch_order, epoch_seed,
                                      make_loader)
@@ -36,19 +36,16 @@ from clipforensics.lora.model import Detector, LoraSettings, build_detector, see
 LOG = "train_log.csv"
 LOG_COLUMNS = ("epoch", "loss", "val_frame_auc", "val_video_auc", "seconds", "images_per_s", "data_wait_share",
                "lr")
-AMP_DTYPES: dict[str, torch.dtype | None] = {"fp16": torch.float16, "bf16": torch.bfloat16, "none": None}
 
 
-def resolve_amp(name: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype on CUDA (auto: fp16); the CPU trains in fp32."""
-    if name == "auto":
-        name = "fp16" if device.type == "cuda" else "none"
-    if name not in AMP_DTYPES:
-        raise UserError(f"unknown AMP mode {name!r}; known: {', '.join(AMP_DTYPES)}")
-    dtype = AMP_DTYPES[name]
-    if dtype is not None and device.type != "cuda":
-        raise UserError(f"--amp {name} needs a CUDA device; the CPU trains in fp32 (--amp none or auto)")
-    return dtype
+def training_precision(name: str, device: torch.device) -> str:
+    """The autocast precision of training: on CUDA by the one rule extraction uses (`models.resolve_precision`);
+    the CPU trains in fp32, since its bf16 choice is about inference weights and training must keep fp32 ones."""
+    if device.type == "cuda":
+        return resolve_precision(name, device).precision
+    if name not in ("auto", "fp32"):
+        raise UserError(f"--amp {name} needs a CUDA device; the CPU trains in fp32 (--amp fp32 or auto)")
+    return "fp32"
 
 
 @dataclass
@@ -63,7 +60,7 @@ class TrainRun:
     val_rows: pd.DataFrame
     settings: LoraSettings
     device: torch.device
-    amp: torch.dtype | None
+    precision: str
     identity: dict[str, Any]
     out: Path
 
@@ -79,11 +76,12 @@ class TrainRun:
         return cls(detector=build_detector(loaded, settings), preprocess=loaded.preprocess,
                    image_size=loaded.image_size, data_root=root, train=LabelledImages.of(root, train_rows),
                    val_rows=val_rows if val_rows is not None else train_rows.iloc[:0], settings=settings,
-                   device=loaded.device, amp=resolve_amp(settings.amp, loaded.device), identity=identity or {},
-                   out=Path(settings.out))
+                   device=loaded.device, precision=training_precision(settings.amp, loaded.device),
+                   identity=identity or {}, out=Path(settings.out))
 
     def autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None)
+        """Mixed precision of training: fp32 master weights, matmuls in the run's precision (CUDA only)."""
+        return torch.autocast(self.device.type, dtype=DTYPES[self.precision], enabled=self.precision != "fp32")
 
     def loader(self, dataset: Dataset, **kwargs: Any) -> DataLoader:
         return make_loader(dataset, self.settings, self.device, **kwargs)
@@ -128,7 +126,7 @@ def make_optimization(run: TrainRun) -> Optimization:
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=s.lr)
     total = s.epochs * -(-len(run.train) // s.batch_size)
     return Optimization(params, optimizer, LambdaLR(optimizer, warmup_cosine(total, s.warmup)),
-                        torch.amp.GradScaler(run.device.type, enabled=run.amp == torch.float16))
+                        torch.amp.GradScaler(run.device.type, enabled=run.precision == "fp16"))
 
 
 def train_step(run: TrainRun, optim: Optimization, images: torch.Tensor, labels: torch.Tensor) -> float:
