@@ -2,6 +2,8 @@
 
     python fit_heads.py --cache cache/NAME.h5 --heads logreg,svm,zeroshot-v2 --out runs/NAME
     python fit_heads.py --cache cache/ffpp.h5 --test-cache cache/celebdf.h5 --out runs/ffpp   # train here, test there
+    python fit_heads.py --cache cache/NAME.h5 --heads logreg --layer 8 --out runs/NAME-l8   # a stored block
+    python fit_heads.py --cache cache/NAME.h5 --heads logreg --layer-sweep --out runs/NAME-layers
 
 Hyper-parameters are chosen on the validation split (video AUC), never on test. Each head writes
 runs/NAME/<head>/{model.joblib, head.json, scores.csv, scores.json}; evaluate.py reads the scores.
@@ -10,12 +12,14 @@ runs/NAME/<head>/{model.joblib, head.json, scores.csv, scores.json}; evaluate.py
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from clipforensics.data.cache import read_cache
 from clipforensics.data.crossdata import CrossSettings
 from clipforensics.core.errors import cli_entry
 from clipforensics.heads.fit import FitSettings, fit_heads
 from clipforensics.heads.heads import available_heads
+from clipforensics.heads.layers import sweep
 from clipforensics.data.protocol import ProtocolSettings
 from clipforensics.core.settings import add_arguments, from_namespace
 
@@ -38,7 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not ns.out:
         parser.error("the following arguments are required: --out")
-    fit_heads(from_namespace(FitSettings, ns), from_namespace(ProtocolSettings, ns), from_namespace(CrossSettings, ns))
+    settings, protocol = from_namespace(FitSettings, ns), from_namespace(ProtocolSettings, ns)
+    if settings.layer_sweep:
+        sweep(settings.cache, settings.heads, protocol, Path(settings.out))
+    else:
+        fit_heads(settings, protocol, from_namespace(CrossSettings, ns))
     return 0
 
 

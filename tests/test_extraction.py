@@ -104,11 +104,11 @@ def test_crash_mid_run_resumes_to_identical_embeddings(tmp_path, synthetic_root,
     saved = []
     original = extraction.ChunkStore.save
 
-    def crash_after_two(self, k, emb, reasons):
+    def crash_after_two(self, k, emb, reasons, extras=None):
         if len(saved) == 2:
             raise KeyboardInterrupt
         saved.append(k)
-        original(self, k, emb, reasons)
+        original(self, k, emb, reasons, extras)
 
     monkeypatch.setattr(extraction.ChunkStore, "save", crash_after_two)
     assert run(synthetic_root, out, "--chunk-size", "24") == 130
@@ -116,7 +116,7 @@ def test_crash_mid_run_resumes_to_identical_embeddings(tmp_path, synthetic_root,
     monkeypatch.setattr(extraction.ChunkStore, "save", original)
     computed = []
     monkeypatch.setattr(extraction.ChunkStore, "save",
-                        lambda self, k, e, r: (computed.append(k), original(self, k, e, r)))
+                        lambda self, k, e, r, x=None: (computed.append(k), original(self, k, e, r, x)))
     assert run(synthetic_root, out, "--chunk-size", "24") == 0
     assert computed == list(range(2, -(-N_IMAGES // 24)))
     np.testing.assert_array_equal(read_cache(out).embeddings, read_cache(reference).embeddings)

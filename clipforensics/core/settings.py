@@ -22,9 +22,11 @@ T = TypeVar("T")
 
 
 def option(default: Any, help: str, *, flag: str | None = None, choices: typing.Sequence[Any] | None = None,
-           required: bool = False, metavar: str | None = None) -> Any:
-    """A dataclass field that carries its command-line help."""
-    meta = {"help": help, "flag": flag, "choices": choices, "required": required, "metavar": metavar}
+           required: bool = False, metavar: str | None = None, spaced: bool = False) -> Any:
+    """A dataclass field that carries its command-line help. `spaced`: a tuple option that also takes
+    several space-separated words (`--perturb jpeg:90,70 blur:1,2`), each kept whole."""
+    meta = {"help": help, "flag": flag, "choices": choices, "required": required, "metavar": metavar,
+            "spaced": spaced}
     if isinstance(default, (list, dict, set)):
         raise TypeError("use a tuple for sequence defaults")
     return dataclasses.field(default=default, metadata=meta)
@@ -80,6 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None 
             kwargs["type"] = _split_csv if is_tuple else typ
             if is_tuple:
                 kwargs["action"] = CommaList
+                if f.metadata.get("spaced"):
+                    kwargs.update(type=str, nargs="+")
             if f.metadata.get("choices"):
                 kwargs["choices"] = f.metadata["choices"]
             if f.metadata.get("metavar"):
@@ -89,7 +93,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None 
 
 def from_namespace(cls: type[T], ns: argparse.Namespace, **overrides: Any) -> T:
     """Build `cls` from parsed arguments (fields absent from `ns` keep their defaults)."""
-    values = {f.name: getattr(ns, f.name) for f in dataclasses.fields(cls) if hasattr(ns, f.name)}
+    values = {f.name: tuple(v) if isinstance(v := getattr(ns, f.name), list) else v
+              for f in dataclasses.fields(cls) if hasattr(ns, f.name)}
     values.update(overrides)
     return cls(**values)
 

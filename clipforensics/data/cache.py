@@ -5,6 +5,8 @@ Schema (N images that decoded, D embedding dims):
     /path /label /manipulation /video /target /source   N   manifest columns (utf-8 strings, label int8)
     /failed/path /failed/reason                          images that could not be read, and why
     /prompts/<set>/text /embedding /label                prompts, their float32 embeddings, class 0/1
+    /layers/<k>                N x W float16   class token after residual block k (--layers; W = tower width)
+    /perturbed/<kind:level>/image_embeddings   N x D float16   the same rows perturbed (--perturb)
     attributes: model, pretrained, weights_fingerprint, init_seed, image_size, mean, std,
                 precision, manifest_hash, crops, data_root, package_version, created, ...
 """
@@ -53,6 +55,8 @@ class FeatureCache:
     embeddings: np.ndarray
     prompts: dict[str, PromptEmbeddings] = field(default_factory=dict)
     failed: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["path", "reason"]))
+    layers: dict[int, np.ndarray] = field(default_factory=dict)
+    perturbed: dict[str, np.ndarray] = field(default_factory=dict)
 
     def identity(self) -> dict[str, Any]:
         return {k: self.attrs.get(k) for k in IDENTITY_KEYS}
@@ -76,16 +80,22 @@ def _decode_attr(value: Any) -> Any:
 
 
 def write_cache(path: str | Path, *, embeddings: np.ndarray, manifest: pd.DataFrame, attrs: Mapping[str, Any],
-                prompts: Mapping[str, PromptEmbeddings], failed: pd.DataFrame) -> Path:
-    """Write a complete cache atomically: the final path appears only once everything is on disk."""
+                prompts: Mapping[str, PromptEmbeddings], failed: pd.DataFrame,
+                extras: Mapping[str, np.ndarray] | None = None) -> Path:
+    """Write a complete cache atomically: the final path appears only once everything is on disk.
+
+    `extras` are further N-row float16 arrays by path (layers/<k>, perturbed/<kind:level>/image_embeddings)."""
     path = Path(path)
-    if len(embeddings) != len(manifest):
+    extras = dict(extras or {})
+    if len(embeddings) != len(manifest) or any(len(v) != len(manifest) for v in extras.values()):
         raise ValueError("one embedding per manifest row expected")
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as h5:
             rows = max(1, min(1024, len(embeddings)))
             h5.create_dataset("image_embeddings", data=embeddings.astype(np.float16),
                               chunks=(rows, embeddings.shape[1]))
+            for name, values in extras.items():
+                h5.create_dataset(name, data=values.astype(np.float16), chunks=(rows, values.shape[1]))
             for col in STRING_COLUMNS + tuple(c for c in OPTIONAL_COLUMNS if c in manifest.columns):
                 h5.create_dataset(col, data=manifest[col].astype(str).to_numpy(dtype=object), dtype=_STR)
             h5.create_dataset("label", data=manifest["label"].to_numpy(dtype=np.int8))
@@ -128,8 +138,12 @@ def _open(path: str | Path) -> h5py.File:
     return h5
 
 
-def read_cache(path: str | Path, expect: Mapping[str, Any] | None = None) -> FeatureCache:
-    """Load a cache; if `expect` is given, any identity attribute that differs is an error."""
+def read_cache(path: str | Path, expect: Mapping[str, Any] | None = None, *, layers: bool = False,
+               perturbed: bool = False) -> FeatureCache:
+    """Load a cache; if `expect` is given, any identity attribute that differs is an error.
+
+    Stored block tokens (`layers`) and perturbed copies (`perturbed`) are read only when asked: they
+    can be many times the size of the embeddings."""
     path = Path(path)
     try:
         with _open(path) as h5:
@@ -148,9 +162,11 @@ def read_cache(path: str | Path, expect: Mapping[str, Any] | None = None) -> Fea
                 name: PromptEmbeddings(_strings(g["text"]), g["embedding"][()], g["label"][()].astype(np.int64))
                 for name, g in h5.get("prompts", {}).items()
             }
+            stored_layers = {int(k): ds[()] for k, ds in h5.get("layers", {}).items()} if layers else {}
+            copies = {name: g["image_embeddings"][()] for name, g in h5.get("perturbed", {}).items()} if perturbed else {}
     except (OSError, KeyError) as exc:
         raise UserError(f"{path} is damaged: {exc}") from None
-    return FeatureCache(path, attrs, manifest, embeddings, prompts, failed)
+    return FeatureCache(path, attrs, manifest, embeddings, prompts, failed, stored_layers, copies)
 
 
 def check_identity(actual: Mapping[str, Any], expect: Mapping[str, Any], what: str) -> None:

@@ -22,6 +22,9 @@ from clipforensics.data import cache as cache_mod
 from clipforensics.extract.distributed import Shard
 
 
+EXTRA = "extra_"
+
+
 class ChunkStore:
     """Finished chunks of a run in progress: `<out>.parts/chunk-<k>.npz`, each written atomically."""
 
@@ -34,13 +37,19 @@ class ChunkStore:
     def done(self) -> set[int]:
         return {int(p.stem.split("-")[1]) for p in self.dir.glob("chunk-*.npz")} if self.dir.exists() else set()
 
-    def save(self, k: int, embeddings: np.ndarray, reasons: list[str]) -> None:
+    def save(self, k: int, embeddings: np.ndarray, reasons: list[str],
+             extras: dict[str, np.ndarray] | None = None) -> None:
+        """`extras`: further per-row arrays by cache path (layers/3, perturbed/jpeg:50/image_embeddings)."""
+        named = {f"{EXTRA}{i}": v.astype(np.float16) for i, v in enumerate((extras or {}).values())}
         with atomic_path(self.path(k), suffix=".npz") as tmp:
-            np.savez(tmp, embeddings=embeddings.astype(np.float16), reasons=np.array(reasons, dtype=str))
+            np.savez(tmp, embeddings=embeddings.astype(np.float16), reasons=np.array(reasons, dtype=str),
+                     extra_names=np.array(list(extras or {}), dtype=str), **named)
 
-    def load(self, k: int) -> tuple[np.ndarray, list[str]]:
+    def load(self, k: int) -> tuple[np.ndarray, list[str], dict[str, np.ndarray]]:
         with np.load(self.path(k)) as z:
-            return z["embeddings"], [str(r) for r in z["reasons"]]
+            names = [str(n) for n in z["extra_names"]] if "extra_names" in z else []
+            extras = {name: z[f"{EXTRA}{i}"] for i, name in enumerate(names)}
+            return z["embeddings"], [str(r) for r in z["reasons"]], extras
 
     def identity_file(self) -> Path:
         return self.dir / "identity.json"
@@ -107,15 +116,18 @@ class ChunkCollector:
 
     def __init__(self, store: ChunkStore, n_rows: int, chunk_size: int) -> None:
         self.store, self.n_rows, self.chunk_size = store, n_rows, chunk_size
-        self.pending: dict[int, tuple[list[np.ndarray], list[str]]] = {}
+        self.pending: dict[int, tuple[list[np.ndarray], list[str], dict[str, list[np.ndarray]]]] = {}
 
-    def add(self, idx: list[int], embeddings: np.ndarray, reasons: list[str]) -> None:
+    def add(self, idx: list[int], embeddings: np.ndarray, reasons: list[str],
+            extras: dict[str, np.ndarray] | None = None) -> None:
         k = idx[0] // self.chunk_size
-        parts, why = self.pending.setdefault(k, ([], []))
+        parts, why, more = self.pending.setdefault(k, ([], [], {}))
         parts.append(embeddings)
         why.extend(reasons)
+        for name, values in (extras or {}).items():
+            more.setdefault(name, []).append(values)
         if idx[-1] == min((k + 1) * self.chunk_size, self.n_rows) - 1:
-            self.store.save(k, np.concatenate(parts), why)
+            self.store.save(k, np.concatenate(parts), why, {n: np.concatenate(v) for n, v in more.items()})
             del self.pending[k]
 
 
@@ -131,9 +143,10 @@ def assemble(out: Path, store: ChunkStore, n_chunks: int, manifest: pd.DataFrame
         store.remove()
         raise UserError(f"all {len(manifest)} images failed to decode (first: {failed.iloc[0].path}: "
                         f"{failed.iloc[0].reason})")
+    extras = {name: np.concatenate([c[2][name] for c in chunks])[ok] for name in chunks[0][2]}
     attrs = {**attrs, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     cache_mod.write_cache(out, embeddings=embeddings[ok], manifest=manifest[ok].reset_index(drop=True),
-                          attrs=attrs, prompts=prompts(), failed=failed)
+                          attrs=attrs, prompts=prompts(), failed=failed, extras=extras)
     write_json(out.with_suffix(".json"), {**attrs, "n_images": int(ok.sum()), "n_failed": int((~ok).sum())})
     store.remove()
     return out

@@ -17,6 +17,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from clipforensics.extract.perturb import Perturbation, row_rng
+
 
 class ImageFiles(Dataset):
     """Decodes one image; an unreadable file yields a zero image and the reason.
@@ -25,9 +27,11 @@ class ImageFiles(Dataset):
     otherwise `preprocess` is a full transform returning the model's float input."""
 
     def __init__(self, root: Path, paths: list[str], preprocess: Callable[[Image.Image], Any], image_size: int,
-                 uint8: bool = False) -> None:
+                 uint8: bool = False, perturbations: tuple[Perturbation, ...] = (), seed: int = 0) -> None:
         self.root, self.paths, self.preprocess, self.image_size = root, paths, preprocess, image_size
-        self.uint8 = uint8
+        self.uint8, self.perturbations, self.seed = uint8, perturbations, seed
+        if perturbations and not uint8:
+            raise ValueError("perturbed copies are made on the uint8 path")
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -36,13 +40,23 @@ class ImageFiles(Dataset):
         try:
             with Image.open(self.root / self.paths[i]) as img:
                 if self.uint8:
-                    return uint8_pixels(self.preprocess(open_rgb(img, self.image_size))), i, ""
+                    return self._views(open_rgb(img, self.image_size), i), i, ""
                 img.load()
                 return self.preprocess(img.convert("RGB")), i, ""
         except Exception as exc:  # any decode failure is data, not a crash
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
             dtype = torch.uint8 if self.uint8 else torch.float32
-            return torch.zeros(3, self.image_size, self.image_size, dtype=dtype), i, reason
+            shape = (1 + len(self.perturbations), 3) if self.perturbations else (3,)
+            return torch.zeros(*shape, self.image_size, self.image_size, dtype=dtype), i, reason
+
+    def _views(self, img: Image.Image, i: int) -> torch.Tensor:
+        """The clean pixels, or (with perturbations) clean + each copy stacked: 1+P x C x H x W."""
+        clean = uint8_pixels(self.preprocess(img))
+        if not self.perturbations:
+            return clean
+        copies = [uint8_pixels(self.preprocess(p.apply(img, row_rng(self.seed, i, j))))
+                  for j, p in enumerate(self.perturbations)]
+        return torch.stack([clean, *copies])
 
 
 def open_rgb(img: Image.Image, size: int) -> Image.Image:

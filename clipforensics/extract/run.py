@@ -7,6 +7,7 @@ writer (`extract.chunks`): finished chunks saved atomically under `<out>.parts/`
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ from clipforensics.extract.chunks import ChunkCollector, ChunkStore, assemble, o
 from clipforensics.extract.distributed import Shard, current_shard, finish, init_process_group
 from clipforensics.extract.models import PRECISIONS, LoadedModel, ModelSettings, load_model
 from clipforensics.extract.prompts import PROMPT_SETS, get_prompt_set
+from clipforensics.extract.layers import BlockTaps, layer_key, parse_layers, vision_blocks
+from clipforensics.extract.perturb import Perturbation, parse_perturbations, perturbation_key
 from clipforensics.extract.reader import ImageFiles, collate_images, describe_preprocessing
 
 
@@ -46,6 +49,12 @@ class ExtractSettings:
     overwrite: bool = option(False, "replace an existing cache (or unfinished parts) made with other settings")
     shard: str | None = option(None, "do only shard K of N (K/N, e.g. for SLURM arrays); then run "
                                      "`extract_features.py merge` with the same options", metavar="K/N")
+    layers: str | None = option(None, "also store the class token of these residual blocks, taken in the same "
+                                      "forward: all, last, or indices like 0,4,8 (/layers/<k>)", metavar="SPEC")
+    perturb: tuple[str, ...] = option((), "also embed perturbed copies of every row: jpeg:90,70 blur:1,2 "
+                                          "resize:0.5 noise:0.02 (/perturbed/<kind:level>)", metavar="KIND:LEVELS",
+                                      spaced=True)
+    perturb_seed: int = option(0, "seed of the noise perturbation (per row and copy)")
 
 
 def spread_rows(df: pd.DataFrame, limit: int | None) -> pd.DataFrame:
@@ -98,6 +107,7 @@ def extract(manifest_settings: ManifestSettings, model_settings: ModelSettings,
         get_prompt_set(name)
     if settings.batch_size < 1 or settings.chunk_size < 1 or settings.workers < 0:
         raise UserError("--batch-size and --chunk-size must be positive, --workers non-negative")
+    perturbations = parse_perturbations(settings.perturb)
     shard = Shard() if merge else current_shard(settings.shard)
     manifest = spread_rows(scan(manifest_settings), settings.limit)
     loaded = load_agreed(model_settings, shard, init_process_group(shard, settings.device), settings.precision)
@@ -105,8 +115,12 @@ def extract(manifest_settings: ManifestSettings, model_settings: ModelSettings,
     identity.update(manifest_hash=manifest_hash(manifest), chunk_size=settings.chunk_size,
                     prompt_sets=list(settings.prompt_sets), preprocessing=preprocessing(loaded))
     identity["crops"] = read_crop_recipe(manifest_settings.data_root)  # prepare.json: the crops are identity
+    layers = parse_layers(settings.layers, len(vision_blocks(loaded.model))) if settings.layers else ()
+    identity.update(layers=list(layers), perturbations=[p.name for p in perturbations])
+    if perturbations:
+        identity["perturb_seed"] = settings.perturb_seed
     job = Job(out, ChunkStore(out), loaded, manifest, identity, manifest_settings, model_settings, settings,
-              {**identity, **(extra_attrs or {})})
+              {**identity, **(extra_attrs or {})}, layers, perturbations)
     try:
         if merge:
             return _merge(job)
@@ -141,6 +155,8 @@ class Job:
     model_settings: ModelSettings
     settings: ExtractSettings
     attrs: dict[str, Any]
+    layers: tuple[int, ...] = ()
+    perturbations: tuple[Perturbation, ...] = ()
 
     @property
     def n_chunks(self) -> int:
@@ -197,9 +213,10 @@ def _merge(job: Job) -> Path:
 def _refuse_or_accept_existing(out: Path, identity: dict[str, Any]) -> None:
     attrs = cache_mod.read_attrs(out)
     cache_mod.check_identity(attrs, identity, what=f"existing cache {out} (use --overwrite to replace it)")
-    if attrs.get("prompt_sets") != identity["prompt_sets"]:
-        raise UserError(f"existing cache {out} holds prompt sets {attrs.get('prompt_sets')}; "
-                        "use --overwrite to replace it")
+    for key, what in (("prompt_sets", "prompt sets"), ("layers", "layers"), ("perturbations", "perturbed copies")):
+        if (attrs.get(key) or []) != identity[key]:
+            raise UserError(f"existing cache {out} holds {what} {attrs.get(key) or []}, not {identity[key]}; "
+                            "use --overwrite to replace it")
     print(f"{out} is already complete with these settings: nothing to do", file=sys.stderr)
 
 
@@ -211,7 +228,8 @@ def _run_chunks(job: Job, chunks: Iterable[int]) -> None:
         return
     batches = plan_batches(todo, n, settings.chunk_size, settings.batch_size)
     dataset = ImageFiles(Path(job.manifest_settings.data_root), job.manifest["path"].tolist(), loaded.pixels,
-                         loaded.image_size, uint8=True)
+                         loaded.image_size, uint8=True, perturbations=job.perturbations,
+                         seed=settings.perturb_seed)
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=settings.workers, collate_fn=collate_images,
                         pin_memory=loaded.device.type == "cuda",
                         persistent_workers=False, prefetch_factor=4 if settings.workers else None)
@@ -219,10 +237,23 @@ def _run_chunks(job: Job, chunks: Iterable[int]) -> None:
     if len(todo) < len(chunks):
         print(f"resuming: {len(chunks) - len(todo)} of {len(chunks)} chunks already done", file=sys.stderr)
     collector = ChunkCollector(job.store, n, settings.chunk_size)
+    taps = BlockTaps(loaded.model, job.layers) if job.layers else None
     with tqdm(total=remaining, unit="img", desc="extract", dynamic_ncols=True, file=sys.stderr) as bar:
         for images, idx, reasons in loader:
-            collector.add(idx, loaded.encode_images(images).numpy(), reasons)
+            embeddings, extras = encode_batch(job, taps, images)
+            collector.add(idx, embeddings, reasons, extras)
             bar.update(len(idx))
+
+
+def encode_batch(job: Job, taps: BlockTaps | None, images: torch.Tensor) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The final embeddings (block tokens tapped in the same forward), then each perturbed copy's."""
+    clean = images[:, 0] if job.perturbations else images
+    with taps.capture() if taps else contextlib.nullcontext({}) as taken:
+        embeddings = job.loaded.encode_images(clean).numpy()
+    extras = {layer_key(k): t.numpy() for k, t in taken.items()}
+    for j, p in enumerate(job.perturbations):
+        extras[perturbation_key(p)] = job.loaded.encode_images(images[:, 1 + j]).numpy()
+    return embeddings, extras
 
 
 def _assemble(job: Job) -> Path:
@@ -244,6 +275,8 @@ def summarize(cache: cache_mod.FeatureCache) -> str:
              f"({cache.embeddings.dtype}), {len(cache.failed)} failed",
              f"model {a['model']} / {a['pretrained']} at {a['image_size']} px, {a['precision']}, "
              f"manifest {a['manifest_hash']}, prompt sets {', '.join(cache.prompts)}"]
+    if a.get("layers") or a.get("perturbations"):
+        lines.append(f"block tokens of layers {a.get('layers') or []}; perturbed copies {a.get('perturbations') or []}")
     if a.get("random_weights"):
         lines.append("RANDOM WEIGHTS: these embeddings prove the machinery, not detection skill")
     lines.append(counts.to_string())

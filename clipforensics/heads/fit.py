@@ -19,6 +19,7 @@ from clipforensics.data.cache import FeatureCache, read_cache
 from clipforensics.data.crossdata import CrossSettings, check_disjoint, dataset_name, load_test_sets, scores_with_tests
 from clipforensics.core.errors import UserError
 from clipforensics.heads.heads import Features, FitResult, fit_head, resolve_heads
+from clipforensics.heads.layers import layer_view, refuse_prompt_heads
 from clipforensics.data.protocol import ProtocolSettings, Splits, make_splits, split_summary
 from clipforensics.data.provenance import check_lora_overlap
 from clipforensics.data.splitfile import write_split_table
@@ -35,6 +36,10 @@ class FitSettings:
     heads: tuple[str, ...] = option(("logreg", "svm", "zeroshot-v2"), "heads to fit (comma list, or 'all')")
     out: str = option(None, "run folder: one sub-folder per head (required unless --list-heads)", metavar="DIR")
     overwrite: bool = option(False, "replace a run folder made from another cache")
+    layer: str | None = option(None, "fit on stored block tokens instead of the final embedding: K, last, or "
+                                     "concat:K,L (cache made with --layers)", metavar="SPEC")
+    layer_sweep: bool = option(False, "fit the heads on every stored layer and write layer_sweep.{csv,md,json,png} "
+                                      "(val AUC picks the layer, test AUC beside it)")
 
 
 def split_rows(cache: FeatureCache, protocol: ProtocolSettings) -> pd.DataFrame:
@@ -91,9 +96,14 @@ def save_head(out_dir: Path, result: FitResult, meta: dict[str, Any]) -> None:
 def fit_heads(settings: FitSettings, protocol: ProtocolSettings,
               cross: CrossSettings | None = None) -> list[dict[str, Any]]:
     """Fit every head on train, select on val, score val and test (and every other data set's test rows)."""
-    cache = read_cache(settings.cache)
+    cache = read_cache(settings.cache, layers=settings.layer is not None)
+    if settings.layer is not None:
+        refuse_prompt_heads(settings.heads, settings.layer)
+        cache = layer_view(cache, settings.layer)
     names = resolve_heads(settings.heads, cache.prompts)
     tests = load_test_sets(cache, cross, protocol.frames_per_video) if cross else []
+    if tests and settings.layer is not None:
+        raise UserError("--layer reads block tokens of this cache only; fit without --test-cache, or without --layer")
     splits = make_splits(cache.manifest, protocol)
     check_lora_overlap(cache.attrs, splits.rows, str(cache.path))
     log_splits(splits)
@@ -107,6 +117,8 @@ def fit_heads(settings: FitSettings, protocol: ProtocolSettings,
     identity = {**run_identity(cache, protocol), "splits": splits.digest()}
     if tests:
         identity["test_sets"] = [test.record() for test in tests]
+    if settings.layer is not None:
+        identity["layer"] = settings.layer
     _claim_run_dir(out, identity, settings.overwrite)
     write_json(out / RUN_FILE, {**identity, "fit": to_dict(settings), "package_version": __version__})
     write_split_table(out, splits.table())

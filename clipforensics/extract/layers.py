@@ -1,0 +1,76 @@
+"""Class tokens of intermediate residual blocks, taken with forward hooks during the one image forward.
+
+Intermediate CLIP blocks often generalise better than the last one (RINE, 2024); storing them while the
+final embedding is computed costs a copy of one token per block and image, not another pass.
+Block k's token is the residual stream after block k (before ln_post and the projection), so the last
+block's token, through ln_post and proj, is the final embedding (tests/test_layers.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+
+from clipforensics.core.errors import UserError
+
+LAYER_GROUP = "layers"
+
+
+def vision_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """open_clip's image tower blocks; a tower without them (e.g. a ConvNeXt) cannot give layers."""
+    blocks = getattr(getattr(getattr(model, "visual", None), "transformer", None), "resblocks", None)
+    if blocks is None:
+        raise UserError("--layers needs a ViT image tower (visual.transformer.resblocks); this model has none")
+    return blocks
+
+
+def parse_layers(spec: str | None, n_blocks: int) -> tuple[int, ...]:
+    """'all' -> every block, 'last' -> the final one, '0,4,8' -> those (negative counts from the end)."""
+    if spec is None or spec == "":
+        return ()
+    if spec == "all":
+        return tuple(range(n_blocks))
+    if spec == "last":
+        return (n_blocks - 1,)
+    chosen = []
+    for part in spec.split(","):
+        try:
+            k = int(part)
+        except ValueError:
+            raise UserError(f"--layers takes all, last or block indices like 0,4,8; got {spec!r}") from None
+        if not -n_blocks <= k < n_blocks:
+            raise UserError(f"--layers {k}: this model has blocks 0..{n_blocks - 1}")
+        chosen.append(k % n_blocks)
+    return tuple(sorted(set(chosen)))
+
+
+def layer_key(k: int) -> str:
+    return f"{LAYER_GROUP}/{k}"
+
+
+class BlockTaps:
+    """Forward hooks that keep the class token of chosen blocks while `capture()` is open."""
+
+    def __init__(self, model: torch.nn.Module, layers: tuple[int, ...]) -> None:
+        self.blocks, self.layers = vision_blocks(model), layers
+        self.batch_first = bool(getattr(model.visual.transformer, "batch_first", True))
+        self.taken: dict[int, torch.Tensor] = {}
+
+    def _hook(self, k: int):
+        def keep(_module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> None:
+            token = output[:, 0] if self.batch_first else output[0]
+            self.taken[k] = token.float().cpu()
+        return keep
+
+    @contextlib.contextmanager
+    def capture(self) -> Iterator[dict[int, torch.Tensor]]:
+        """Hooks live only inside the block, so other forwards (perturbed copies, prompts) are not tapped."""
+        self.taken = {}
+        handles = [self.blocks[k].register_forward_hook(self._hook(k)) for k in self.layers]
+        try:
+            yield self.taken
+        finally:
+            for h in handles:
+                h.remove()

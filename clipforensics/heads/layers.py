@@ -1,0 +1,165 @@
+"""Heads on stored block tokens: one layer, a concatenation, or a sweep over every stored layer.
+
+RINE and ForensicsAdapter fix which CLIP blocks they read; with every block's class token in the cache
+(`extract_features.py --layers all`), choosing it is a loop of head fits. The sweep reports the test
+AUC of every layer beside its validation AUC, but only validation picks the layer a user should report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clipforensics.core.errors import UserError
+from clipforensics.core.io import write_json, write_text
+from clipforensics.data.cache import FeatureCache, read_cache
+from clipforensics.data.protocol import ProtocolSettings, make_splits
+from clipforensics.data.provenance import check_lora_overlap
+from clipforensics.data.scores import make_scores
+from clipforensics.evaluate.metrics import bootstrap_ci, frame_video_auc, roc_auc, video_scores
+from clipforensics.heads.heads import Features, fit_head
+from clipforensics.report.figures import new_figure, save_figure
+from clipforensics.report.tables import frame_table, to_markdown
+
+FINAL = "final"
+PROMPT_HEADS = ("zeroshot-", "prompt-features")
+SWEEP_FILES = ("layer_sweep.csv", "layer_sweep.md", "layer_sweep.json", "layer_sweep.png")
+
+
+def parse_layer_choice(spec: str, stored: list[int]) -> list[int]:
+    """'K' | 'last' | 'concat:K,L' -> the stored blocks to read, refused by name when absent."""
+    if not stored:
+        raise UserError("this cache stores no block tokens; re-extract with --layers all (or e.g. 0,4,8)")
+    text = spec[len("concat:"):] if spec.startswith("concat:") else spec
+    try:
+        keys = [max(stored) if part == "last" else int(part) for part in text.split(",") if part]
+    except ValueError:
+        raise UserError(f"--layer takes K, last or concat:K,L; got {spec!r}") from None
+    if len(keys) > 1 and not spec.startswith("concat:"):
+        raise UserError(f"--layer {spec}: write concat:{spec} to fit on several layers at once")
+    missing = [k for k in keys if k not in stored]
+    if missing or not keys:
+        raise UserError(f"--layer {spec}: the cache stores layers {stored}, not {missing or spec}")
+    return keys
+
+
+def layer_view(cache: FeatureCache, spec: str | None) -> FeatureCache:
+    """The cache with its embeddings replaced by the chosen block tokens (prompts dropped: they live in
+    the projected space, which intermediate tokens are not in)."""
+    if spec is None:
+        return cache
+    keys = parse_layer_choice(spec, sorted(cache.layers))
+    X = np.concatenate([cache.layers[k] for k in keys], axis=1)
+    return dataclasses.replace(cache, embeddings=X, prompts={}, layers={})
+
+
+def refuse_prompt_heads(names: list[str] | tuple[str, ...], spec: str) -> None:
+    prompt = [n for n in names if n.startswith(PROMPT_HEADS)]
+    if prompt:
+        raise UserError(f"{prompt[0]} needs the final (projected) embedding; with --layer {spec} use trained heads "
+                        "(logreg, svm, ridge, real-only)")
+
+
+def _test_sets(scores: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """'all' test rows, then all reals against each test manipulation when there are several."""
+    test = scores[scores["split"] == "test"]
+    fakes = test.loc[test["label"] == 1, "manipulation"].unique()
+    sets = {"all": test}
+    if len(fakes) > 1:
+        real = test[test["label"] == 0]
+        sets.update({str(m): pd.concat([real, test[test["manipulation"] == m]]) for m in sorted(fakes)})
+    return sets
+
+
+def _measure(scores: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, rows in _test_sets(scores).items():
+        videos = video_scores(rows)
+        ci = bootstrap_ci(videos["label"], videos["score"], videos["video"], n_boot=n_boot, seed=seed)["auc"]
+        out[name] = {"frame_auc": roc_auc(rows["label"], rows["score"]),
+                     "video_auc": roc_auc(videos["label"], videos["score"]), "video_auc_ci": list(ci)}
+    return out
+
+
+def sweep(cache_path: str, heads: tuple[str, ...], protocol: ProtocolSettings, out: Path,
+          n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Fit each trained head on each stored layer (and the final embedding); one row per (layer, head)."""
+    cache = read_cache(cache_path, layers=True)
+    if not cache.layers:
+        raise UserError(f"{cache_path} stores no block tokens; re-extract with --layers all")
+    names = [h for h in heads if not h.startswith(PROMPT_HEADS) and h != "all"] or ["logreg"]
+    splits = make_splits(cache.manifest, protocol)
+    check_lora_overlap(cache.attrs, splits.rows, str(cache.path))
+    rows = splits.rows
+    scored = rows[rows["split"].isin(("val", "test"))]
+    records = []
+    views = [(str(k), cache.layers[k]) for k in sorted(cache.layers)] + [(FINAL, cache.embeddings)]
+    for layer, X in views:
+        train, val = (Features.of(X, rows[rows["split"] == s]) for s in ("train", "val"))
+        for name in names:
+            result = fit_head(name, {}, train, val)
+            scores = make_scores(scored, result.head.predict_proba(X[scored.index.to_numpy()].astype(np.float32)))
+            val_frame, val_video = frame_video_auc(scores[scores["split"] == "val"])
+            records.append({"layer": layer, "head": name, "val_video_auc": val_video, "val_frame_auc": val_frame,
+                            "fit_seconds": result.seconds, "test": _measure(scores, n_boot, seed)})
+            print(f"layer {layer:>5} {name:>10}: val video AUC {val_video:.3f}", file=sys.stderr)
+    table = sweep_table(records)
+    write_sweep(out, table, records, {"cache": str(cache.path.resolve()), "cache_identity": cache.identity(),
+                                      "splits": splits.digest(), "heads": names})
+    return table
+
+
+def sweep_table(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Layer x test set: val AUC (which picks), then each test set's video AUC [CI] and frame AUC."""
+    best = max(range(len(records)), key=lambda i: records[i]["val_video_auc"])
+    rows = []
+    for i, r in enumerate(records):
+        row: dict[str, Any] = {"layer": r["layer"], "head": r["head"], "val video AUC": r["val_video_auc"],
+                               "picked by val": "yes" if i == best else ""}
+        for test_set, m in r["test"].items():
+            lo, hi = m["video_auc_ci"]
+            row[f"{test_set} video AUC"] = f"{m['video_auc']:.3f} [{lo:.2f}, {hi:.2f}]"
+            row[f"{test_set} frame AUC"] = m["frame_auc"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_sweep(out: Path, table: pd.DataFrame, records: list[dict[str, Any]], identity: dict[str, Any]) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {out}: {exc.strerror}") from None
+    write_text(out / "layer_sweep.csv", table.to_csv(index=False))
+    note = ("Validation video AUC picks the layer (row 'picked by val'); test AUCs are shown beside it, "
+            "never used to choose.")
+    write_text(out / "layer_sweep.md", to_markdown(frame_table(table)) + "\n" + note + "\n")
+    write_json(out / "layer_sweep.json", {**identity, "rows": records})
+    plot_sweep(records, out / "layer_sweep.png")
+    print(to_markdown(frame_table(table)))
+
+
+def plot_sweep(records: list[dict[str, Any]], out_png: Path) -> Path:
+    heads = list(dict.fromkeys(r["head"] for r in records))
+    fig = new_figure(4.5 * len(heads), 3.6)
+    axes = np.atleast_1d(fig.subplots(1, len(heads)))
+    best = max(records, key=lambda r: r["val_video_auc"])
+    for ax, head in zip(axes, heads):
+        mine = [r for r in records if r["head"] == head]
+        x = np.arange(len(mine))
+        ax.plot(x, [r["val_video_auc"] for r in mine], "k--o", label="val video AUC (picks)")
+        for test_set in mine[0]["test"]:
+            auc = np.array([r["test"][test_set]["video_auc"] for r in mine])
+            ci = np.array([r["test"][test_set]["video_auc_ci"] for r in mine])
+            line, = ax.plot(x, auc, marker="o", label=f"test {test_set}")
+            ax.fill_between(x, ci[:, 0], ci[:, 1], color=line.get_color(), alpha=0.12)
+        if best["head"] == head:
+            ax.axvline([r["layer"] for r in mine].index(best["layer"]), color="grey", linestyle=":")
+        ax.set_xticks(x, [r["layer"] for r in mine])
+        ax.set(xlabel="block (final = projected embedding)", ylabel="video AUC", title=head, ylim=(0, 1.02))
+        ax.legend(fontsize=7, loc="lower right")
+    return save_figure(fig, out_png)
