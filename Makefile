@@ -13,25 +13,32 @@ STAMP  := $(VENV)/.installed
 
 SYNTHETIC  := data/synthetic
 DATA       ?= $(SYNTHETIC)
-DATA_ARGS  ?= --videos 60 --frames 6 --size 128
+DATA_ARGS  ?= --videos 80 --frames 4 --size 64 --strength 3
 MODEL      ?= tiny-vit
 PRETRAINED ?= none
 RUN        ?= demo
 TRAIN      ?= FaceSwap
-TEST       ?= NeuralTextures,Deepfakes,Face2Face
+TEST       ?= FaceSwap,NeuralTextures,Deepfakes,Face2Face
+SPLIT      ?= 50/20/30
 HEADS      ?= all
 MATRIX_HEAD ?= logreg
+READ       ?= $(MATRIX_HEAD),$(RUN)-lora
 EXTRACT_ARGS ?=
-LORA_ARGS  ?= --epochs 2 --max-train-images 480 --batch-size 32 --rank 8 --alpha 16 --lr 3e-3
+LORA_ARGS  ?= --epochs 4 --max-train-images 480 --batch-size 32 --rank 8 --alpha 16 --lr 3e-3 --workers 0
 VIDEOS      ?=
 FRAMES_OUT  ?= data/frames
 FRAMES_ARGS ?= --frames 32
+
+# The tiny model's 64-wide matrices are too small for a second OpenMP thread to pay: on this 2-core machine,
+# shared, one demo LoRA epoch took 4.4 s with one thread and 28 s with two. Other models keep torch's default.
+THREADS  ?= $(if $(filter tiny-vit,$(MODEL)),1,)
+RUN_PY   := $(if $(THREADS),OMP_NUM_THREADS=$(THREADS) ,)$(PY)
 
 CACHE    := cache/$(RUN).h5
 RUNDIR   := runs/$(RUN)
 LORADIR  := runs/$(RUN)-lora
 REPORT   := reports/$(RUN)
-PROTOCOL := --train-fakes $(TRAIN) --test-fakes $(TEST)
+PROTOCOL := --train-fakes $(TRAIN) --test-fakes $(TEST) --real-split $(SPLIT)
 
 # stamp(file, text): rewrite .make/<file> only when `text` differs from what it holds.
 stamp = $(shell mkdir -p .make && { [ "$$(cat .make/$(1) 2>/dev/null)" = '$(2)' ] || printf '%s' '$(2)' > .make/$(1); })
@@ -39,7 +46,7 @@ $(call stamp,$(RUN).data,$(DATA) $(DATA_ARGS))
 $(call stamp,$(RUN).extract,$(MODEL) $(PRETRAINED) $(EXTRACT_ARGS))
 $(call stamp,$(RUN).heads,$(HEADS) $(PROTOCOL))
 $(call stamp,$(RUN).lora,$(LORA_ARGS) $(PROTOCOL))
-$(call stamp,$(RUN).matrix,$(MATRIX_HEAD))
+$(call stamp,$(RUN).matrix,$(MATRIX_HEAD) $(SPLIT))
 
 # The generated set is (re)made by `make data`; a user's own DATA folder is only ever read.
 ifeq ($(DATA),$(SYNTHETIC))
@@ -53,7 +60,8 @@ endif
 help:  ## list targets and variables
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
 	@echo "variables: DATA=$(DATA) MODEL=$(MODEL) PRETRAINED=$(PRETRAINED) RUN=$(RUN) TRAIN=$(TRAIN)"
-	@echo "           TEST=$(TEST) HEADS=$(HEADS) MATRIX_HEAD=$(MATRIX_HEAD) LORA_ARGS='$(LORA_ARGS)'"
+	@echo "           TEST=$(TEST) SPLIT=$(SPLIT) HEADS=$(HEADS) MATRIX_HEAD=$(MATRIX_HEAD) READ=$(READ)"
+	@echo "           THREADS=$(THREADS) LORA_ARGS='$(LORA_ARGS)'"
 	@echo "           EXTRACT_ARGS='$(EXTRACT_ARGS)' VIDEOS=$(VIDEOS) FRAMES_OUT=$(FRAMES_OUT)"
 
 $(STAMP): requirements.txt
@@ -73,38 +81,40 @@ frames: | $(STAMP)  ## face-cropped frames from VIDEOS (FF++ tree or class folde
 	$(PY) prepare_frames.py --videos-root $(VIDEOS) --out $(FRAMES_OUT) $(FRAMES_ARGS)
 
 $(CACHE): $(DATA_DEP) .make/$(RUN).extract | $(STAMP)
-	$(PY) extract_features.py --data-root $(DATA) --model $(MODEL) --pretrained $(PRETRAINED) --out $@ --overwrite $(EXTRACT_ARGS)
+	$(RUN_PY) extract_features.py --data-root $(DATA) --model $(MODEL) --pretrained $(PRETRAINED) --out $@ --overwrite $(EXTRACT_ARGS)
 
 extract: $(CACHE)  ## CLIP embeddings of DATA into cache/RUN.h5
 
 $(RUNDIR)/run.json: $(CACHE) .make/$(RUN).heads
-	$(PY) fit_heads.py --cache $(CACHE) --heads $(HEADS) --out $(RUNDIR) $(PROTOCOL) --overwrite
+	$(RUN_PY) fit_heads.py --cache $(CACHE) --heads $(HEADS) --out $(RUNDIR) $(PROTOCOL) --overwrite
 
 heads: $(RUNDIR)/run.json  ## fit HEADS on the cache (train on TRAIN, test on TEST)
 
 $(LORADIR)/scores.csv: $(CACHE) .make/$(RUN).lora
-	$(PY) finetune_lora.py --base-cache $(CACHE) --out $(LORADIR) $(PROTOCOL) --overwrite $(LORA_ARGS)
+	$(RUN_PY) finetune_lora.py --base-cache $(CACHE) --out $(LORADIR) $(PROTOCOL) --overwrite $(LORA_ARGS)
 
 lora: $(LORADIR)/scores.csv  ## LoRA fine-tuning on the cache's frames, then re-extraction
 
 $(REPORT)/metrics.json: $(RUNDIR)/run.json
-	$(PY) evaluate.py $(RUNDIR)/*/scores.csv --out $(REPORT)
+	$(RUN_PY) evaluate.py $(RUNDIR)/*/scores.csv --out $(REPORT)
 
 eval: $(REPORT)/metrics.json  ## evaluate every head of the run: metrics, plots, report.html
 
 $(REPORT)/matrix/matrix.csv: $(CACHE) .make/$(RUN).matrix
-	$(PY) evaluate.py matrix --cache $(CACHE) --head $(MATRIX_HEAD) --out $(REPORT)/matrix
+	$(RUN_PY) evaluate.py matrix --cache $(CACHE) --head $(MATRIX_HEAD) --out $(REPORT)/matrix --real-split $(SPLIT)
 
 matrix: $(REPORT)/matrix/matrix.csv  ## cross-manipulation AUC matrix of MATRIX_HEAD
 
 $(REPORT)-all/metrics.json: $(RUNDIR)/run.json $(LORADIR)/scores.csv
-	$(PY) evaluate.py $(RUNDIR)/*/scores.csv $(LORADIR)/scores.csv --out $(REPORT)-all
+	$(RUN_PY) evaluate.py $(RUNDIR)/*/scores.csv $(LORADIR)/scores.csv --out $(REPORT)-all
 
 report: $(REPORT)-all/metrics.json  ## one report comparing the frozen heads with the LoRA run
 
 demo: $(REPORT)/matrix/matrix.csv $(REPORT)-all/metrics.json  ## data -> extract -> heads -> LoRA -> evaluate -> matrix
 	@cat $(REPORT)-all/metrics.md
 	@echo "report: $(REPORT)-all/report.html  matrix: $(REPORT)/matrix/matrix_frame_auc.png"
+	@echo
+	@$(PY) -m clipforensics.report.reading $(REPORT)-all/metrics.json --runs $(READ)
 
 test: $(STAMP)  ## run the whole test suite
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
