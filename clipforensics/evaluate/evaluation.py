@@ -18,11 +18,14 @@ from clipforensics.core.errors import UserError
 from clipforensics.data.manifest import KNOWN_MANIPULATIONS
 from clipforensics.evaluate.metrics import (AGGREGATORS, FEW_VIDEOS, THRESHOLD_RULES, choose_threshold, evaluate_split,
                                             per_manipulation)
+from clipforensics.evaluate.compare import (frames_per_video, paired_comparisons, parse_counts,
+                                            threshold_transfer)
 from clipforensics.evaluate.result import RunResult
+from clipforensics.report.comparisons import frames_table, paired_table, plot_frames, transfer_table
 from clipforensics.report.errors import error_analysis
 from clipforensics.report.figures import plot_confusion, plot_roc
 from clipforensics.report.html import write_html
-from clipforensics.report.tables import results_table, to_markdown
+from clipforensics.report.tables import Table, results_table, to_markdown
 from clipforensics.data.scores import DATASET, read_scores, read_settings
 from clipforensics.core.settings import option, to_dict
 
@@ -47,6 +50,8 @@ class EvaluateSettings(MeasureSettings):
                                          "settings)", metavar="DIR")
     video_pattern: str | None = option(None, "regex with group 'video' for external files' paths", metavar="REGEX")
     real_classes: tuple[str, ...] = option(("Real_youtube",), "real class folder names, to read external paths")
+    frames_per_video: tuple[str, ...] = option((), "also video AUC using only N evenly spread frames per test video, "
+                                                   "for each N (e.g. 1,2,4,8,16,all)", metavar="COUNTS")
 
 
 def _run_name(path: Path, settings: dict[str, Any], taken: set[str]) -> str:
@@ -164,6 +169,26 @@ def evaluate(score_files: list[str], settings: EvaluateSettings) -> dict[str, An
     return write_outputs(results, [(name, df, meta) for name, df, meta, _ in expanded], settings)
 
 
+def comparisons(results: list[RunResult], settings: EvaluateSettings, metrics: dict[str, Any],
+                out: Path) -> tuple[list[Table], list[tuple[str, Path]]]:
+    """Threshold transfer per run, paired differences of every pair, video AUC vs frames per video:
+    into `metrics` (JSON), and as tables and figures for the report."""
+    transfer = {r.name: threshold_transfer(r) for r in results}
+    for name, t in transfer.items():
+        metrics["runs"][name]["threshold_transfer"] = t
+    tables, images = [transfer_table(transfer)], []
+    if len(results) > 1:
+        metrics["paired"] = paired_comparisons(results, settings.bootstrap, settings.seed)
+        tables.insert(0, paired_table(metrics["paired"]))
+    if settings.frames_per_video:
+        counts = parse_counts(settings.frames_per_video)
+        fpv = {r.name: frames_per_video(r, counts, settings.bootstrap, settings.seed) for r in results}
+        metrics["frames_per_video"] = fpv
+        tables.append(frames_table(fpv))
+        images.append(("video AUC vs frames per video", plot_frames(fpv, out / "frames_per_video.png")))
+    return tables, images
+
+
 def write_outputs(results: list[RunResult], loaded: list, settings: EvaluateSettings) -> dict[str, Any]:
     out = Path(settings.out)
     try:
@@ -176,12 +201,14 @@ def write_outputs(results: list[RunResult], loaded: list, settings: EvaluateSett
                           "per_manipulation": r.per_manipulation, "source": meta}
                  for r, (_, _, meta) in zip(results, loaded)},
     }
+    extra_tables, extra_images = comparisons(results, settings, metrics, out)
     write_json(out / "metrics.json", metrics)
-    tables = [results_table(results)]
+    tables = [results_table(results), *extra_tables]
     table = "\n".join(to_markdown(t) for t in tables)
     write_text(out / "metrics.md", table + "\n")
     images = [("ROC, frame level", plot_roc(results, out / "roc_frame.png", "frame", settings.video_agg)),
               ("ROC, video level", plot_roc(results, out / "roc_video.png", "video", settings.video_agg))]
+    images += extra_images
     for r in results:
         images.append((f"confusion matrices: {r.name}", plot_confusion(r, out / f"confusion_{r.name}.png")))
         errors = error_analysis(r, out, top_k=settings.top_k)
