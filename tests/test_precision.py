@@ -73,7 +73,7 @@ def test_unknown_hardware_is_calibrated(monkeypatch):
 
 
 @pytest.mark.parametrize("bf16_ok, expect", [(True, "bf16"), (False, "fp16")])
-def test_cuda_auto_autocasts_to_what_the_gpu_supports(monkeypatch, bf16_ok, expect):
+def test_cuda_auto_takes_what_the_gpu_supports(monkeypatch, bf16_ok, expect):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16_ok)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Test GPU")
     choice = resolve_precision("auto", torch.device("cuda"), "m", never)

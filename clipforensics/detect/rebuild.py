@@ -32,7 +32,7 @@ from clipforensics.evaluate.metrics import choose_threshold
 from clipforensics.frames.align import ALIGNMENTS
 from clipforensics.frames.crops import CropRecipe
 from clipforensics.frames.detectors import DETECTORS, file_sha256, model_file
-from clipforensics.extract.models import (DTYPES, LoadedModel, ModelSettings, load_model, resolve_device,
+from clipforensics.extract.models import (DTYPES, LoadedModel, ModelSettings, cast_model, load_model, resolve_device,
                                           resolve_precision)
 
 RUN_PRECISION = "run"
@@ -234,9 +234,7 @@ def face_crop(attrs: dict[str, Any], run: Path, request: Request) -> tuple[FaceC
 
 def loaded_with(loaded: LoadedModel, model: torch.nn.Module, precision: str) -> LoadedModel:
     """The same LoadedModel around another (merged) model, cast the way load_model casts for `precision`."""
-    if loaded.device.type == "cpu":
-        model.to(DTYPES[precision])
-    model.to(loaded.device).eval().requires_grad_(False)
+    cast_model(model, loaded.device, precision).eval().requires_grad_(False)
     return dataclasses.replace(loaded, model=model, precision=precision,
                                identity={**loaded.identity, "precision": precision})
 

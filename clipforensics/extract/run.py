@@ -41,8 +41,9 @@ class ExtractSettings:
     batch_size: int = option(64, "images per forward pass")
     workers: int = option(2, "DataLoader worker processes that decode images (0: decode in the main process)")
     device: str = option("auto", "auto, cpu, cuda or cuda:N", metavar="DEVICE")
-    precision: str = option("auto", "auto (CUDA: bf16 autocast where supported, else fp16; CPU: bf16 weights "
-                                    "only where measured faster, else fp32), fp32, fp16, bf16", choices=PRECISIONS)
+    precision: str = option("auto", "dtype of weights and inputs: auto (CUDA: bf16 where supported, else fp16; "
+                                    "CPU: bf16 only where measured faster, else fp32), fp32, fp16, bf16",
+                            choices=PRECISIONS)
     prompt_sets: tuple[str, ...] = option(tuple(PROMPT_SETS), "prompt sets to embed (comma list)")
     limit: int | None = option(None, "use at most N images, spread evenly over the manifest (trial runs)")
     chunk_size: int = option(512, "rows per resumable chunk: a crash redoes at most one chunk")
