@@ -150,8 +150,10 @@ def stopwatch(owner, name: str, totals: dict):
     real = getattr(owner, name)
 
     def wrapped(*a, **k):
-        seconds, result = timed(real, *a, **k)
-        totals[name] = totals.get(name, 0.0) + seconds
+        start = time.perf_counter()
+        result = real(*a, **k)
+        totals[name] = totals.get(name, 0.0) + time.perf_counter() - start
+        totals.setdefault(f"{name} calls", []).append(time.perf_counter())
         return result
     setattr(owner, name, wrapped)
     try:
@@ -176,7 +178,9 @@ def pipeline(args, data: Path, out: Path, n: int, device: str) -> dict[str, floa
         stack.enter_context(quiet(not args.verbose))
         seconds, rc = timed(extract_features.main, pipeline_argv(args, data, str(out), args.model, n, device))
     assert rc == 0, "extract_features.main failed (rerun with --verbose)"
-    return {**parts, "wall": seconds, "work": seconds - parts["load_agreed"]}
+    ends = parts.pop("encode_images calls")  # steady state: from the first batch's result to the last's
+    steady = (n - args.batch_size) / (ends[-1] - ends[0]) if len(ends) > 1 else float("nan")
+    return {**parts, "wall": seconds, "work": seconds - parts["load_agreed"], "steady": steady}
 
 
 def seed_loop(args, data: Path, device: str):
@@ -317,6 +321,8 @@ def main(argv=None) -> None:
          f"{a_end:.3g}", "", "", f"rounds: {fmt(ends)}; whole command without model build"],
         ["(a) its image loop (decode, forward, chunk writes)", "", n_a, f"{a_loop:.3g}", "", "",
          f"rounds: {fmt(loops)}"],
+        ["(a) its steady state (first batch out to last)", "", n_a, f"{max(x['steady'] for x in a):.3g}", "", "",
+         f"rounds: {fmt(x['steady'] for x in a)}; without worker start-up and first-batch latency"],
         ["(b) seed loop, 1 image at a time", f"{args.model}, fp32, no_grad", n_b, f"{b_best:.3g}", "", "",
          f"rounds: {fmt(b)}"],
         ["(c) raw forward, fastest precision", f"{setting}, {best}, decoded uint8", n_a, f"{c_best:.3g}", "", "",
@@ -335,6 +341,7 @@ def main(argv=None) -> None:
          f"same round: {fmt(e / ci for e, ci in zip(ends, c))}"],
         ["a / c (image loop)", "", "", f"{a_loop / c_best:.2f}", "", "",
          f"same round: {fmt(lp / ci for lp, ci in zip(loops, c))}"],
+        ["a / c (steady state)", "", "", f"{max(x['steady'] for x in a) / c_best:.2f}", "", ""],
         ["a / b", "", "", f"{a_end / b_best:.2f}", "", ""],
         ["(a) forward share of the image loop", "", "", f"{parts['encode_images'] / parts['_run_chunks']:.2f}", "", "",
          "encode_images (copy, normalise, forward, result back) / loop wall"],
