@@ -51,7 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--chunk-size", type=int, default=64,
                    help="rows per chunk, the unit ranks share (chunk k -> rank k mod 2); the default 512 would "
                         "give one rank 512 of 600 images")
-    p.add_argument("--precision", default="auto", help="extract_features.py --precision (auto = bf16 on CPU)")
+    p.add_argument("--precision", default="auto", help="extract_features.py --precision (auto: measured per machine, see README)")
     p.add_argument("--workers", type=int, default=2, help="decode workers in all (per rank: workers / 2)")
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the fastest wall time counts")
     p.add_argument("--master-port", type=int, default=29631, help="torchrun --master_port (distinct per run)")
