@@ -4,6 +4,7 @@
     python evaluate.py --predictions other_tool.json --out reports/other
     python evaluate.py matrix --cache cache/NAME.h5 --head logreg --out reports/matrix
     python evaluate.py matrix --cache cache/ffpp.h5 --test-cache cache/celebdf.h5 --out reports/generalisation
+    python evaluate.py robustness runs/NAME --out reports/NAME-robustness
 
 Thresholds for accuracy / F1 come from the validation rows (EER threshold), never from test rows.
 """
@@ -20,11 +21,17 @@ from clipforensics.data.crossdata import CrossSettings
 from clipforensics.data.protocol import ProtocolSettings
 from clipforensics.evaluate.evaluation import EvaluateSettings, evaluate
 from clipforensics.evaluate.matrix import MatrixSettings, cross_manipulation
+from clipforensics.evaluate.robustness import RobustnessSettings, robustness
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("scores", nargs="*", help="scores.csv files written by fit_heads.py / finetune_lora.py")
     add_arguments(parser, EvaluateSettings, "evaluation")
+
+
+def add_robustness_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="*", help="run folders written by fit_heads.py (runs/NAME) or head folders")
+    add_arguments(parser, RobustnessSettings, "robustness")
 
 
 def add_matrix_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +49,9 @@ COMMANDS = {
                       lambda ns: cross_manipulation(from_namespace(MatrixSettings, ns),
                                                     from_namespace(ProtocolSettings, ns),
                                                     from_namespace(CrossSettings, ns))),
+    "robustness": Command("AUC of every fitted head on each perturbed copy of its cache (extract --perturb), "
+                          "no refit", add_robustness_arguments,
+                          lambda ns: robustness(ns.runs, from_namespace(RobustnessSettings, ns))),
 }
 
 

@@ -25,6 +25,7 @@ from clipforensics.report.comparisons import frames_table, paired_table, plot_fr
 from clipforensics.report.errors import error_analysis
 from clipforensics.report.figures import plot_confusion, plot_roc
 from clipforensics.report.html import write_html
+from clipforensics.report.provenance import provenance, provenance_table, reading_table
 from clipforensics.report.tables import Table, results_table, to_markdown
 from clipforensics.data.scores import DATASET, read_scores, read_settings
 from clipforensics.core.settings import option, to_dict
@@ -195,8 +196,11 @@ def write_outputs(results: list[RunResult], loaded: list, settings: EvaluateSett
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot write to {out}: {exc.strerror}") from None
+    metas = [meta for _, _, meta in loaded]
+    prov = provenance([m["cache"] for m in metas if m.get("cache")],
+                      next((m["protocol"] for m in metas if m.get("protocol")), None), [df for _, df, _ in loaded])
     metrics = {
-        "settings": to_dict(settings), "package_version": __version__,
+        "provenance": prov, "settings": to_dict(settings), "package_version": __version__,
         "runs": {r.name: {"threshold": r.threshold, "threshold_note": r.threshold_note, "test": r.metrics,
                           "per_manipulation": r.per_manipulation, "source": meta}
                  for r, (_, _, meta) in zip(results, loaded)},
@@ -213,7 +217,8 @@ def write_outputs(results: list[RunResult], loaded: list, settings: EvaluateSett
         images.append((f"confusion matrices: {r.name}", plot_confusion(r, out / f"confusion_{r.name}.png")))
         errors = error_analysis(r, out, top_k=settings.top_k)
         images.append((f"most confident errors: {r.name}", Path(errors["png"])))
-    report = write_html(out / "report.html", "clipforensics report", tables, images, metrics)
+    report = write_html(out / "report.html", "clipforensics report",
+                        [provenance_table(prov), reading_table(metrics), *tables], images, metrics)
     print(table)
     print(f"report: {report}")
     return metrics

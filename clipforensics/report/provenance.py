@@ -1,0 +1,87 @@
+"""What produced a report: model and weights fingerprint, caches and their preprocessing, protocol and
+split counts, code version, date. It opens report.html and sits in metrics.json, so a page seen alone
+still says which model, which frames and which code its numbers come from."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from clipforensics import __version__
+from clipforensics.core.errors import UserError
+from clipforensics.data.cache import read_attrs
+from clipforensics.report.reading import reading
+from clipforensics.report.tables import Row, Table, one_line
+
+CACHE_KEYS = ("model", "pretrained", "weights_fingerprint", "image_size", "mean", "std", "precision", "crops",
+              "data_root", "n_images", "manifest_hash", "created")
+PROTOCOL_KEYS = ("train_fakes", "test_fakes", "real_split", "seed", "frames_per_video")
+
+
+def code_version() -> str:
+    """`git describe --always --dirty` of the checkout this package runs from, else the package version."""
+    try:
+        done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).resolve().parent,
+                              capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    text = done.stdout.strip()
+    return f"{__version__} (git {text})" if done.returncode == 0 and text else __version__
+
+
+def cache_record(path: str) -> dict[str, Any]:
+    """The attributes of one cache that say what its embeddings are (a missing cache is named as such)."""
+    try:
+        attrs = read_attrs(path)
+    except UserError as exc:
+        return {"path": path, "missing": str(exc)}
+    return {"path": path, **{k: attrs.get(k) for k in CACHE_KEYS if k in attrs}}
+
+
+def split_counts(tables: Iterable[pd.DataFrame]) -> dict[str, dict[str, int]]:
+    """Videos and frames per split of the first scores table (runs in one report share their test set)."""
+    for table in tables:
+        return {str(split): {"videos": int(g["video"].nunique()), "frames": int(len(g))}
+                for split, g in table.groupby("split", sort=False)}
+    return {}
+
+
+def provenance(caches: Iterable[str], protocol: dict[str, Any] | None, tables: Iterable[pd.DataFrame],
+               settings: Any = None) -> dict[str, Any]:
+    return {"caches": [cache_record(str(p)) for p in dict.fromkeys(caches)],
+            "protocol": {k: protocol.get(k) for k in PROTOCOL_KEYS if k in protocol} if protocol else None,
+            "splits": split_counts(tables), "code_version": code_version(),
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_text(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_text(v) for v in value)
+    return str(value)
+
+
+def provenance_table(prov: dict[str, Any]) -> Table:
+    rows = []
+    for cache in prov["caches"]:
+        rows.append(Row(("cache", one_line(cache["path"]))))
+        for key, value in cache.items():
+            if key != "path" and value is not None:
+                rows.append(Row((key, one_line(_text(value))), sub=True))
+    if prov.get("protocol"):
+        rows.append(Row(("protocol", one_line(_text(prov["protocol"])))))
+    for split, n in prov.get("splits", {}).items():
+        rows.append(Row((f"{split} split", f"{n['videos']} videos, {n['frames']} frames")))
+    rows += [Row(("code version", prov["code_version"])), Row(("date", prov["date"]))]
+    return Table(columns=("provenance", ""), right=(False, False), rows=tuple(rows))
+
+
+def reading_table(metrics: dict[str, Any]) -> Table:
+    """The reading of the results computed from the numbers (report/reading.py), between provenance and tables."""
+    lines = reading(metrics)
+    return Table(columns=(lines[0],), right=(False,), rows=tuple(Row((one_line(line.strip()),)) for line in lines[1:]))

@@ -1,0 +1,48 @@
+"""Table and figure of the robustness evaluation (evaluate/robustness.py): AUC against severity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clipforensics.report.figures import new_figure, save_figure
+from clipforensics.report.tables import Row, Table, num, one_line
+
+
+def _ci(point: float, ci: list[float] | None) -> str:
+    return num(point) if not ci else f"{num(point)} [{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def robustness_table(rows: list[dict[str, Any]]) -> Table:
+    cells = tuple(Row((one_line(r["run"]), r["copy"], _ci(r["frame_auc"], r["frame_auc_ci"]),
+                       _ci(r["video_auc"], r["video_auc_ci"]))) for r in rows)
+    return Table(columns=("run", "test copy", "frame AUC [95% CI]", "video AUC [95% CI]"), rows=cells,
+                 right=(False, False, True, True),
+                 note="Heads as fitted (no refit); test rows scored on each perturbed copy, validation rows clean "
+                      "(the threshold a deployed detector carries). Intervals resample test videos.")
+
+
+def plot_robustness(rows: list[dict[str, Any]], out_png: Path, level: str = "video") -> Path:
+    """One panel per perturbation kind: AUC against severity (clean at the left), one curve per run."""
+    kinds = list(dict.fromkeys(r["kind"] for r in rows if r["kind"] != "clean"))
+    runs = list(dict.fromkeys(r["run"] for r in rows))
+    fig = new_figure(3.6 * max(1, len(kinds)), 3.6)
+    axes = np.atleast_1d(fig.subplots(1, max(1, len(kinds)), squeeze=False)[0])
+    for ax, kind in zip(axes, kinds or ["clean"]):
+        for run in runs:
+            clean = [r for r in rows if r["run"] == run and r["kind"] == "clean"]
+            points = clean + sorted((r for r in rows if r["run"] == run and r["kind"] == kind),
+                                    key=lambda r: r["severity"])
+            x = np.arange(len(points))
+            line, = ax.plot(x, [p[f"{level}_auc"] for p in points], marker="o", label=run)
+            cis = [p[f"{level}_auc_ci"] for p in points]
+            if all(cis):
+                ci = np.array(cis)
+                ax.fill_between(x, ci[:, 0], ci[:, 1], color=line.get_color(), alpha=0.12)
+        ax.set_xticks(x, ["clean" if p["kind"] == "clean" else f"{p['level']:g}" for p in points])
+        ax.set(xlabel=f"{kind} (more severe →)", ylabel=f"{level} AUC", ylim=(0, 1.02))
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"{level} AUC vs perturbation severity (95% CI)")
+    return save_figure(fig, out_png)

@@ -1,0 +1,107 @@
+"""evaluate.py robustness: fitted heads scored without refitting on perturbed copies of their cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+import evaluate
+import fit_heads
+from clipforensics.data.cache import read_cache, write_cache
+from clipforensics.data.manifest import COLUMNS, manifest_hash
+from clipforensics.data.scores import read_scores
+
+CLASSES = ("Real_youtube", "FaceSwap", "Deepfakes")
+PROTOCOL = ["--train-fakes", "FaceSwap", "--test-fakes", "FaceSwap,Deepfakes", "--real-split", "50/20/30"]
+
+
+def synthetic_cache(path: Path, copies: bool, videos: int = 90, frames: int = 4, dim: int = 16) -> Path:
+    """Embeddings with a strong fake direction; copy 'blur:0' is the clean matrix, 'blur:3' wipes most of
+    the signal out under noise (a heavy blur on a strong artifact)."""
+    rng = np.random.default_rng(0)
+    fake_dir = rng.normal(0, 1, dim)
+    records, blocks = [], []
+    for v in range(videos):
+        cls = CLASSES[v % 3]
+        real = cls == CLASSES[0]
+        vid = f"{v:03d}" if real else f"{v:03d}_{(v + 1) % videos:03d}"
+        blocks.append((0 if real else 1.5) * fake_dir + rng.normal(0, 0.5, dim) + rng.normal(0, 1, (frames, dim)))
+        records += [(f"{cls}/{vid}/{f:03d}.png", int(not real), cls, f"{cls}/{vid}", vid[:3],
+                     "" if real else vid[4:]) for f in range(frames)]
+    manifest = pd.DataFrame(records, columns=list(COLUMNS))
+    emb = np.concatenate(blocks).astype(np.float16)
+    extras = {}
+    if copies:
+        heavy = emb.astype(np.float32) * 0.05 + rng.normal(0, 1, emb.shape)
+        extras = {"perturbed/blur:0/image_embeddings": emb, "perturbed/blur:3/image_embeddings": heavy}
+    attrs = {"model": "test-synthetic", "pretrained": "none", "weights_fingerprint": "fp-test-123", "init_seed": 0,
+             "image_size": 64, "precision": "fp32", "manifest_hash": manifest_hash(manifest),
+             "crops": {"detector": "none"}, "data_root": str(path.parent)}
+    return write_cache(path, embeddings=emb, manifest=manifest, attrs=attrs, prompts={},
+                       failed=pd.DataFrame({"path": [], "reason": []}), extras=extras)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("robust")
+    cache = synthetic_cache(root / "c.h5", copies=True)
+    assert fit_heads.main(["--cache", str(cache), "--heads", "logreg", "--out", str(root / "run"), *PROTOCOL]) == 0
+    return root
+
+
+def test_robustness_curve_level0_equals_clean_and_matches_sklearn(fitted):
+    out = fitted / "report"
+    assert evaluate.main(["robustness", str(fitted / "run"), "--out", str(out), "--bootstrap", "50"]) == 0
+    rows = {r["copy"]: r for r in json.loads((out / "robustness.json").read_text())["robustness"]}
+    assert set(rows) == {"clean", "blur:0", "blur:3"}
+    clean = read_scores(fitted / "run" / "logreg" / "scores.csv")
+    test = clean[clean.split == "test"]
+    assert rows["clean"]["frame_auc"] == pytest.approx(roc_auc_score(test.label, test.score), abs=1e-9)
+    assert rows["blur:0"]["frame_auc"] == rows["clean"]["frame_auc"]
+    assert rows["blur:0"]["video_auc"] == rows["clean"]["video_auc"]
+    # the heavy copy, scored independently: the head as saved, the copy's rows, sklearn's AUC
+    head = joblib.load(fitted / "run" / "logreg" / "model.joblib")
+    cache = read_cache(fitted / "c.h5", perturbed=True)
+    idx = pd.Series(range(len(cache.manifest)), index=cache.manifest.path).loc[test.path].to_numpy()
+    p = head.predict_proba(cache.perturbed["blur:3"][idx].astype(np.float32))
+    assert rows["blur:3"]["frame_auc"] == pytest.approx(roc_auc_score(test.label, p), abs=1e-9)
+    assert rows["blur:3"]["video_auc"] < rows["clean"]["video_auc"] - 0.1
+    assert rows["blur:3"]["video_auc_ci"][0] <= rows["blur:3"]["video_auc"] <= rows["blur:3"]["video_auc_ci"][1]
+    assert (out / "robustness.png").stat().st_size > 0 and (out / "robustness.csv").is_file()
+    html = (out / "report.html").read_text()
+    assert html.index("fp-test-123") < html.index("test copy")  # provenance block first, then the table
+
+
+def test_cache_without_copies_is_a_one_line_error(tmp_path, capsys):
+    cache = synthetic_cache(tmp_path / "plain.h5", copies=False)
+    assert fit_heads.main(["--cache", str(cache), "--heads", "logreg", "--out", str(tmp_path / "run"), *PROTOCOL]) == 0
+    capsys.readouterr()
+    assert evaluate.main(["robustness", str(tmp_path / "run"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "--perturb" in err and len(err.splitlines()) == 1
+
+
+def test_lora_run_without_copies_is_refused(tmp_path, capsys):
+    (tmp_path / "lora").mkdir()
+    (tmp_path / "lora" / "lora.json").write_text(json.dumps({"lora_cache": str(tmp_path / "nope.h5")}))
+    assert evaluate.main(["robustness", str(tmp_path / "lora"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "re-extract" in err and "--perturb" in err and len(err.splitlines()) == 1
+
+
+def test_report_opens_with_provenance_naming_the_caches_model_and_fingerprint(fitted):
+    out = fitted / "plain-report"
+    assert evaluate.main([str(fitted / "run" / "logreg" / "scores.csv"), "--out", str(out), "--bootstrap", "20"]) == 0
+    prov = json.loads((out / "metrics.json").read_text())["provenance"]
+    (cache,) = prov["caches"]
+    assert cache["model"] == "test-synthetic" and cache["weights_fingerprint"] == "fp-test-123"
+    assert cache["crops"] == {"detector": "none"} and prov["protocol"]["train_fakes"] == ["FaceSwap"]
+    assert prov["splits"]["test"] == {"videos": 36, "frames": 144} and prov["code_version"]
+    html = (out / "report.html").read_text()
+    assert html.index("fp-test-123") < html.index("Reading the table") < html.index("frame AUC")
