@@ -25,6 +25,9 @@ MATRIX_HEAD ?= logreg
 READ       ?= $(MATRIX_HEAD),$(RUN)-lora
 EXTRACT_ARGS ?=
 LORA_ARGS  ?= --epochs 4 --max-train-images 480 --batch-size 32 --rank 8 --alpha 16 --lr 3e-3 --workers 0
+LAYER_HEADS ?= logreg,svm
+PERTURB     ?= jpeg:90,50,20 blur:1,2,4 noise:0.05,0.1
+ROBUST_HEADS ?= logreg,svm
 VIDEOS      ?=
 FRAMES_OUT  ?= data/frames
 FRAMES_ARGS ?= --frames 32
@@ -47,6 +50,9 @@ $(call stamp,$(RUN).extract,$(MODEL) $(PRETRAINED) $(EXTRACT_ARGS))
 $(call stamp,$(RUN).heads,$(HEADS) $(PROTOCOL))
 $(call stamp,$(RUN).lora,$(LORA_ARGS) $(PROTOCOL))
 $(call stamp,$(RUN).matrix,$(MATRIX_HEAD) $(SPLIT))
+$(call stamp,$(RUN).layers,$(MODEL) $(PRETRAINED) $(EXTRACT_ARGS) $(LAYER_HEADS) $(PROTOCOL))
+$(call stamp,$(RUN).perturb,$(MODEL) $(PRETRAINED) $(EXTRACT_ARGS) $(PERTURB))
+$(call stamp,$(RUN).robust,$(ROBUST_HEADS) $(PROTOCOL))
 
 # The generated set is (re)made by `make data`; a user's own DATA folder is only ever read.
 ifeq ($(DATA),$(SYNTHETIC))
@@ -55,7 +61,7 @@ else
 DATA_DEP := $(DATA)
 endif
 
-.PHONY: help setup data frames extract heads lora eval matrix report demo test bench clean
+.PHONY: help setup data frames extract heads lora eval matrix report demo layers robustness test bench clean
 
 help:  ## list targets and variables
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -63,6 +69,7 @@ help:  ## list targets and variables
 	@echo "           TEST=$(TEST) SPLIT=$(SPLIT) HEADS=$(HEADS) MATRIX_HEAD=$(MATRIX_HEAD) READ=$(READ)"
 	@echo "           THREADS=$(THREADS) LORA_ARGS='$(LORA_ARGS)'"
 	@echo "           EXTRACT_ARGS='$(EXTRACT_ARGS)' VIDEOS=$(VIDEOS) FRAMES_OUT=$(FRAMES_OUT)"
+	@echo "           LAYER_HEADS=$(LAYER_HEADS) PERTURB='$(PERTURB)' ROBUST_HEADS=$(ROBUST_HEADS)"
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -115,6 +122,27 @@ demo: $(REPORT)/matrix/matrix.csv $(REPORT)-all/metrics.json  ## data -> extract
 	@echo "report: $(REPORT)-all/report.html  matrix: $(REPORT)/matrix/matrix_frame_auc.png"
 	@echo
 	@$(PY) -m clipforensics.report.reading $(REPORT)-all/metrics.json --runs $(READ)
+
+# Every block's class token in its own cache (the plain cache stays small), then a head per layer.
+cache/$(RUN)-layers.h5: $(DATA_DEP) .make/$(RUN).layers | $(STAMP)
+	$(RUN_PY) extract_features.py --data-root $(DATA) --model $(MODEL) --pretrained $(PRETRAINED) --out $@ --overwrite --layers all $(EXTRACT_ARGS)
+
+runs/$(RUN)-layers/layer_sweep.csv: cache/$(RUN)-layers.h5 .make/$(RUN).layers
+	$(RUN_PY) fit_heads.py --cache $< --heads $(LAYER_HEADS) --out runs/$(RUN)-layers --layer-sweep $(PROTOCOL) --overwrite
+
+layers: runs/$(RUN)-layers/layer_sweep.csv  ## extract every layer (--layers all), fit LAYER_HEADS per layer (--layer-sweep)
+
+# Perturbed copies of every frame in their own cache, heads fitted on its clean rows, scored on each copy.
+cache/$(RUN)-perturbed.h5: $(DATA_DEP) .make/$(RUN).perturb | $(STAMP)
+	$(RUN_PY) extract_features.py --data-root $(DATA) --model $(MODEL) --pretrained $(PRETRAINED) --out $@ --overwrite --perturb $(PERTURB) $(EXTRACT_ARGS)
+
+runs/$(RUN)-perturbed/run.json: cache/$(RUN)-perturbed.h5 .make/$(RUN).robust
+	$(RUN_PY) fit_heads.py --cache $< --heads $(ROBUST_HEADS) --out runs/$(RUN)-perturbed $(PROTOCOL) --overwrite
+
+$(REPORT)-robustness/robustness.csv: runs/$(RUN)-perturbed/run.json
+	$(RUN_PY) evaluate.py robustness runs/$(RUN)-perturbed --out $(REPORT)-robustness
+
+robustness: $(REPORT)-robustness/robustness.csv  ## extract with PERTURB copies, fit ROBUST_HEADS, AUC vs severity
 
 test: $(STAMP)  ## run the whole test suite
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
