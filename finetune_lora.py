@@ -15,6 +15,7 @@ import argparse
 
 from clipforensics.core.errors import cli_entry
 from clipforensics.core.settings import add_arguments, from_namespace
+from clipforensics.data.crossdata import CrossSettings
 from clipforensics.data.protocol import ProtocolSettings
 from clipforensics.lora.model import LoraSettings
 from clipforensics.lora.stage import finetune, summary_text
@@ -24,13 +25,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser, LoraSettings, "LoRA")
     add_arguments(parser, ProtocolSettings, "protocol")
+    add_arguments(parser, CrossSettings, "other data sets")
     return parser
 
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
-    summary = finetune(from_namespace(LoraSettings, ns), from_namespace(ProtocolSettings, ns))
+    summary = finetune(from_namespace(LoraSettings, ns), from_namespace(ProtocolSettings, ns),
+                       from_namespace(CrossSettings, ns))
     print(summary_text(summary))
     return 0
 

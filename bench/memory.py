@@ -121,7 +121,7 @@ def _instrument(script: str, tracker: PeakTracker) -> None:
     """Wrap the stage's steps where the stage function looks them up (module globals)."""
     if script == "fit_heads.py":
         from clipforensics.heads import fit
-        for attr in ("read_cache", "split_rows", "features", "make_scores", "write_scores", "save_head"):
+        for attr in ("read_cache", "make_splits", "features", "scores_with_tests", "write_scores", "save_head"):
             tracker.wrap(fit, attr)
         tracker.wrap(fit, "fit_head", label=lambda name, *a, **k: name)
     elif script == "evaluate.py":

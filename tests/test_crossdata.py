@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 import evaluate
 import extract_features
+import finetune_lora
 import fit_heads
 from clipforensics.data.cache import read_cache
 from clipforensics.synthetic.write import generate
@@ -71,7 +73,7 @@ def test_heads_score_the_official_test_list_of_another_data_set(cross_run, celeb
 def test_evaluator_reports_each_data_set_at_the_validation_threshold(cross_run, tiny_cache, tmp_path) -> None:
     files = [str(cross_run / head / "scores.csv") for head in ("logreg", "zeroshot-v2")]
     assert evaluate.main([*files, "--out", str(tmp_path), "--bootstrap", "200"]) == 0
-    metrics = __import__("json").loads((tmp_path / "metrics.json").read_text())["runs"]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["runs"]
     assert set(metrics) == {f"{head}@{name}" for head in ("logreg", "zeroshot-v2") for name in (tiny_cache.stem, "cdf")}
     assert metrics["logreg@cdf"]["threshold"] == metrics[f"logreg@{tiny_cache.stem}"]["threshold"]
     scores = pd.read_csv(files[0], keep_default_na=False)
@@ -179,3 +181,28 @@ def test_matrix_cells_of_other_data_sets_are_their_whole_test_sets(multi_matrix,
     cdf_row = pd.read_csv(multi_matrix / "scores" / "cdf" / "scores.csv", keep_default_na=False)
     own_test = cdf_row[(cdf_row["dataset"] == "cdf") & (cdf_row["split"] == "test")]
     assert set(own_test["video"]) == listed
+
+
+def test_lora_trained_here_is_tested_and_reextracted_there(celebdf_cache, tmp_path_factory) -> None:
+    base = tmp_path_factory.mktemp("lora-elsewhere")
+    source = generate(base / "generated", videos=12, frames=2, size=64, seed=4, manipulations=("FaceSwap",))
+    other = base / "other.h5"
+    assert extract_features.main(["--data-root", str(celebdf_from_generated(source, base / "other")), "--out",
+                                  str(other), *TINY]) == 0
+    out = base / "run"
+    assert finetune_lora.main(["--base-cache", str(celebdf_cache), "--test-cache", str(other), "--out", str(out),
+                               "--cache-out", str(base), "--train-fakes", "Celeb-synthesis", "--test-fakes",
+                               "Celeb-synthesis", "--epochs", "1", "--batch-size", "16", "--rank", "4", "--alpha", "8",
+                               "--workers", "0"]) == 0
+    scores = pd.read_csv(out / "scores.csv", keep_default_na=False)
+    manifest = read_cache(other).manifest
+    listed = set(manifest.loc[manifest["official_split"] == "test", "video"])
+    assert set(scores.loc[scores["dataset"] == "other", "video"]) == listed
+    summary = json.loads((out / "lora.json").read_text())
+    lora_other = read_cache(summary["test_set_caches"]["other"])
+    assert lora_other.attrs["adapter_sha"] == summary["adapter_sha"]
+    assert lora_other.attrs["base_cache"] == str(other.resolve())
+    assert lora_other.attrs["manifest_hash"] == read_cache(other).attrs["manifest_hash"]
+    assert fit_heads.main(["--cache", summary["lora_cache"], "--test-cache", summary["test_set_caches"]["other"],
+                           "--train-fakes", "Celeb-synthesis", "--test-fakes", "Celeb-synthesis", "--heads", "logreg",
+                           "--out", str(base / "heads")]) == 0

@@ -164,11 +164,11 @@ def check_disjoint(train_rows: pd.DataFrame, test_set: TestSet) -> None:
 
 
 def scores_with_tests(own_rows: pd.DataFrame, own_scores: np.ndarray, own_name: str, tests: list[TestSet],
-                      predict: Callable[[np.ndarray], np.ndarray]) -> pd.DataFrame:
+                      predict: Callable[[TestSet], np.ndarray]) -> pd.DataFrame:
     """One scores table: the training cache's scored rows and, when there are test sets, each test set's rows
-    scored by `predict` (features -> fake probability), every row named by its data set."""
+    scored by `predict` (test set -> fake probability of each of its rows), every row named by its data set."""
     if not tests:
         return make_scores(own_rows, own_scores)
     tables = [make_scores(own_rows.assign(**{DATASET: own_name}), own_scores)]
-    tables += [make_scores(t.rows, predict(t.features)) for t in tests]
+    tables += [make_scores(t.rows, predict(t)) for t in tests]
     return pd.concat(tables, ignore_index=True)

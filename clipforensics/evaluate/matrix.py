@@ -125,7 +125,9 @@ def score_row(source: Source, head: str, row: MatrixRow,
     others = [c for c in columns if c.name != source.name] if row.elsewhere else []
     for other in others:
         check_disjoint(rows, other)
-    return scores_with_tests(scored, fitted.predict_proba(X), source.name, others, fitted.predict_proba), splits.table()
+    scores = scores_with_tests(scored, fitted.predict_proba(X), source.name, others,
+                               lambda test: fitted.predict_proba(test.features))
+    return scores, splits.table()
 
 
 def backbone_note(provenance: LoraProvenance | None, row: MatrixRow) -> str:

@@ -130,7 +130,7 @@ def fit_heads(settings: FitSettings, protocol: ProtocolSettings,
         head_dir = out / name
         save_head(head_dir, result, meta)
         table = scores_with_tests(scored, result.head.predict_proba(X_scored), dataset_name(cache.path), tests,
-                                  result.head.predict_proba)
+                                  lambda test: result.head.predict_proba(test.features))
         write_scores(head_dir, table, {**meta, **result.info})
         print(f"{name:>16}: val video AUC {result.head.val_auc:.3f}  fit {result.seconds:.2f} s  "
               f"{result.head.params if result.head.trains else ''}", file=sys.stderr)

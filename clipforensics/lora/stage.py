@@ -28,6 +28,8 @@ from clipforensics.core.errors import UserError
 from clipforensics.core.io import atomic_path, write_json
 from clipforensics.core.settings import from_dict, to_dict
 from clipforensics.data.cache import FeatureCache, check_identity, read_cache
+from clipforensics.data.crossdata import (CrossSettings, TestSet, check_disjoint, dataset_name, load_test_sets,
+                                          scores_with_tests)
 from clipforensics.data.layouts import scan
 from clipforensics.data.manifest import ManifestSettings, manifest_hash
 from clipforensics.data.protocol import ProtocolSettings, Splits, make_splits
@@ -114,12 +116,37 @@ def load_base_model(base: Base, device: str) -> LoadedModel:
     return loaded
 
 
-def prepare(settings: LoraSettings, protocol: ProtocolSettings) -> tuple[TrainRun, Base, Splits]:
-    """Everything checked and loaded, cheapest checks first; returns the run, the base and the split rows."""
+@dataclass
+class Elsewhere:
+    """Another data set the LoRA run is tested on: its test rows and the base it is re-extracted from."""
+
+    test: TestSet
+    base: Base
+
+    @property
+    def data_root(self) -> str:
+        return str(self.base.attrs["data_root"])
+
+
+def load_elsewhere(base: Base, cross: CrossSettings | None, frames_per_video: int | None) -> list[Elsewhere]:
+    """Every --test-cache, checked like the base: same features, settings recorded, frames still in place."""
+    found = []
+    for test in load_test_sets(base.cache, cross, frames_per_video) if cross else []:
+        other = Base.read(str(test.cache.path))
+        check_data_root(other, other.manifest_settings(None))
+        found.append(Elsewhere(test, other))
+    return found
+
+
+def prepare(settings: LoraSettings, protocol: ProtocolSettings,
+            cross: CrossSettings | None = None) -> tuple[TrainRun, Base, Splits, list[Elsewhere]]:
+    """Everything checked and loaded, cheapest checks first; returns the run, the base, the split rows and the
+    other data sets to test on."""
     check_settings(settings)
     base = Base.read(settings.base_cache)
     manifest_settings = base.manifest_settings(settings.data_root)
     check_data_root(base, manifest_settings)
+    elsewhere = load_elsewhere(base, cross, protocol.frames_per_video)
     device = resolve_device(settings.device)
     training_precision(settings.amp, device)
     if settings.extract:
@@ -128,13 +155,16 @@ def prepare(settings: LoraSettings, protocol: ProtocolSettings) -> tuple[TrainRu
     check_lora_overlap(base.attrs, splits.rows, str(base.cache.path))
     log_splits(splits)
     rows = splits.rows
+    for other in elsewhere:
+        check_disjoint(rows, other.test)
+        print(other.test.summary(), file=sys.stderr)
     train = training_rows(rows, settings)
     loaded = load_base_model(base, settings.device)
     lora = {k: v for k, v in to_dict(settings).items() if k not in EXECUTION_ONLY}
     run = TrainRun.build(loaded, settings, manifest_settings.data_root, train, val_rows=rows[rows["split"] == "val"],
                          identity={**run_identity(base.cache, protocol), "splits": splits.digest(), "lora": lora})
     print(describe_counts(parameter_counts(run.detector), settings.targets), file=sys.stderr)
-    return run, base, splits
+    return run, base, splits, elsewhere
 
 
 def train_epochs(run: TrainRun) -> TrainState:
@@ -174,14 +204,20 @@ def plot_curve(history: list[dict[str, Any]], best_epoch: int, path: Path) -> No
 
 
 def write_scores_table(run: TrainRun, base: Base, rows: pd.DataFrame, state: TrainState,
-                       protocol: ProtocolSettings) -> None:
-    """Val and test rows scored by the best epoch's model, in the table every scorer writes."""
+                       protocol: ProtocolSettings, elsewhere: list[Elsewhere] = ()) -> None:
+    """Val and test rows (and every other data set's test rows, from its own data root) scored by the best
+    epoch's model, in the table every scorer writes."""
     scored = rows[rows["split"].isin(["val", "test"])]
     probs = predict(run, LabelledImages.of(run.data_root, scored))
+    roots = {other.test.name: other.data_root for other in elsewhere}
+    table = scores_with_tests(scored, probs, dataset_name(base.cache.path), [other.test for other in elsewhere],
+                              lambda test: predict(run, LabelledImages.of(roots[test.name], test.rows)))
     meta = {**run_identity(base.cache, protocol), "scorer": "lora", "name": run.out.name, "head": run.settings.head,
             "data_root": str(run.data_root), "best_epoch": state.best_epoch, "selected_on": "val video AUC",
             "package_version": __version__}
-    write_scores(run.out, make_scores(scored, probs), meta)
+    if elsewhere:
+        meta["test_sets"] = [other.test.record() for other in elsewhere]
+    write_scores(run.out, table, meta)
 
 
 def head_meta(settings: LoraSettings) -> dict[str, Any]:
@@ -194,9 +230,11 @@ def copy_atomic(source: Path, target: Path) -> None:
         shutil.copyfile(source, tmp)
 
 
-def reextract(run: TrainRun, base: Base, merged: Path, adapter_sha: str, provenance: dict[str, Any]) -> Path:
+def reextract(run: TrainRun, base: Base, merged: Path, adapter_sha: str, provenance: dict[str, Any],
+              data_root: str | None = None) -> Path:
     """The data root through the merged model, with the base cache's precision, prompts, limit and manifest;
-    `provenance` (the protocol, train and val videos) lets every later reader refuse a leaking protocol."""
+    `provenance` (the protocol, train and val videos) lets every later reader refuse a leaking protocol.
+    For another data set's cache, `data_root` is its own (recorded) data root."""
     s = run.settings
     folder = Path(s.cache_out) if s.cache_out else base.cache.path.parent
     extract_settings = dataclasses.replace(
@@ -207,19 +245,19 @@ def reextract(run: TrainRun, base: Base, merged: Path, adapter_sha: str, provena
              "base_pretrained": base.attrs["pretrained"], "adapter_sha": adapter_sha,
              "lora_run": str(run.out.resolve()), "random_weights": bool(base.attrs.get("random_weights", False)),
              **provenance}
-    return extract(base.manifest_settings(str(run.data_root)), base.model_settings(str(merged.resolve())),
-                   extract_settings, extra_attrs=links)
+    return extract(base.manifest_settings(data_root or str(run.data_root)),
+                   base.model_settings(str(merged.resolve())), extract_settings, extra_attrs=links)
 
 
 def write_outputs(run: TrainRun, base: Base, splits: Splits, state: TrainState,
-                  protocol: ProtocolSettings) -> dict[str, Any]:
+                  protocol: ProtocolSettings, elsewhere: list[Elsewhere] = ()) -> dict[str, Any]:
     """Everything of the best epoch: scores, splits.csv, adapter, head, log, curve, merged weights, new cache,
     lora.json."""
     s, out, rows = run.settings, run.out, splits.rows
     write_split_table(out, splits.table())
     counts = parameter_counts(run.detector)
     run.detector.load_trainable_state(state.best)
-    write_scores_table(run, base, rows, state, protocol)
+    write_scores_table(run, base, rows, state, protocol, elsewhere)
     adapter_sha = sha256(save_adapter(run.detector, out / ADAPTER_DIR))
     save_head_tensors(run.detector.head, out / HEAD_FILE, head_meta(s))
     write_log(out / LOG, state.history)
@@ -229,12 +267,15 @@ def write_outputs(run: TrainRun, base: Base, splits: Splits, state: TrainState,
         copy_atomic(merged, Path(s.merge_out))
     provenance = provenance_of(to_dict(protocol), splits.digest(), rows, str(out.resolve())).attrs()
     cache = reextract(run, base, merged, adapter_sha, provenance) if s.extract else None
+    other_caches = {other.test.name: str(reextract(run, other.base, merged, adapter_sha, provenance,
+                                                   other.data_root)) for other in elsewhere} if s.extract else {}
     summary = {"base": {"cache": str(base.cache.path.resolve()), **base.cache.identity(),
                         "weights_kind": base.attrs.get("weights_kind"), "data_root": base.attrs.get("data_root")},
                "protocol": to_dict(protocol), "settings": to_dict(s), "data_root": str(run.data_root),
                "parameters": counts, "best_epoch": state.best_epoch, "best": state.best_row,
                "untrained": state.history[0], "adapter_sha": adapter_sha, "merged": str(merged),
                "lora_cache": str(cache) if cache else None,
+               "test_sets": [other.test.record() for other in elsewhere], "test_set_caches": other_caches,
                "training_seconds": sum(row["seconds"] for row in state.history),
                "versions": {"clipforensics": __version__, "torch": torch.__version__, "peft": peft.__version__,
                             "open_clip": open_clip.__version__}}
@@ -242,10 +283,10 @@ def write_outputs(run: TrainRun, base: Base, splits: Splits, state: TrainState,
     return summary
 
 
-def finetune(settings: LoraSettings, protocol: ProtocolSettings) -> dict[str, Any]:
-    run, base, splits = prepare(settings, protocol)
+def finetune(settings: LoraSettings, protocol: ProtocolSettings, cross: CrossSettings | None = None) -> dict[str, Any]:
+    run, base, splits, elsewhere = prepare(settings, protocol, cross)
     state = train_epochs(run)
-    return write_outputs(run, base, splits, state, protocol)
+    return write_outputs(run, base, splits, state, protocol, elsewhere)
 
 
 def summary_text(summary: dict[str, Any]) -> str:
@@ -257,4 +298,6 @@ def summary_text(summary: dict[str, Any]) -> str:
              f"run {summary['settings']['out']}  adapter sha256 {summary['adapter_sha'][:16]}"]
     if summary["lora_cache"]:
         lines.append(f"LoRA cache {summary['lora_cache']}")
+    for name, path in (summary.get("test_set_caches") or {}).items():
+        lines.append(f"LoRA cache of test data set {name}: {path}")
     return "\n".join(lines)
