@@ -157,3 +157,47 @@ def test_unknown_layout_and_ffpp_fallback(tmp_path: Path) -> None:
     assert len(scan(settings(tmp_path))) == 2
     with pytest.raises(UserError, match="unknown layout 'celeb'; choose from"):
         scan(settings(tmp_path, layout="celeb"))
+
+
+def test_prepare_frames_writes_celebdf_and_dfdc_frames_read_back_with_their_labels(tmp_path, monkeypatch) -> None:
+    """Videos in a data set's own layout -> prepare_frames -> a data root the same layout reads, same labels."""
+    import prepare_frames
+    from test_frames import CountingStub, grey_frames, register, write_video
+
+    register(monkeypatch, "stub", CountingStub)
+    videos = tmp_path / "videos"
+    for rel in ("Celeb-real/id0_0000.avi", "Celeb-real/id1_0000.avi", "Celeb-synthesis/id0_id1_0000.avi",
+                "YouTube-real/00003.avi"):
+        write_video(videos / rel, grey_frames([40, 80, 120]))
+    (videos / "List_of_testing_videos.txt").write_text("1 Celeb-real/id1_0000.avi\n0 Celeb-synthesis/id0_id1_0000.avi\n")
+    out = tmp_path / "frames"
+    assert prepare_frames.main(["--videos-root", str(videos), "--out", str(out), "--frames", "2", "--detector", "stub",
+                                "--align", "none", "--size", "32", "--jobs", "1"]) == 0
+    assert (out / "List_of_testing_videos.txt").read_text() == (videos / "List_of_testing_videos.txt").read_text()
+    df = scan(settings(out))
+    videos_table = df.drop_duplicates("video").set_index("video")
+    assert videos_table["label"].to_dict() == {"Celeb-real/id0_0000": 0, "Celeb-real/id1_0000": 0,
+                                               "Celeb-synthesis/id0_id1_0000": 1, "YouTube-real/00003": 0}
+    assert set(videos_table.index[videos_table[OFFICIAL_SPLIT] == "test"]) == {"Celeb-real/id1_0000",
+                                                                                "Celeb-synthesis/id0_id1_0000"}
+    assert len(df) == 8
+
+    dfdc = tmp_path / "dfdc"
+    for name in ("aaa", "bbb"):
+        write_video(dfdc / "dfdc_train_part_0" / f"{name}.avi", grey_frames([60, 90]))
+    (dfdc / "dfdc_train_part_0" / "metadata.json").write_text(json.dumps({
+        "aaa.avi": {"label": "REAL", "split": "train"}, "bbb.avi": {"label": "FAKE", "original": "aaa.avi"}}))
+    assert prepare_frames.main(["--videos-root", str(dfdc), "--out", str(tmp_path / "dfdc-frames"), "--frames", "2",
+                                "--detector", "stub", "--align", "none", "--size", "32", "--jobs", "1"]) == 0
+    df = scan(settings(tmp_path / "dfdc-frames")).drop_duplicates("video").set_index("video")
+    assert df[["label", "target"]].to_dict("index") == {"DFDC-real/aaa": {"label": 0, "target": "aaa"},
+                                                        "DFDC-fake/bbb": {"label": 1, "target": "aaa"}}
+
+
+def test_prepare_frames_refuses_a_mislabelled_test_list(tmp_path, capsys) -> None:
+    import prepare_frames
+    touch(tmp_path / "videos", "Celeb-real/id0_0000.mp4", "Celeb-synthesis/id0_id1_0000.mp4")
+    (tmp_path / "videos" / "List_of_testing_videos.txt").write_text("0 Celeb-real/id0_0000.mp4\n")
+    assert prepare_frames.main(["--videos-root", str(tmp_path / "videos"), "--out", str(tmp_path / "out")]) == 2
+    assert "labels the video fake (1 = real, 0 = fake) but Celeb-real/ holds real videos" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

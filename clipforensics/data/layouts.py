@@ -24,6 +24,7 @@ import json
 import os
 import posixpath
 import re
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from clipforensics.core.errors import UserError
+from clipforensics.core.io import atomic_path
 from clipforensics.core.registry import Registry
 from clipforensics.data.manifest import (COLUMNS, IMAGE_EXTENSIONS, OFFICIAL_SPLIT, STRING_COLUMNS,
                                          ManifestSettings)
@@ -388,6 +390,27 @@ LAYOUTS.register("ffpp", Layout(
 
 DETECTION_ORDER = ("csv", "celebdf", "dfdc", "ffpp")
 """`auto` takes the first layout whose marker files are in the root; ffpp is the fallback."""
+DATASET_LAYOUTS = ("celebdf", "dfdc", "csv")
+"""The layouts that list labelled videos (files or frame folders); prepare_frames reads their videos."""
+
+
+def detect_dataset_layout(root: Path) -> str | None:
+    """The data set layout whose marker files (test list, metadata, labels.csv) are in `root`, if any."""
+    return next((name for name in DETECTION_ORDER if name in DATASET_LAYOUTS and LAYOUTS.get(name).detect(root)),
+                None)
+
+
+def copy_label_files(root: Path, out: Path, name: str) -> list[str]:
+    """Copy a data set's label files (test list, metadata.json, labels.csv) beside the frames prepared from it,
+    so the prepared data root is read with the same labels and official split; returns what was copied."""
+    copied = []
+    for rel in LAYOUTS.get(name).label_files(root):
+        target = out / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target, suffix=target.suffix) as tmp:
+            shutil.copyfile(root / rel, tmp)
+        copied.append(rel)
+    return copied
 
 
 def resolve(root: Path, name: str) -> Layout:

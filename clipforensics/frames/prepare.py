@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from clipforensics import __version__
 from clipforensics.core.errors import UserError
+from clipforensics.data.layouts import DATASET_LAYOUTS, copy_label_files, detect_dataset_layout, video_files
 from clipforensics.core.io import exclusive_lock, write_csv, write_json
 from clipforensics.core.settings import option, to_dict
 from clipforensics.data.crops import PREPARE_FILE
@@ -76,8 +77,11 @@ class FrameSettings:
     detect_max_side: int = option(640, "frames are shrunk to at most this many pixels for detection only; a "
                                        "frame with no face there is searched again at full size (landmarks "
                                        "and crops use the full frame)")
-    layout: str = option("auto", "input layout: ffpp, folders, or auto (ffpp if original_sequences/ or "
-                                 "manipulated_sequences/ exists)", choices=("auto", "ffpp", "folders"))
+    layout: str = option("auto", "input layout: ffpp (the FF++ tree), celebdf, dfdc, csv (data sets whose label "
+                                 "files are copied beside the frames), folders (one folder of videos per class), or "
+                                 "auto (ffpp if original_sequences/ or manipulated_sequences/ exists, else a data "
+                                 "set's marker files, else folders)",
+                         choices=("auto", "ffpp", "folders", *DATASET_LAYOUTS))
     compression: str = option("c23", "FF++ compression folder to read", choices=COMPRESSIONS)
     classes: tuple[str, ...] = option((), "only these output classes, e.g. Real_youtube,FaceSwap (default: all but "
                                           "Real_actors, which extract_features.py needs --real-classes to label real)")
@@ -139,7 +143,7 @@ def resolve_layout(root: Path, layout: str) -> str:
     if layout != "auto":
         return layout
     is_ffpp = any((root / name).is_dir() for name in ("original_sequences", "manipulated_sequences"))
-    return "ffpp" if is_ffpp else "folders"
+    return "ffpp" if is_ffpp else detect_dataset_layout(root) or "folders"
 
 
 def _select(folders: dict[str, Path], classes: tuple[str, ...]) -> dict[str, Path]:
@@ -150,17 +154,31 @@ def _select(folders: dict[str, Path], classes: tuple[str, ...]) -> dict[str, Pat
     return {name: folders[name] for name in (classes or sorted(set(folders) - set(OPT_IN_CLASSES)))}
 
 
+def _dataset_jobs(root: Path, layout: str, settings: FrameSettings) -> list[VideoJob]:
+    """The labelled video files of a data set layout (data.layouts), by class folder, --classes and --max-videos."""
+    files = video_files(root, layout)
+    by_class: dict[str, list[VideoJob]] = {}
+    for found in files:
+        by_class.setdefault(found.class_name, []).append(VideoJob(found.class_name, found.video, found.source))
+    selected = _select(by_class, settings.classes)
+    return [job for jobs in selected.values() for job in jobs[:settings.max_videos]]
+
+
 def find_videos(settings: FrameSettings) -> list[VideoJob]:
     """Every input video as a job, in class then name order; duplicate output names are refused."""
     root = Path(settings.videos_root)
     if not root.is_dir():
         raise UserError(f"videos root {root} {'is not a directory' if root.exists() else 'does not exist'}")
-    folders = _select(LAYOUTS[resolve_layout(root, settings.layout)](root, settings.compression), settings.classes)
-    jobs = [VideoJob(name, path.stem, path) for name, folder in folders.items()
-            for path in _videos_in(folder)[:settings.max_videos]]
+    layout = resolve_layout(root, settings.layout)
+    if layout in DATASET_LAYOUTS:
+        jobs = _dataset_jobs(root, layout, settings)
+    else:
+        folders = _select(LAYOUTS[layout](root, settings.compression), settings.classes)
+        jobs = [VideoJob(name, path.stem, path) for name, folder in folders.items()
+                for path in _videos_in(folder)[:settings.max_videos]]
     if not jobs:
-        raise UserError(f"no videos ({'/'.join(sorted(e[1:] for e in VIDEO_EXTENSIONS))}) in "
-                        f"{', '.join(str(f) for f in folders.values()) or root}")
+        raise UserError(f"no videos ({'/'.join(sorted(e[1:] for e in VIDEO_EXTENSIONS))}) found under {root} "
+                        f"(layout {layout})")
     names = pd.Series([f"{job.class_name}/{job.video}" for job in jobs])
     twice = sorted(set(names[names.duplicated()]))
     if twice:
@@ -448,6 +466,9 @@ def prepare(settings: FrameSettings) -> Summary:
         outcomes = _run_jobs(todo, plan, settings.jobs) if todo else []
         failed = sorted((o for o in outcomes if o.reason), key=lambda o: (o.job.class_name, o.job.video))
         _write_tables(plan, failed)
+        layout = resolve_layout(Path(settings.videos_root), settings.layout)
+        if layout in DATASET_LAYOUTS:
+            copy_label_files(Path(settings.videos_root), plan.out, layout)
     done = [o for o in outcomes if not o.reason]
     if failed and len(failed) == len(videos):
         raise UserError(f"all {len(failed)} videos failed; first: {failed[0].job.source}: {failed[0].reason} "

@@ -16,8 +16,9 @@ import cv2
 import numpy as np
 
 from clipforensics.core.sampling import spread
+from clipforensics.data.layouts import VIDEO_EXTENSIONS
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv"})
+__all__ = ["VIDEO_EXTENSIONS", "Sampled", "VideoError", "read_sampled"]
 
 
 class VideoError(Exception):
