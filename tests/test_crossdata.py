@@ -73,7 +73,10 @@ def test_heads_score_the_official_test_list_of_another_data_set(cross_run, celeb
 def test_evaluator_reports_each_data_set_at_the_validation_threshold(cross_run, tiny_cache, tmp_path) -> None:
     files = [str(cross_run / head / "scores.csv") for head in ("logreg", "zeroshot-v2")]
     assert evaluate.main([*files, "--out", str(tmp_path), "--bootstrap", "200"]) == 0
-    metrics = json.loads((tmp_path / "metrics.json").read_text())["runs"]
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert {(p["a"], p["b"]) for p in report["paired"]} == {
+        (f"logreg@{name}", f"zeroshot-v2@{name}") for name in (tiny_cache.stem, "cdf")}  # pairs on one test set only
+    metrics = report["runs"]
     assert set(metrics) == {f"{head}@{name}" for head in ("logreg", "zeroshot-v2") for name in (tiny_cache.stem, "cdf")}
     assert metrics["logreg@cdf"]["threshold"] == metrics[f"logreg@{tiny_cache.stem}"]["threshold"]
     scores = pd.read_csv(files[0], keep_default_na=False)

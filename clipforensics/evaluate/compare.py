@@ -140,8 +140,9 @@ def paired_difference(a: RunResult, b: RunResult, n_boot: int = 1000, seed: int 
 
 
 def paired_comparisons(runs: list[RunResult], n_boot: int, seed: int) -> list[dict[str, Any]]:
-    """Every pair of runs (they share a test set: the evaluator checked)."""
-    return [paired_difference(a, b, n_boot, seed) for a, b in combinations(runs, 2)]
+    """Every pair of runs on one data set (they share its test set: the evaluator checked); results of one run
+    on several data sets are never paired with each other."""
+    return [paired_difference(a, b, n_boot, seed) for a, b in combinations(runs, 2) if a.dataset == b.dataset]
 
 
 # ---------------------------------------------------------------------------- threshold transfer

@@ -166,6 +166,7 @@ def evaluate(score_files: list[str], settings: EvaluateSettings) -> dict[str, An
     results = []
     for name, df, meta, dataset in expanded:
         results.append(evaluate_run(name, df, settings, dataset_root(meta, dataset, settings.data_root)))
+        results[-1].dataset = dataset
         print_notes(results[-1], (df["split"] == "val").any())
     return write_outputs(results, [(name, df, meta) for name, df, meta, _ in expanded], settings)
 
@@ -178,9 +179,10 @@ def comparisons(results: list[RunResult], settings: EvaluateSettings, metrics: d
     for name, t in transfer.items():
         metrics["runs"][name]["threshold_transfer"] = t
     tables, images = [transfer_table(transfer)], []
-    if len(results) > 1:
-        metrics["paired"] = paired_comparisons(results, settings.bootstrap, settings.seed)
-        tables.insert(0, paired_table(metrics["paired"]))
+    pairs = paired_comparisons(results, settings.bootstrap, settings.seed) if len(results) > 1 else []
+    if pairs:
+        metrics["paired"] = pairs
+        tables.insert(0, paired_table(pairs))
     if settings.frames_per_video:
         counts = parse_counts(settings.frames_per_video)
         fpv = {r.name: frames_per_video(r, counts, settings.bootstrap, settings.seed) for r in results}

@@ -18,6 +18,8 @@ class RunResult:
     metrics: dict
     per_manipulation: dict
     data_root: str | None = None
+    dataset: str | None = None
+    """The data set these test rows come from, when a run was tested on several (else None)."""
 
     @property
     def video_agg(self) -> str:
