@@ -9,19 +9,20 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
+from clipforensics.core.errors import cli_entry
+from clipforensics.core.settings import add_arguments, from_namespace
 from clipforensics.data.cache import read_cache
-from clipforensics.core.errors import UserError, cli_entry
-from clipforensics.extract.run import ExtractSettings, extract, summarize
 from clipforensics.data.manifest import ManifestSettings
 from clipforensics.extract.models import ModelSettings
-from clipforensics.core.settings import add_arguments, from_namespace
+from clipforensics.extract.run import ExtractSettings, extract, summarize
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", nargs="?", choices=("merge",),
+                        help="merge: assemble the shards of a --shard K/N run (same options as the shards); "
+                             "without it: extract")
     add_arguments(parser, ManifestSettings, "data")
     add_arguments(parser, ModelSettings, "model")
     add_arguments(parser, ExtractSettings, "extraction")
@@ -30,14 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    merge = argv[:1] == ["merge"]
-    ns = build_parser().parse_args(argv[1:] if merge else argv)
-    manifest_settings = from_namespace(ManifestSettings, ns)
-    if not manifest_settings.data_root:
-        raise UserError("--data-root is required")
-    out = extract(manifest_settings, from_namespace(ModelSettings, ns), from_namespace(ExtractSettings, ns),
-                  merge=merge)
+    ns = build_parser().parse_args(argv)
+    out = extract(from_namespace(ManifestSettings, ns), from_namespace(ModelSettings, ns),
+                  from_namespace(ExtractSettings, ns), merge=ns.command == "merge")
     if out is not None:
         print(summarize(read_cache(out)))
     return 0

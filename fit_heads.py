@@ -35,13 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    ns = parser.parse_args(argv)
+    ns = build_parser().parse_args(argv)
     if ns.list_heads:
         print("\n".join(available_heads(read_cache(ns.cache).prompts)))
         return 0
-    if not ns.out:
-        parser.error("the following arguments are required: --out")
     settings, protocol = from_namespace(FitSettings, ns), from_namespace(ProtocolSettings, ns)
     if settings.layer_sweep:
         sweep(settings.cache, settings.heads, protocol, Path(settings.out))

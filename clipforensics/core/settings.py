@@ -1,14 +1,22 @@
 """Typed settings: each stage declares its options once, as a dataclass; argparse and JSON follow.
 
     @dataclass
-    class ExtractSettings:
-        data_root: str = option(None, "folder with one sub-folder per class", required=True)
+    class ExtractSettings(RuntimeSettings):
+        out: str = option(None, "cache file to write", required=True, metavar="FILE")
         batch_size: int = option(64, "images per forward pass")
 
-`add_arguments(parser, ExtractSettings)` adds `--data-root` and `--batch-size`;
-`from_namespace(ExtractSettings, ns)` builds the object; `asdict` is what is saved beside outputs.
+`add_arguments(parser, ExtractSettings, "extraction")` adds `--out` and `--batch-size` under "extraction"
+and the inherited `--device`, `--workers`, `--precision` under their group's own title ("runtime");
+`from_namespace(ExtractSettings, ns)` builds the object; `to_dict` is what is saved beside outputs.
 Fields typed `tuple[str, ...]` take comma-separated values, and a repeated flag adds to them
 (`--test-cache B.h5 --test-cache C.h5` = `--test-cache B.h5,C.h5`); `bool` fields get `--x/--no-x`.
+
+Options shared by several stages are declared once, in a group dataclass the stages inherit from
+(`RuntimeSettings` here, `data.manifest.DataSettings`), so a stage's JSON stays flat. What a field means
+for reuse is in the field too: `identity=True` (an output made with another value must not be mixed
+with this one) or `execution_only=True` (where or how fast a run goes, never what it computes); the
+stages read these flags through `identity()` and `without_execution_only()`, so a renamed field
+cannot drop out of a hand-kept list of names.
 """
 
 from __future__ import annotations
@@ -16,20 +24,73 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
 
 def option(default: Any, help: str, *, flag: str | None = None, choices: typing.Sequence[Any] | None = None,
-           required: bool = False, metavar: str | None = None, spaced: bool = False) -> Any:
-    """A dataclass field that carries its command-line help. `spaced`: a tuple option that also takes
-    several space-separated words (`--perturb jpeg:90,70 blur:1,2`), each kept whole."""
-    meta = {"help": help, "flag": flag, "choices": choices, "required": required, "metavar": metavar,
-            "spaced": spaced}
+           required: bool = False, metavar: str | None = None, spaced: bool = False, identity: bool = False,
+           execution_only: bool = False) -> Any:
+    """A dataclass field that carries its command-line help and what it means for reusing outputs.
+    `spaced`: a tuple option that also takes several space-separated words (`--perturb jpeg:90,70
+    blur:1,2`), each kept whole."""
     if isinstance(default, (list, dict, set)):
         raise TypeError("use a tuple for sequence defaults")
+    if identity and execution_only:
+        raise TypeError("a setting is either identity or execution-only, not both")
+    meta = {"help": help, "flag": flag, "choices": choices, "required": required, "metavar": metavar,
+            "spaced": spaced, "identity": identity, "execution_only": execution_only}
     return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclass
+class DeviceSettings:
+    """Where and how fast a stage runs, never what it computes: a run may resume across other values."""
+
+    GROUP = "runtime"
+    device: str = option("auto", "auto, cpu, cuda or cuda:N", metavar="DEVICE", execution_only=True)
+    workers: int = option(2, "DataLoader worker processes that decode images (0: decode in the main process)",
+                          execution_only=True)
+
+
+@dataclass
+class RuntimeSettings(DeviceSettings):
+    """Device and workers plus the inference precision, which changes the numbers (not execution-only)."""
+
+    GROUP = "runtime"
+    precision: str = option("auto", "dtype of weights and inputs: auto (CUDA: bf16 where supported, else fp16; "
+                                    "CPU: bf16 only where measured faster, else fp32), fp32, fp16, bf16",
+                            choices=PRECISIONS)
+
+
+def _names_with(cls: type, flag: str) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get(flag))
+
+
+def identity_fields(cls: type) -> tuple[str, ...]:
+    """Names of the fields flagged `identity=True`."""
+    return _names_with(cls, "identity")
+
+
+def execution_only_fields(cls: type) -> tuple[str, ...]:
+    """Names of the fields flagged `execution_only=True`."""
+    return _names_with(cls, "execution_only")
+
+
+def identity(obj: Any) -> dict[str, Any]:
+    """JSON-ready values of the identity fields: what an output must have been made with to be reused."""
+    names = set(identity_fields(type(obj)))
+    return {k: v for k, v in to_dict(obj).items() if k in names}
+
+
+def without_execution_only(obj: Any) -> dict[str, Any]:
+    """JSON-ready values of every field that can change a result (all but the execution-only ones)."""
+    names = set(execution_only_fields(type(obj)))
+    return {k: v for k, v in to_dict(obj).items() if k not in names}
 
 
 def _split_csv(text: str) -> tuple[str, ...]:
@@ -59,13 +120,28 @@ def _base_type(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
+def _declared_in(cls: type, name: str) -> type:
+    """The class of `cls`'s hierarchy whose body declares field `name` (a shared group or the stage)."""
+    return next(k for k in cls.__mro__ if name in vars(k).get("__annotations__", {}))
+
+
+def _group(parser: argparse.ArgumentParser, title: str) -> argparse._ArgumentGroup:
+    """The parser's argument group of that title, made on first use so shared groups appear once."""
+    for group in parser._action_groups:
+        if group.title == title:
+            return group
+    return parser.add_argument_group(title)
+
+
 def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None = None) -> None:
-    """Add one option per field of dataclass `cls` (in a named group if `title`)."""
-    group = parser.add_argument_group(title) if title else parser
+    """Add one option per field of dataclass `cls`: inherited group fields under the group's title
+    (its class attribute GROUP), the stage's own fields under `title` (or ungrouped)."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if not f.metadata.get("help"):
             continue
+        group_title = vars(_declared_in(cls, f.name)).get("GROUP", title)
+        group = _group(parser, group_title) if group_title else parser
         flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
         typ, is_tuple = _base_type(hints[f.name])
         kwargs: dict[str, Any] = {"dest": f.name, "help": f.metadata["help"]}

@@ -32,9 +32,10 @@ STRING_COLUMNS = tuple(c for c in COLUMNS if c != "label")
 OPTIONAL_COLUMNS = (OFFICIAL_SPLIT,)  # written when the manifest has them (a data set's official split)
 # Attributes that decide what the embeddings mean: two caches (or a cache and a request) that
 # differ in any of these must never be mixed. `crops` is the data root's prepare.json recipe
-# (data/crops.py; None for frames prepared elsewhere): the same paths can hold other crops.
-IDENTITY_KEYS = ("model", "pretrained", "weights_fingerprint", "init_seed", "image_size", "precision",
-                 "manifest_hash", "crops")
+# (data/crops.py; None for frames prepared elsewhere): the same paths can hold other crops. The model's
+# share is what rebuilding the model must reproduce.
+MODEL_IDENTITY_KEYS = ("model", "pretrained", "weights_fingerprint", "init_seed", "image_size")
+IDENTITY_KEYS = MODEL_IDENTITY_KEYS + ("precision", "manifest_hash", "crops")
 _STR = h5py.string_dtype("utf-8")
 
 

@@ -35,19 +35,31 @@ FFPP_PAIR = re.compile(r"^(\d+)_(\d+)$")
 
 
 @dataclass
-class ManifestSettings:
-    """Where the frames are and how to read videos from their paths (options of every stage)."""
+class DataSettings:
+    """Where the frames are and how to read class and video from a frame's path: shared by every stage
+    that reads frame paths (scanning a data root, reading external prediction files)."""
 
+    GROUP = "data"
     data_root: str | None = option(
         None, "data root: one folder per class (Real_youtube/, FaceSwap/, ...), frames in video "
               "sub-folders or named <video>_<frame>.png", metavar="DIR")
     real_classes: tuple[str, ...] = option(REAL_CLASSES, "folder name(s) of real videos")
-    classes: tuple[str, ...] = option((), "only these class folders (default: all; real folders are always kept)")
     video_pattern: str | None = option(
         None, "regex with group 'video' (or group 1) applied to the path inside the class folder", metavar="REGEX")
     layout: str = option("auto", "data set layout: auto (detected from the root), ffpp, celebdf, dfdc or csv "
                                  "(see the README's data set layouts)", metavar="NAME")
     labels: str | None = option(None, "label file of --layout csv (default: DATA_ROOT/labels.csv)", metavar="FILE")
+
+
+@dataclass
+class ManifestSettings(DataSettings):
+    """A data root to scan: the data group, which classes to keep, and a data root is required."""
+
+    classes: tuple[str, ...] = option((), "only these class folders (default: all; real folders are always kept)")
+
+    def __post_init__(self) -> None:
+        if not self.data_root:
+            raise UserError("no data root given (--data-root DIR)")
 
 
 def compile_video_pattern(pattern: str | re.Pattern[str] | None) -> re.Pattern[str] | None:
@@ -110,9 +122,7 @@ def video_of(path: str, *, class_names: Collection[str] | None = None,
     return class_name, f"{class_name}/{video_id(class_name, relative, compile_video_pattern(video_pattern))}"
 
 
-def _data_root(data_root: str | None) -> str:
-    if not data_root:
-        raise UserError("no data root given (--data-root DIR)")
+def _data_root(data_root: str) -> str:
     if not os.path.isdir(data_root):
         what = "is not a directory" if os.path.exists(data_root) else "does not exist"
         raise UserError(f"data root {data_root} {what}")

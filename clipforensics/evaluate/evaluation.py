@@ -15,7 +15,7 @@ import pandas as pd
 from clipforensics import __version__
 from clipforensics.core.io import write_json, write_text
 from clipforensics.core.errors import UserError
-from clipforensics.data.manifest import KNOWN_MANIPULATIONS
+from clipforensics.data.manifest import KNOWN_MANIPULATIONS, DataSettings
 from clipforensics.evaluate.metrics import (AGGREGATORS, FEW_VIDEOS, THRESHOLD_RULES, choose_threshold, evaluate_split,
                                             per_manipulation)
 from clipforensics.evaluate.compare import (frames_per_video, paired_comparisons, parse_counts,
@@ -42,15 +42,14 @@ class MeasureSettings:
 
 
 @dataclass
-class EvaluateSettings(MeasureSettings):
+class EvaluateSettings(MeasureSettings, DataSettings):
+    """The evaluator; the data group reads external files' paths and finds frames for the error grid
+    (data root default: the one recorded with the scores)."""
+
     out: str = option(None, "report folder", required=True, metavar="DIR")
     predictions: tuple[str, ...] = option((), "external prediction files (CSV or JSON records with path, score, "
                                                "label; optional video, split)", metavar="FILES")
     top_k: int = option(10, "videos listed in the error analysis")
-    data_root: str | None = option(None, "where frame paths live, for the error grid (default: from the scores' "
-                                         "settings)", metavar="DIR")
-    video_pattern: str | None = option(None, "regex with group 'video' for external files' paths", metavar="REGEX")
-    real_classes: tuple[str, ...] = option(("Real_youtube",), "real class folder names, to read external paths")
     frames_per_video: tuple[str, ...] = option((), "also video AUC using only N evenly spread frames per test video, "
                                                    "for each N (e.g. 1,2,4,8,16,all)", metavar="COUNTS")
 

@@ -24,7 +24,7 @@ from torchvision.transforms import Compose, Normalize, ToTensor
 
 from clipforensics.core.errors import UserError
 from clipforensics.core.io import write_json
-from clipforensics.core.settings import option
+from clipforensics.core.settings import PRECISIONS, option
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 open_clip.add_model_config(CONFIG_DIR)
@@ -32,7 +32,6 @@ open_clip.add_model_config(CONFIG_DIR)
 RANDOM = "none"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 HUB_HOST = ("huggingface.co", 443)
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 BF16_MIN_GAIN = 1.05  # auto takes bf16 weights on a CPU only when calibration finds them this much faster
 CALIBRATION_BATCH = 4

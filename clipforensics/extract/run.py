@@ -21,14 +21,14 @@ from tqdm import tqdm
 
 from clipforensics.core.errors import UserError
 from clipforensics.core.sampling import spread
-from clipforensics.core.settings import option, to_dict
+from clipforensics.core.settings import RuntimeSettings, option, to_dict
 from clipforensics.data import cache as cache_mod
 from clipforensics.data.crops import read_crop_recipe
 from clipforensics.data.layouts import scan
 from clipforensics.data.manifest import ManifestSettings, manifest_hash
 from clipforensics.extract.chunks import ChunkCollector, ChunkStore, assemble, output_lock, plan_batches
 from clipforensics.extract.distributed import Shard, current_shard, finish, init_process_group
-from clipforensics.extract.models import PRECISIONS, LoadedModel, ModelSettings, load_model
+from clipforensics.extract.models import LoadedModel, ModelSettings, load_model
 from clipforensics.extract.prompts import PROMPT_SETS, get_prompt_set
 from clipforensics.extract.layers import BlockTaps, layer_key, parse_layers, vision_blocks
 from clipforensics.extract.perturb import Perturbation, parse_perturbations, perturbation_key
@@ -36,14 +36,9 @@ from clipforensics.extract.reader import ImageFiles, collate_images, describe_pr
 
 
 @dataclass
-class ExtractSettings:
+class ExtractSettings(RuntimeSettings):
     out: str = option(None, "cache file to write, e.g. cache/NAME.h5", required=True, metavar="FILE")
     batch_size: int = option(64, "images per forward pass")
-    workers: int = option(2, "DataLoader worker processes that decode images (0: decode in the main process)")
-    device: str = option("auto", "auto, cpu, cuda or cuda:N", metavar="DEVICE")
-    precision: str = option("auto", "dtype of weights and inputs: auto (CUDA: bf16 where supported, else fp16; "
-                                    "CPU: bf16 only where measured faster, else fp32), fp32, fp16, bf16",
-                            choices=PRECISIONS)
     prompt_sets: tuple[str, ...] = option(tuple(PROMPT_SETS), "prompt sets to embed (comma list)")
     limit: int | None = option(None, "use at most N images, spread evenly over the manifest (trial runs)")
     chunk_size: int = option(512, "rows per resumable chunk: a crash redoes at most one chunk")

@@ -31,7 +31,7 @@ from clipforensics import __version__
 from clipforensics.core.errors import UserError
 from clipforensics.data.layouts import DATASET_LAYOUTS, copy_label_files, detect_dataset_layout, video_files
 from clipforensics.core.io import exclusive_lock, write_csv, write_json
-from clipforensics.core.settings import option, to_dict
+from clipforensics.core.settings import identity, option, to_dict
 from clipforensics.data.crops import PREPARE_FILE
 from clipforensics.frames import track
 from clipforensics.frames.align import ALIGNMENTS, matrix_roll, matrix_scale, source_bounds
@@ -59,30 +59,34 @@ SAMPLING = "rint(linspace(0, n - 1, frames)) over the frames actually decoded"
 
 @dataclass
 class FrameSettings:
-    """Options of prepare_frames.py."""
+    """Options of prepare_frames.py. Identity fields decide the crops' pixels or the choice of videos:
+    they make up `crop_recipe`, which a rerun into the same data root must match."""
 
     videos_root: str = option(None, "FF++ root (original_sequences/, manipulated_sequences/) or one folder "
                                     "of videos per class", required=True, metavar="DIR")
     out: str = option(None, "data root to write (Real_youtube/<video>/<frame>.png, ...)", required=True,
                       metavar="DATA_ROOT")
-    frames: int = option(32, "frames per video, spread evenly over its length (all frames if shorter)")
-    size: int = option(256, "side of the square output crops in pixels (DeepfakeBench: 256)")
+    frames: int = option(32, "frames per video, spread evenly over its length (all frames if shorter)",
+                         identity=True)
+    size: int = option(256, "side of the square output crops in pixels (DeepfakeBench: 256)", identity=True)
     margin: float = option(1.3, "crop side as a multiple of the face: of the aligned face square, or of the "
-                                "face box's longer side with --align none (DeepfakeBench's scale: 1.3)")
-    detector: str = option("dlib", "face detector: dlib (HOG), dlib-cnn (MMOD CNN, slow on a CPU), haar (OpenCV)")
+                                "face box's longer side with --align none (DeepfakeBench's scale: 1.3)", identity=True)
+    detector: str = option("dlib", "face detector: dlib (HOG), dlib-cnn (MMOD CNN, slow on a CPU), haar (OpenCV)",
+                           identity=True)
     align: str = option("five-point", "crop alignment: five-point (dlib's 5 landmarks, eyes level), deepfakebench "
-                                      "(their 68-point keypoints and template), none (square box, no rotation)")
+                                      "(their 68-point keypoints and template), none (square box, no rotation)",
+                        identity=True)
     landmarks: str = option("5", "landmarks recorded in faces.csv: 5, or 68 to add dlib's 68-point model",
-                            choices=("5", "68"))
+                            choices=("5", "68"), identity=True)
     detect_max_side: int = option(640, "frames are shrunk to at most this many pixels for detection only; a "
                                        "frame with no face there is searched again at full size (landmarks "
-                                       "and crops use the full frame)")
+                                       "and crops use the full frame)", identity=True)
     layout: str = option("auto", "input layout: ffpp (the FF++ tree), celebdf, dfdc, csv (data sets whose label "
                                  "files are copied beside the frames), folders (one folder of videos per class), or "
                                  "auto (ffpp if original_sequences/ or manipulated_sequences/ exists, else a data "
                                  "set's marker files, else folders)",
-                         choices=("auto", "ffpp", "folders", *DATASET_LAYOUTS))
-    compression: str = option("c23", "FF++ compression folder to read", choices=COMPRESSIONS)
+                         choices=("auto", "ffpp", "folders", *DATASET_LAYOUTS), identity=True)
+    compression: str = option("c23", "FF++ compression folder to read", choices=COMPRESSIONS, identity=True)
     classes: tuple[str, ...] = option((), "only these output classes, e.g. Real_youtube,FaceSwap (default: all but "
                                           "Real_actors, which extract_features.py needs --real-classes to label real)")
     max_videos: int | None = option(None, "at most N videos per class, first in name order (trial runs)")
@@ -372,14 +376,12 @@ def crop_recipe(settings: FrameSettings) -> dict:
     the weights files (by hash) and settings are what a rerun or a cache must match.
     """
     layout = resolve_layout(Path(settings.videos_root), settings.layout)
-    return {"frames": settings.frames, "sampling": SAMPLING, "detector": settings.detector,
-            "detect_max_side": settings.detect_max_side, "detect_retry_full": True,
-            "upsample": UPSAMPLE if settings.detector.startswith("dlib") else None,
+    return {**identity(settings),  # then the resolved forms of layout, compression and landmarks
+            "layout": layout, "compression": settings.compression if layout == "ffpp" else None,
+            "landmarks": list(_recipe(settings).landmark_models()), "sampling": SAMPLING,
+            "detect_retry_full": True, "upsample": UPSAMPLE if settings.detector.startswith("dlib") else None,
             "tracking": {"link": "grown-box IoU", "grow": track.GROW, "min_iou": track.MIN_IOU,
                          "choice": "score sum, then area", "gaps": "interpolated, else nearest"},
-            "landmarks": list(_recipe(settings).landmark_models()), "align": settings.align,
-            "margin": settings.margin, "size": settings.size, "layout": layout,
-            "compression": settings.compression if layout == "ffpp" else None,
             "models": {name: file_sha256(model_file(name)) for name in _model_files(settings)}}
 
 

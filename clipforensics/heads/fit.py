@@ -32,6 +32,8 @@ SCORED_SPLITS = ("val", "test")
 
 @dataclass
 class FitSettings:
+    """Heads to fit on one cache. A fit needs a run folder; only listing the heads (no FitSettings) does not."""
+
     cache: str = option(None, "feature cache written by extract_features.py", required=True, metavar="FILE")
     heads: tuple[str, ...] = option(("logreg", "svm", "zeroshot-v2"), "heads to fit (comma list, or 'all')")
     out: str = option(None, "run folder: one sub-folder per head (required unless --list-heads)", metavar="DIR")
@@ -40,6 +42,10 @@ class FitSettings:
                                      "concat:K,L (cache made with --layers)", metavar="SPEC")
     layer_sweep: bool = option(False, "fit the heads on every stored layer and write layer_sweep.{csv,md,json,png} "
                                       "(val AUC picks the layer, test AUC beside it)")
+
+    def __post_init__(self) -> None:
+        if not self.out:
+            raise UserError("--out is required (the run folder) unless --list-heads")
 
 
 def split_rows(cache: FeatureCache, protocol: ProtocolSettings) -> pd.DataFrame:

@@ -31,7 +31,7 @@ from clipforensics.core.errors import UserError
 from clipforensics.core.registry import Registry
 from clipforensics.extract.models import PRECISIONS, LoadedModel
 from clipforensics.extract.prompts import class_means, get_prompt_set
-from clipforensics.core.settings import option
+from clipforensics.core.settings import DeviceSettings, option
 
 BLOCK = r"visual\.transformer\.resblocks\.\d+"
 ATTENTION = BLOCK + r"\.attn"
@@ -46,14 +46,15 @@ MAX_LOGIT_SCALE = float(np.log(100.0))  # CLIP's own clamp on its temperature
 
 
 @dataclass
-class LoraSettings:
+class LoraSettings(DeviceSettings):
     """The LoRA stage: fine-tune the image tower of a base cache's model, select on val, re-extract."""
 
     base_cache: str = option(None, "cache of the base model: model, weights, image size, prompts and data root "
                                     "are taken from it", required=True, metavar="FILE")
     out: str = option(None, "run folder: checkpoint, adapter, head, log, curve, scores", required=True,
-                      metavar="DIR")
-    data_root: str | None = option(None, "data root (default: the one recorded in the base cache)", metavar="DIR")
+                      metavar="DIR", execution_only=True)
+    data_root: str | None = option(None, "data root (default: the one recorded in the base cache)", metavar="DIR",
+                                   execution_only=True)
     rank: int = option(32, "LoRA rank r")
     alpha: float = option(64.0, "LoRA alpha (the update is scaled by alpha / r)")
     dropout: float = option(0.05, "LoRA dropout (acts on MLP targets; peft merges attention deltas, no dropout)")
@@ -76,16 +77,15 @@ class LoraSettings:
                                             "[Q, 95]", metavar="Q")
     amp: str = option("auto", "autocast precision of training on CUDA: auto (extraction's rule: bf16 where the GPU "
                               "has it, else fp16), bf16, fp16, fp32; the CPU trains in fp32", choices=PRECISIONS)
-    workers: int = option(2, "DataLoader worker processes that decode images (0: in the main process)")
-    device: str = option("auto", "auto, cpu, cuda or cuda:N", metavar="DEVICE")
     seed: int = option(0, "seed of LoRA and head init, data order, augmentation and dropout")
     cache_out: str | None = option(None, "folder of the re-extracted cache (default: the base cache's folder)",
-                                   metavar="DIR")
+                                   metavar="DIR", execution_only=True)
     merge_out: str | None = option(None, "also save the merged open_clip checkpoint here (.safetensors), for "
-                                         "extract_features.py --pretrained PATH", metavar="FILE")
-    extract: bool = option(True, "re-extract the data root with the merged model into a new cache")
+                                         "extract_features.py --pretrained PATH", metavar="FILE", execution_only=True)
+    extract: bool = option(True, "re-extract the data root with the merged model into a new cache",
+                           execution_only=True)
     overwrite: bool = option(False, "start again: remove a run in --out made with other settings (or write into "
-                                    "a non-empty --out)")
+                                    "a non-empty --out)", execution_only=True)
 
 
 class PromptHead(nn.Module):

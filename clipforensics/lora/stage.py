@@ -26,8 +26,8 @@ from tqdm import tqdm
 from clipforensics import __version__
 from clipforensics.core.errors import UserError
 from clipforensics.core.io import atomic_path, write_json
-from clipforensics.core.settings import from_dict, to_dict
-from clipforensics.data.cache import FeatureCache, check_identity, read_cache
+from clipforensics.core.settings import from_dict, to_dict, without_execution_only
+from clipforensics.data.cache import MODEL_IDENTITY_KEYS, FeatureCache, check_identity, read_cache
 from clipforensics.data.crossdata import (CrossSettings, TestSet, check_disjoint, dataset_name, load_test_sets,
                                           scores_with_tests)
 from clipforensics.data.layouts import scan
@@ -52,9 +52,6 @@ HEAD_FILE = "head.safetensors"
 RUN_FILE = "lora.json"
 CURVE = "train_curve.png"
 MERGED = "merged.safetensors"
-MODEL_IDENTITY = ("model", "pretrained", "weights_fingerprint", "init_seed", "image_size")
-EXECUTION_ONLY = ("out", "data_root", "workers", "device", "cache_out", "merge_out", "extract", "overwrite")
-"""Settings that change where or how fast a run goes, not what it learns: a checkpoint resumes across them."""
 
 
 @dataclass
@@ -111,8 +108,8 @@ def training_rows(rows: pd.DataFrame, settings: LoraSettings) -> pd.DataFrame:
 def load_base_model(base: Base, device: str) -> LoadedModel:
     """The base model rebuilt from the cache's attributes, in fp32 for training, checked against the cache."""
     loaded = load_model(base.model_settings(), device, "fp32")
-    check_identity(loaded.identity, {k: base.attrs[k] for k in MODEL_IDENTITY}, what=f"the model rebuilt from "
-                   f"{base.cache.path}")
+    expected = {k: base.attrs[k] for k in MODEL_IDENTITY_KEYS}
+    check_identity(loaded.identity, expected, what=f"the model rebuilt from {base.cache.path}")
     return loaded
 
 
@@ -160,7 +157,7 @@ def prepare(settings: LoraSettings, protocol: ProtocolSettings,
         print(other.test.summary(), file=sys.stderr)
     train = training_rows(rows, settings)
     loaded = load_base_model(base, settings.device)
-    lora = {k: v for k, v in to_dict(settings).items() if k not in EXECUTION_ONLY}
+    lora = without_execution_only(settings)  # a checkpoint resumes across where / how fast the run goes
     run = TrainRun.build(loaded, settings, manifest_settings.data_root, train, val_rows=rows[rows["split"] == "val"],
                          identity={**run_identity(base.cache, protocol), "splits": splits.digest(), "lora": lora})
     print(describe_counts(parameter_counts(run.detector), settings.targets), file=sys.stderr)
