@@ -148,9 +148,9 @@ test: $(STAMP)  ## run the whole test suite
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
 
 bench: $(STAMP)  ## speed and memory benchmarks (prints tables for the README)
-	$(PY) bench/extract.py
-	$(PY) bench/heads.py
-	$(PY) bench/lora.py
+	$(PY) bench/extract_speed.py
+	$(PY) bench/heads_speed.py
+	$(PY) bench/lora_speed.py
 	$(PY) bench/memory.py
 	$(PY) bench/scaling.py
 	$(PY) bench/faces.py

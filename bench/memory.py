@@ -1,8 +1,7 @@
 """Peak memory of the heads stage and of the evaluator as the cache grows (10k, 50k, 100k rows by default).
 
-For each size a synthetic cache is written with clipforensics.cache.write_cache (bench/heads.py's
-make_cache: float16 embeddings, videos of --frames frames, Real_youtube + --manipulations fakes, every
-prompt set), then, each in a FRESH child process:
+For each size a synthetic cache is written by common.make_cache (float16 embeddings, videos of --frames
+frames, Real_youtube + --manipulations fakes, every prompt set), then, each in a FRESH child process:
 
     fit_heads.py --cache C --heads all --out R                    (heads stage)
     evaluate.py R/<head>/scores.csv ... --bootstrap 1000 --out E   (evaluator, every head's scores)
@@ -31,7 +30,8 @@ import time
 from pathlib import Path
 
 import common  # noqa: F401  (sets sys.path and HF_HUB_OFFLINE; stdlib only: the child's baseline stays the script's)
-from common import HelpFormatter, ROOT, command_line, markdown_table, met, timed
+from common import (HelpFormatter, ROOT, cache_arguments, command_line, make_cache, markdown_table, met, protocol,
+                    timed)
 
 MIB = 1024 * 1024
 
@@ -40,16 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--rows", default="10000,50000,100000",
                    help="cache sizes in frames (comma list; the last two show whether growth is linear)")
-    p.add_argument("--frames", type=int, default=100, help="frames per video")
-    p.add_argument("--dim", type=int, default=512, help="embedding dimension")
-    p.add_argument("--manipulations", type=int, default=2,
-                   help="fake classes besides Real_youtube (more leave 10k rows with no validation videos)")
-    p.add_argument("--signal", type=float, default=0.08, help="fake shift along the class directions (noise = 1)")
-    p.add_argument("--train-fakes", default="FaceSwap", help="protocol of the head fits (comma list)")
-    p.add_argument("--test-fakes", default="NeuralTextures", help="protocol of the head fits (comma list or rest)")
-    p.add_argument("--heads", default="all", help="heads for fit_heads.py (comma list or all)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of evaluate.py")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic embeddings")
+    cache_arguments(p, manipulations=2, note="more leave 10k rows with no validation videos")
     p.add_argument("--top", type=int, default=12, help="rows of the per-function profile table")
     p.add_argument("--keep", default=None, help="write caches, runs and reports here instead of a temp dir")
     return p.parse_args(argv)
@@ -173,18 +164,14 @@ def run_child(script: str, argv: list[str], out_json: Path, log: Path) -> dict:
 # ---------------------------------------------------------------------------- parent
 
 def measure(args, rows: int, tmp: Path) -> dict:
-    from heads import make_cache  # bench/heads.py's synthetic cache (imports numpy, pandas, sklearn here only)
-    from clipforensics.data.cache import read_cache
+    from clipforensics.data.cache import read_cache  # imported here only: the child's baseline stays the script's
     from clipforensics.heads.fit import split_rows
-    from clipforensics.data.protocol import ProtocolSettings
 
     cache = tmp / f"cache-{rows}.h5"
-    build, _ = timed(make_cache, cache, rows, args.frames, args.dim, args.manipulations, args.signal, args.seed)
+    build, _ = timed(make_cache, cache, rows, args)
     print(f"{rows} rows: cache written in {build:.1f} s", file=sys.stderr)
-    protocol = ProtocolSettings(train_fakes=tuple(args.train_fakes.split(",")),
-                                test_fakes=tuple(args.test_fakes.split(",")))
     data = read_cache(cache)
-    splits = split_rows(data, protocol)["split"].value_counts().to_dict()
+    splits = split_rows(data, protocol(args))["split"].value_counts().to_dict()
     emb = data.embeddings.nbytes / MIB
     manifest = data.manifest.memory_usage(deep=True).sum() / MIB
     del data

@@ -17,8 +17,11 @@ from clipforensics.core.settings import (DeviceSettings, RuntimeSettings, add_ar
 from clipforensics.data.manifest import DataSettings, ManifestSettings
 from clipforensics.evaluate.evaluation import EvaluateSettings
 from clipforensics.extract.run import ExtractSettings
+from clipforensics.extract.prompts import PROMPT_SETS
+from clipforensics.frames.detectors import DETECTORS, make_detector
 from clipforensics.frames.prepare import FrameSettings
 from clipforensics.heads.fit import FitSettings
+from clipforensics.heads.heads import HEADS
 from clipforensics.lora.model import LoraSettings
 
 
@@ -103,7 +106,26 @@ def test_registry_lookup_and_errors() -> None:
         return 2
 
     assert reg.get("a") == 1 and reg.get("b") is b and reg.names() == ["a", "b"] and "a" in reg
-    with pytest.raises(UserError, match=r"unknown widget 'c'; choose from a, b"):
+    with pytest.raises(UserError, match=r"unknown widget 'c'; available: a, b"):
         reg.get("c")
+    assert reg.get("c", None) is None
     with pytest.raises(ValueError, match="twice"):
         reg.register("a", 3)
+
+
+def test_registry_entries_can_be_swapped_for_a_test(monkeypatch) -> None:
+    reg: Registry[int] = Registry("widget")
+    reg.register("a", 1)
+    with monkeypatch.context() as patch:
+        patch.setitem(reg, "a", 2)
+        patch.setitem(reg, "b", 3)
+        assert (reg.get("a"), reg.get("b")) == (2, 3)
+    assert reg.items() == [("a", 1)]
+
+
+def test_every_named_choice_is_a_registry() -> None:
+    for registry in (HEADS, PROMPT_SETS, DETECTORS):
+        assert isinstance(registry, Registry) and len(registry)
+    assert make_detector("haar") is not None
+    with pytest.raises(UserError, match="unknown prompt set 'v9'; available: v1, v2, bank"):
+        PROMPT_SETS.get("v9")

@@ -1,5 +1,6 @@
-"""Prompt sets, looked up by name. Every prompt carries its class (0 real, 1 fake), so no stage
-ever depends on the order in which prompts were written."""
+"""Prompt sets, looked up by name in `PROMPT_SETS`. Every prompt carries its class (0 real, 1 fake), so no
+stage ever depends on the order in which prompts were written. A new set: `PROMPT_SETS.register(name,
+prompt_set(name, real=[...], fake=[...]))`; `extract_features.py --prompt-sets` embeds it into the cache."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clipforensics.core.errors import UserError
+from clipforensics.core.registry import Registry
 
 REAL, FAKE = 0, 1
 
@@ -23,41 +24,30 @@ class PromptSet:
             raise ValueError(f"prompt set {self.name!r} needs texts for both classes, one label per text")
 
 
-def _make(name: str, real: list[str], fake: list[str]) -> PromptSet:
+def prompt_set(name: str, real: list[str], fake: list[str]) -> PromptSet:
+    """A set from its real and fake prompts, labelled by class rather than by position."""
     return PromptSet(name, tuple(real + fake), (REAL,) * len(real) + (FAKE,) * len(fake))
 
 
-PROMPT_SETS: dict[str, PromptSet] = {
-    s.name: s
-    for s in (
-        _make("v1", ["Authentic"], ["AI-Generated"]),
-        _make("v2", ["Authentic face"], ["AI-Generated face"]),
-        _make(
-            "bank",
-            [
-                "Authentic face",
-                "a real photo of a person's face",
-                "an unedited video frame of a face",
-                "a genuine face",
-                "a natural photograph of a human face",
-            ],
-            [
-                "AI-Generated face",
-                "a deepfake of a person's face",
-                "a manipulated video frame of a face",
-                "a face swapped by a computer",
-                "a synthetic face with blending artifacts",
-            ],
-        ),
-    )
-}
-
-
-def get_prompt_set(name: str) -> PromptSet:
-    try:
-        return PROMPT_SETS[name]
-    except KeyError:
-        raise UserError(f"unknown prompt set {name!r}; known: {', '.join(PROMPT_SETS)}") from None
+PROMPT_SETS: Registry[PromptSet] = Registry("prompt set")
+for _set in (
+    prompt_set("v1", real=["Authentic"], fake=["AI-Generated"]),
+    prompt_set("v2", real=["Authentic face"], fake=["AI-Generated face"]),
+    prompt_set("bank", real=[
+        "Authentic face",
+        "a real photo of a person's face",
+        "an unedited video frame of a face",
+        "a genuine face",
+        "a natural photograph of a human face",
+    ], fake=[
+        "AI-Generated face",
+        "a deepfake of a person's face",
+        "a manipulated video frame of a face",
+        "a face swapped by a computer",
+        "a synthetic face with blending artifacts",
+    ]),
+):
+    PROMPT_SETS.register(_set.name, _set)
 
 
 def class_means(embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:

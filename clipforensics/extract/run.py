@@ -29,7 +29,7 @@ from clipforensics.data.manifest import ManifestSettings, manifest_hash
 from clipforensics.extract.chunks import ChunkCollector, ChunkStore, assemble, output_lock, plan_batches
 from clipforensics.extract.distributed import Shard, current_shard, finish, init_process_group
 from clipforensics.extract.models import LoadedModel, ModelSettings, load_model
-from clipforensics.extract.prompts import PROMPT_SETS, get_prompt_set
+from clipforensics.extract.prompts import PROMPT_SETS
 from clipforensics.extract.layers import BlockTaps, layer_key, parse_layers, vision_blocks
 from clipforensics.extract.perturb import Perturbation, parse_perturbations, perturbation_key
 from clipforensics.extract.reader import ImageFiles, collate_images, describe_preprocessing
@@ -70,7 +70,7 @@ def preprocessing(loaded: LoadedModel) -> str:
 def embed_prompts(loaded: LoadedModel, names: tuple[str, ...]) -> dict[str, cache_mod.PromptEmbeddings]:
     """All prompt sets in one text forward, on one thread: tiny ops gain nothing from a second
     thread and lose a lot waiting for it on a busy machine."""
-    sets = [get_prompt_set(name) for name in names]
+    sets = [PROMPT_SETS.get(name) for name in names]
     texts = [t for ps in sets for t in ps.texts]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -100,7 +100,7 @@ def extract(manifest_settings: ManifestSettings, model_settings: ModelSettings,
         raise ValueError(f"extra_attrs may not override identity attributes: {sorted(clash)}")
     out = Path(settings.out)
     for name in settings.prompt_sets:
-        get_prompt_set(name)
+        PROMPT_SETS.get(name)
     if settings.batch_size < 1 or settings.chunk_size < 1 or settings.workers < 0:
         raise UserError("--batch-size and --chunk-size must be positive, --workers non-negative")
     perturbations = parse_perturbations(settings.perturb)

@@ -23,6 +23,7 @@ from sklearn.svm import LinearSVC
 
 from clipforensics.data.cache import PromptEmbeddings
 from clipforensics.core.errors import UserError
+from clipforensics.core.registry import Registry
 from clipforensics.evaluate.metrics import frame_video_auc
 from clipforensics.extract.prompts import class_means
 
@@ -202,13 +203,13 @@ class RealOnlyHead(Head):
         return _sigmoid((np.log(d) - self.mu) / self.sigma)
 
 
-HEADS: dict[str, Callable[[dict[str, PromptEmbeddings]], Head]] = {
-    "logreg": lambda prompts: LogRegHead(),
-    "svm": lambda prompts: SVMHead(),
-    "ridge": lambda prompts: RidgeHead(),
-    "prompt-features": lambda prompts: PromptFeaturesHead(_prompt_set(prompts, "bank")),
-    "real-only": lambda prompts: RealOnlyHead(),
-}
+HEADS: Registry[Callable[[dict[str, PromptEmbeddings]], Head]] = Registry("head")
+"""Head factories by name, given the cache's prompt embeddings; `zeroshot-<set>` heads come from the cache."""
+HEADS.register("logreg", lambda prompts: LogRegHead())
+HEADS.register("svm", lambda prompts: SVMHead())
+HEADS.register("ridge", lambda prompts: RidgeHead())
+HEADS.register("prompt-features", lambda prompts: PromptFeaturesHead(_prompt_set(prompts, "bank")))
+HEADS.register("real-only", lambda prompts: RealOnlyHead())
 
 
 def _prompt_set(prompts: dict[str, PromptEmbeddings], name: str) -> PromptEmbeddings:
@@ -237,9 +238,7 @@ def make_head(name: str, prompts: dict[str, PromptEmbeddings]) -> Head:
     if name.startswith(ZEROSHOT_PREFIX):
         set_name = name[len(ZEROSHOT_PREFIX):]
         return ZeroShotHead(set_name, _prompt_set(prompts, set_name))
-    if name not in HEADS:
-        raise UserError(f"unknown head {name!r}; available: {', '.join(available_heads(prompts))}")
-    return HEADS[name](prompts)
+    return HEADS.get(name)(prompts)
 
 
 @dataclass

@@ -30,7 +30,7 @@ from torch import nn
 from clipforensics.core.errors import UserError
 from clipforensics.core.registry import Registry
 from clipforensics.extract.models import PRECISIONS, LoadedModel
-from clipforensics.extract.prompts import class_means, get_prompt_set
+from clipforensics.extract.prompts import PROMPT_SETS, class_means
 from clipforensics.core.settings import DeviceSettings, option
 
 BLOCK = r"visual\.transformer\.resblocks\.\d+"
@@ -114,7 +114,7 @@ class LinearHead(nn.Module):
 
 def prompt_classes(loaded: LoadedModel, name: str) -> torch.Tensor:
     """Class means of a prompt set from the frozen text tower, ordered by the prompts' labels, never by position."""
-    prompt_set = get_prompt_set(name)
+    prompt_set = PROMPT_SETS.get(name)
     embeddings = loaded.encode_texts(list(prompt_set.texts)).numpy()
     return torch.from_numpy(class_means(embeddings, np.asarray(prompt_set.labels))).float()
 
@@ -170,7 +170,7 @@ def check_settings(settings: LoraSettings) -> None:
     """Every name and number of the stage, checked before anything is loaded."""
     TARGET_SETS.get(settings.targets)
     LORA_HEADS.get(settings.head)
-    get_prompt_set(settings.prompt_set)
+    PROMPT_SETS.get(settings.prompt_set)
     s = settings
     rules = (
         (s.rank >= 1 and s.alpha > 0, f"--rank {s.rank} and --alpha {s.alpha} must be positive"),

@@ -5,8 +5,8 @@ attention blocks, prompt head, flips and crops), on frames generated at the mode
 The data share is the time spent in `next()` on the DataLoader (decode, augmentation, collation, hand-off from
 workers) over the wall time of the timed steps; one warm-up step runs first.
 
-    .venv/bin/python bench/lora.py                                  # ~1 min on 2 idle cores
-    .venv/bin/python bench/lora.py --models tiny-vit --steps 8      # smoke run
+    .venv/bin/python bench/lora_speed.py                                  # ~1 min on 2 idle cores
+    .venv/bin/python bench/lora_speed.py --models tiny-vit --steps 8      # smoke run
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ Every count is sized from a first timing of each precision on one small batch, s
 measures the choice this machine would make today. Frames come from clipforensics.synthetic (256 px crops,
 or 1280x720 full frames tiled from them), repeated by hard links to the count needed; random weights.
 
-    .venv/bin/python bench/extract.py                       # ~4 min on 2 cores
-    .venv/bin/python bench/extract.py --format jpeg --device cuda --workers 16 --batch-size 256
-    .venv/bin/python bench/extract.py --model tiny-vit --budget 20 --skip-rss   # smoke run
+    .venv/bin/python bench/extract_speed.py                       # ~4 min on 2 cores
+    .venv/bin/python bench/extract_speed.py --format jpeg --device cuda --workers 16 --batch-size 256
+    .venv/bin/python bench/extract_speed.py --model tiny-vit --budget 20 --skip-rss   # smoke run
 """
 
 from __future__ import annotations

@@ -1,16 +1,16 @@
 """Speed of the heads stage on a synthetic cache (no images, no model): the real code paths, timed.
 
-A cache-like problem is written with clipforensics.cache.write_cache: float16 embeddings with a weak
-class signal (a shared fake direction plus one per manipulation, per-video offsets, frame noise),
-FF++-style videos and target/source ids, and every prompt set embedded at random. Then:
+A cache-like problem is written by common.make_cache: float16 embeddings with a weak class signal (a
+shared fake direction plus one per manipulation, per-video offsets, frame noise), FF++-style videos and
+target/source ids, and every prompt set embedded at random. Then:
 
     fit_heads.main(--heads all)            each head's fit < 3 s, all heads < 30 s   (issue 3)
     evaluate.main(["matrix", ...])         60 000 frames, 5 manipulations, < 60 s     (issue 3)
     evaluate.main([scores.csv ..., --out]) bootstrap 1000, every head's scores        (reported)
 
-    .venv/bin/python bench/heads.py                      # ~2 min on 2 cores
-    .venv/bin/python bench/heads.py --profile            # also cProfile every step that misses its goal
-    .venv/bin/python bench/heads.py --frames 20 --rows 4000 --matrix-rows 12000 --bootstrap 200   # smoke run
+    .venv/bin/python bench/heads_speed.py                      # ~2 min on 2 cores
+    .venv/bin/python bench/heads_speed.py --profile            # also cProfile every step that misses its goal
+    .venv/bin/python bench/heads_speed.py --frames 20 --rows 4000 --matrix-rows 12000 --bootstrap 200   # smoke run
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import tempfile
 from pathlib import Path
 
 import common  # noqa: F401  (sets sys.path and HF_HUB_OFFLINE)
-from common import HelpFormatter, command_line, machine, markdown_table, met, quiet, timed
+from common import (HelpFormatter, cache_arguments, command_line, machine, make_cache, markdown_table, met, protocol,
+                    quiet, timed)
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -33,68 +34,19 @@ import evaluate  # noqa: E402
 import fit_heads  # noqa: E402
 from clipforensics.heads import fit  # noqa: E402
 from clipforensics.heads.heads import fit_head, resolve_heads  # noqa: E402
-from clipforensics.data.cache import PromptEmbeddings, read_cache, write_cache  # noqa: E402
-from clipforensics.data.manifest import COLUMNS, manifest_hash  # noqa: E402
-from clipforensics.extract.prompts import PROMPT_SETS  # noqa: E402
-from clipforensics.data.protocol import ProtocolSettings  # noqa: E402
-from clipforensics.synthetic.write import REAL_CLASS, SUPPORTED_MANIPULATIONS  # noqa: E402
+from clipforensics.data.cache import read_cache  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--rows", type=int, default=20_000, help="frames in the heads cache")
     p.add_argument("--matrix-rows", type=int, default=60_000, help="frames in the matrix cache (0: skip it)")
-    p.add_argument("--frames", type=int, default=100, help="frames per video")
-    p.add_argument("--dim", type=int, default=512, help="embedding dimension")
-    p.add_argument("--manipulations", type=int, default=5, help="how many of " + ",".join(SUPPORTED_MANIPULATIONS))
-    p.add_argument("--signal", type=float, default=0.08, help="fake shift along the class directions (noise = 1)")
-    p.add_argument("--train-fakes", default="FaceSwap", help="protocol of the head fits (comma list)")
-    p.add_argument("--test-fakes", default="NeuralTextures", help="protocol of the head fits (comma list or rest)")
-    p.add_argument("--heads", default="all", help="heads for fit_heads.py (comma list or all)")
+    cache_arguments(p, manipulations=5)
     p.add_argument("--matrix-head", default="logreg", help="head of every matrix cell")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of evaluate.py")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic embeddings")
     p.add_argument("--repeats", type=int, default=3, help="fits of each head alone (the best counts)")
     p.add_argument("--profile", action="store_true", help="cProfile each step that misses its goal, print the top")
     p.add_argument("--verbose", action="store_true", help="show the output of the code under test")
     return p.parse_args(argv)
-
-
-def make_cache(path: Path, rows: int, frames: int, dim: int, n_manip: int, signal: float, seed: int) -> Path:
-    """FF++-shaped synthetic cache: videos cycle over the classes, each fake names a real target and source
-    (swapped pairs, as in FF++)."""
-    rng = np.random.default_rng(seed)
-    classes = (REAL_CLASS,) + SUPPORTED_MANIPULATIONS[:n_manip]
-    n_videos = rows // frames
-    n_real = -(-n_videos // len(classes))
-    common_dir = rng.normal(0, 1, dim) * 3  # CLIP embeddings share a large common component
-    fake_dir = rng.normal(0, 1, dim) / np.sqrt(dim)
-    manip_dir = {m: rng.normal(0, 1, dim) / np.sqrt(dim) for m in classes[1:]}
-    records, blocks = [], []
-    for v in range(n_videos):
-        cls, k = classes[v % len(classes)], v // len(classes)
-        real = cls == REAL_CLASS
-        partner = (k ^ 1) if (k ^ 1) < n_real else (k + 1) % n_real  # FF++ swaps pairs: 000_001 and 001_000
-        target, source = f"{k % n_real:03d}", "" if real else f"{partner % n_real:03d}"
-        vid = target if real else f"{target}_{source}"
-        shift = 0 if real else signal * np.sqrt(dim) * (fake_dir + manip_dir[cls]) / np.sqrt(2)
-        offset = rng.normal(0, 0.5, dim)  # per-video identity, shared by its frames
-        blocks.append(common_dir + shift + offset + rng.normal(0, 1, (frames, dim)))
-        records += [(f"{cls}/{vid}/{f:03d}.png", int(not real), cls, f"{cls}/{vid}", target, source)
-                    for f in range(frames)]
-    manifest = pd.DataFrame(records, columns=list(COLUMNS))
-    manifest["label"] = manifest["label"].astype(np.int8)
-    embeddings = np.concatenate(blocks).astype(np.float16)
-    order = manifest["path"].argsort(kind="stable").to_numpy()  # as scan() sorts
-    manifest, embeddings = manifest.iloc[order].reset_index(drop=True), embeddings[order]
-    prompts = {name: PromptEmbeddings(list(ps.texts), rng.normal(0, 1, (len(ps.texts), dim)).astype(np.float32),
-                                      np.array(ps.labels)) for name, ps in PROMPT_SETS.items()}
-    attrs = {"model": "bench-synthetic", "pretrained": "none", "weights_kind": "random",
-             "weights_fingerprint": f"bench seed={seed}", "init_seed": seed, "image_size": 224,
-             "precision": "bf16", "manifest_hash": manifest_hash(manifest), "data_root": str(path.parent / "no-images"),
-             "random_weights": True, "embed_dim": dim}
-    return write_cache(path, embeddings=embeddings, manifest=manifest, attrs=attrs, prompts=prompts,
-                       failed=pd.DataFrame({"path": [], "reason": []}))
 
 
 class Step:
@@ -126,11 +78,6 @@ class Step:
         return seconds
 
 
-def protocol(args) -> ProtocolSettings:
-    return ProtocolSettings(train_fakes=tuple(args.train_fakes.split(",")),
-                            test_fakes=tuple(args.test_fakes.split(",")))
-
-
 def head_fits(args, step: Step, cache: Path) -> dict[str, tuple[list[float], float]]:
     """Each head alone, on fit_heads' own train/val Features: (seconds of each repeat, val video AUC)."""
     data = read_cache(cache)
@@ -153,8 +100,7 @@ def main(argv=None) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        build, cache = timed(make_cache, tmp / "heads.h5", args.rows, args.frames, args.dim, args.manipulations,
-                             args.signal, args.seed)
+        build, cache = timed(make_cache, tmp / "heads.h5", args.rows, args)
         print(f"heads cache: {args.rows} x {args.dim} in {build:.1f} s", file=sys.stderr)
         for name, (times, auc) in head_fits(args, step, cache).items():
             rows.append([f"head `{name}`: `heads.fit_head`, best of {len(times)}", f"{min(times):.2f}", "< 3",
@@ -181,8 +127,7 @@ def main(argv=None) -> None:
             rows.append([f"`evaluate.py` on 1 scores file ({Path(scores[0]).parent.name}), bootstrap "
                          f"{args.bootstrap}", f"{one:.1f}", "-", "", ""])
         if args.matrix_rows:
-            build, big = timed(make_cache, tmp / "matrix.h5", args.matrix_rows, args.frames, args.dim,
-                               args.manipulations, args.signal, args.seed + 1)
+            build, big = timed(make_cache, tmp / "matrix.h5", args.matrix_rows, args, seed=args.seed + 1)
             print(f"matrix cache: {args.matrix_rows} x {args.dim} in {build:.1f} s", file=sys.stderr)
             mx = step("evaluate.py matrix", 60, evaluate.main,
                       ["matrix", "--cache", str(big), "--head", args.matrix_head, "--out", str(tmp / "matrix")])
