@@ -19,10 +19,8 @@ from pathlib import Path
 import common  # noqa: F401  (sets sys.path and HF_HUB_OFFLINE)
 from common import command_line, machine, markdown_table, quiet
 
-import open_clip  # noqa: E402
-
 from clipforensics.data.manifest import ManifestSettings, scan  # noqa: E402
-from clipforensics.extract.models import ModelSettings, load_model  # noqa: E402
+from clipforensics.extract.models import ModelSettings, load_model, model_config  # noqa: E402
 from clipforensics.lora.model import LoraSettings, parameter_counts  # noqa: E402
 from clipforensics.lora.train import TrainRun, make_optimization, train_epoch  # noqa: E402
 from clipforensics.synthetic.write import generate  # noqa: E402
@@ -47,7 +45,7 @@ def batch_size(model: str) -> int:
 
 def bench_data(folder: Path, model: str, steps: int) -> Path:
     """Enough generated frames at the model's image size for the warm-up and the timed steps."""
-    size = open_clip.get_model_config(model)["vision_cfg"]["image_size"]
+    size = model_config(model)["vision_cfg"]["image_size"]
     videos = max(2, -(-(steps + 1) * batch_size(model) // (2 * FRAMES)))
     return generate(folder / model, videos=videos, frames=FRAMES, size=size, manipulations=("FaceSwap",))
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -10,7 +13,8 @@ import torch
 from safetensors.torch import save_file
 
 from clipforensics.core.errors import UserError
-from clipforensics.extract.models import ModelSettings, load_model
+from clipforensics.extract import models
+from clipforensics.extract.models import ModelSettings, load_model, torch_threads
 
 TINY = ModelSettings(model="tiny-vit", pretrained="none")
 
@@ -53,6 +57,39 @@ def test_missing_tag_fails_fast_offline_with_instructions():
     with pytest.raises(UserError, match="--pretrained PATH"):
         load_model(ModelSettings(model="ViT-B-32", pretrained="openai"))
     assert time.perf_counter() - start < 10
+
+
+def test_offline_mode_is_scoped_to_the_weights_download(monkeypatch):
+    """Without a network, a tag is looked up offline, and the process's own hub setting is back afterwards."""
+    import huggingface_hub.constants as hub
+
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(models, "_hub_reachable", lambda: False)
+    seen = []
+
+    def no_weights(*args, **kwargs):
+        seen.append(hub.HF_HUB_OFFLINE)
+        raise RuntimeError("not in the local cache")
+
+    monkeypatch.setattr(models.open_clip, "create_model_and_transforms", no_weights)
+    with pytest.raises(UserError, match="--pretrained PATH"):
+        load_model(ModelSettings(model="ViT-B-32", pretrained="openai"))
+    assert seen == [True] and hub.HF_HUB_OFFLINE is False and "HF_HUB_OFFLINE" not in os.environ
+
+
+def test_importing_registers_nothing_with_open_clip():
+    code = ("import open_clip; from clipforensics.extract import models; "
+            "assert 'tiny-vit' not in open_clip.list_models(); assert 'tiny-vit' in models.list_models()")
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+def test_thread_count_is_restored():
+    before = torch.get_num_threads()
+    with pytest.raises(ValueError), torch_threads(1):
+        assert torch.get_num_threads() == 1
+        raise ValueError
+    assert torch.get_num_threads() == before
 
 
 @pytest.mark.parametrize("settings, message", [

@@ -1,12 +1,16 @@
 """Model registry: open_clip models by name, weights from a tag, a local file, or a seeded random init.
 
-The package's own configs (e.g. `tiny-vit`) are registered with open_clip at import, so tests and
-the demo use the same code path as ViT-B-32 with real weights.
+The package's own configs (e.g. `tiny-vit`) are registered with open_clip the first time a model is
+looked up or built (never at import), so tests and the demo use the same code path as ViT-B-32 with
+real weights. Nothing here changes process-wide settings beyond the call that needs them: offline
+mode for a weights download and torch's thread count are scoped to a `with` block.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -16,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import open_clip
 import torch
@@ -27,7 +31,6 @@ from clipforensics.core.io import write_json
 from clipforensics.core.settings import PRECISIONS, option
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-open_clip.add_model_config(CONFIG_DIR)
 
 RANDOM = "none"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
@@ -231,8 +234,32 @@ def resolve_precision(precision: str, device: torch.device, model_name: str | No
                                  f"on {model_name} ({where} {user_cache_dir() / 'precision.json'})")
 
 
+@functools.cache
+def _add_package_configs() -> None:
+    """Register this package's configs with open_clip, once per process, on first use."""
+    open_clip.add_model_config(CONFIG_DIR)
+
+
 def list_models() -> list[str]:
+    _add_package_configs()
     return open_clip.list_models()
+
+
+def model_config(name: str) -> dict[str, Any] | None:
+    """open_clip's config of model `name` (this package's configs included)."""
+    _add_package_configs()
+    return open_clip.get_model_config(name)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op thread count set to `n` for the block, then put back."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -267,12 +294,21 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _force_offline() -> None:
-    """Make huggingface_hub use its local cache only, so a missing tag fails in ~0.1 s, not ~47 s."""
+@contextlib.contextmanager
+def _hub_offline(offline: bool) -> Iterator[None]:
+    """Inside the block huggingface_hub uses its local cache only (a missing tag fails in ~0.1 s, not
+    ~47 s of retries); the process's own setting is back afterwards."""
+    if not offline:
+        yield
+        return
     import huggingface_hub.constants as hub_constants
 
-    os.environ["HF_HUB_OFFLINE"] = "1"
+    previous = hub_constants.HF_HUB_OFFLINE
     hub_constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        hub_constants.HF_HUB_OFFLINE = previous
 
 
 def _weights_source(settings: ModelSettings) -> tuple[str | None, dict[str, Any]]:
@@ -316,13 +352,12 @@ def load_model(settings: ModelSettings, device: str = "cpu", precision: str = "f
     torch_device = resolve_device(device)
     resolve_precision(precision, torch_device)  # a bad choice fails before the model is built
     is_tag = identity["weights_kind"] == "tag"
-    if is_tag and (os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable()):
-        _force_offline()
+    offline = is_tag and (os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable())
     if pretrained is None:
         print(f"WARNING: RANDOM WEIGHTS for {settings.model} (--pretrained none, init seed {settings.init_seed}): "
               "embeddings carry no CLIP knowledge; results prove the machinery, not detection skill",
               file=sys.stderr)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), _hub_offline(offline):
         torch.manual_seed(settings.init_seed)
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
@@ -355,5 +390,6 @@ def load_model(settings: ModelSettings, device: str = "cpu", precision: str = "f
         "embed_dim": int(model.text_projection.shape[1]) if hasattr(model, "text_projection")
         and model.text_projection is not None else -1,
     })
-    tokenizer = open_clip.get_tokenizer(settings.model, cache_dir=settings.weights_dir)
+    with _hub_offline(offline):  # some tokenizers come from the hub too
+        tokenizer = open_clip.get_tokenizer(settings.model, cache_dir=settings.weights_dir)
     return LoadedModel(model, preprocess, tokenizer, identity, torch_device, resolved, choice.reason)

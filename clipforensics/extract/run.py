@@ -15,7 +15,6 @@ from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
-import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -28,7 +27,7 @@ from clipforensics.data.layouts import scan
 from clipforensics.data.manifest import ManifestSettings, manifest_hash
 from clipforensics.extract.chunks import ChunkCollector, ChunkStore, assemble, output_lock, plan_batches
 from clipforensics.extract.distributed import Shard, current_shard, finish, init_process_group
-from clipforensics.extract.models import LoadedModel, ModelSettings, load_model
+from clipforensics.extract.models import LoadedModel, ModelSettings, load_model, torch_threads
 from clipforensics.extract.prompts import PROMPT_SETS
 from clipforensics.extract.layers import BlockTaps, layer_key, parse_layers, vision_blocks
 from clipforensics.extract.perturb import Perturbation, parse_perturbations, perturbation_key
@@ -72,12 +71,8 @@ def embed_prompts(loaded: LoadedModel, names: tuple[str, ...]) -> dict[str, cach
     thread and lose a lot waiting for it on a busy machine."""
     sets = [PROMPT_SETS.get(name) for name in names]
     texts = [t for ps in sets for t in ps.texts]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         emb = loaded.encode_texts(texts).numpy()
-    finally:
-        torch.set_num_threads(threads)
     out, start = {}, 0
     for ps in sets:
         end = start + len(ps.texts)
