@@ -99,7 +99,8 @@ def make_cache(path: Path, rows: int, args: argparse.Namespace, seed: int | None
     from clipforensics.data.cache import PromptEmbeddings, write_cache
     from clipforensics.data.manifest import COLUMNS, manifest_hash
     from clipforensics.extract.prompts import PROMPT_SETS
-    from clipforensics.synthetic.write import REAL_CLASS, SUPPORTED_MANIPULATIONS
+    from clipforensics.synthetic.manipulations import SUPPORTED_MANIPULATIONS
+    from clipforensics.synthetic.write import REAL_CLASS
 
     frames, dim, n_manip, signal = args.frames, args.dim, args.manipulations, args.signal
     seed = args.seed if seed is None else seed

@@ -70,7 +70,8 @@ def cases(text: str) -> list[tuple[str, int, int]]:
 
 def make_data(root: Path, size: int, need: int) -> tuple[Path, float]:
     """Generated frames (real + manipulations) of `size` px, at least `need` of them."""
-    from clipforensics.synthetic.write import DEFAULT_MANIPULATIONS, generate
+    from clipforensics.synthetic.manipulations import DEFAULT_MANIPULATIONS
+    from clipforensics.synthetic.write import generate
     assert len(DEFAULT_MANIPULATIONS) == MANIPULATIONS
     videos = max(2, math.ceil(need / (FRAMES * (1 + MANIPULATIONS))))
     out = root / f"ff-{size}px-{videos}v"

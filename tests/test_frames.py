@@ -15,7 +15,7 @@ import pytest
 
 import prepare_frames
 from clipforensics.frames import detectors
-from clipforensics.synthetic import write as synthetic
+from clipforensics.synthetic import scene as synthetic
 from clipforensics.core.errors import UserError
 from clipforensics.frames.align import centre_crop, cut, square_crop
 from clipforensics.frames.detectors import Face

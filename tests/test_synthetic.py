@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipforensics.synthetic import write as synthetic
 from clipforensics.core.errors import UserError
-from clipforensics.synthetic.write import DEFAULT_MANIPULATIONS, REAL_CLASS, generate, main
+from clipforensics.synthetic import scene
+from clipforensics.synthetic import write as synthetic
+from clipforensics.synthetic.__main__ import build_parser, main
+from clipforensics.synthetic.manipulations import DEFAULT_MANIPULATIONS
+from clipforensics.synthetic.write import REAL_CLASS, generate
 
 SMALL = {"videos": 6, "frames": 3, "size": 64}
 ALL = synthetic.SUPPORTED_MANIPULATIONS
@@ -97,7 +100,7 @@ def test_artifact_is_local_to_the_face(tree: Path, manipulation: str) -> None:
     changed = 0
     for fake, real, target, frame in _fake_and_real(tree, manipulation):
         diff = np.abs(fake - real).sum(axis=-1)
-        x0, y0, x1, y1 = synthetic.face_box(0, target, frame, SMALL["size"])
+        x0, y0, x1, y1 = scene.face_box(0, target, frame, SMALL["size"])
         assert diff.sum() > 0
         assert diff[y0:y1, x0:x1].sum() / diff.sum() > 0.8
         changed += 1
@@ -114,7 +117,7 @@ def test_fakes_keep_the_sensor_noise_of_their_target(tree: Path) -> None:
     """Away from the face a fake equals its target frame exactly: same noise, not a cleaner copy."""
     for manipulation in ALL:
         for fake, real, target, frame in _fake_and_real(tree, manipulation):
-            x0, y0, x1, y1 = synthetic.face_box(0, target, frame, SMALL["size"])
+            x0, y0, x1, y1 = scene.face_box(0, target, frame, SMALL["size"])
             outside = np.ones(fake.shape[:2], bool)
             outside[max(0, y0 - 3):y1 + 3, max(0, x0 - 3):x1 + 3] = False
             np.testing.assert_array_equal(fake[outside], real[outside])
@@ -127,9 +130,9 @@ def _abs_laplacian(img: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("manipulation", ALL)
 def test_fake_faces_are_not_cleaner_than_sensor_noise(tree: Path, manipulation: str) -> None:
     """Noise comes after the manipulation, so even a blurred face keeps the camera's noise level."""
-    floor = 0.6745 * synthetic.NOISE_SIGMA * np.sqrt(1 + 4 / 16)  # median |laplacian| of the noise alone
+    floor = 0.6745 * scene.NOISE_SIGMA * np.sqrt(1 + 4 / 16)  # median |laplacian| of the noise alone
     for fake, _, target, frame in _fake_and_real(tree, manipulation):
-        x0, y0, x1, y1 = synthetic.face_box(0, target, frame, SMALL["size"])
+        x0, y0, x1, y1 = scene.face_box(0, target, frame, SMALL["size"])
         assert np.median(_abs_laplacian(fake[y0:y1, x0:x1])) > 0.9 * floor
 
 
@@ -169,7 +172,7 @@ def test_cli_writes_tree_and_refuses_non_empty_out(tmp_path: Path, capsys) -> No
 
 
 def test_cli_defaults_match_the_api() -> None:
-    args = synthetic.build_parser().parse_args(["--out", "x"])
+    args = build_parser().parse_args(["--out", "x"])
     settings = (args.videos, args.frames, args.size, args.strength, args.seed, args.overwrite)
     assert settings == (24, 8, 128, 1.0, 0, False)
     assert tuple(args.manipulations) == DEFAULT_MANIPULATIONS
@@ -183,3 +186,11 @@ def test_failed_generation_leaves_no_tree(tmp_path: Path, monkeypatch) -> None:
     with pytest.raises(RuntimeError):
         generate(tmp_path / "crash", **SMALL)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_styles_are_a_registry(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="unknown style 'celebdf-nope'; available: ffpp"):
+        generate(tmp_path / "x", style="celebdf-nope", **SMALL)
+    assert not (tmp_path / "x").exists()
+    assert synthetic.STYLES.get("ffpp").fake_folder(synthetic.SyntheticSettings(out="o"), "FaceSwap", 3, 12) == \
+        "FaceSwap/003_012"

@@ -93,7 +93,8 @@ def without_execution_only(obj: Any) -> dict[str, Any]:
     return {k: v for k, v in to_dict(obj).items() if k not in names}
 
 
-def _split_csv(text: str) -> tuple[str, ...]:
+def split_csv(text: str) -> tuple[str, ...]:
+    """A comma list as a tuple, blanks dropped: the form of every comma-list option."""
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
@@ -155,7 +156,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None 
             kwargs["default"] = f.default
         else:
             kwargs["default"] = f.default
-            kwargs["type"] = _split_csv if is_tuple else typ
+            kwargs["type"] = split_csv if is_tuple else typ
             if is_tuple:
                 kwargs["action"] = CommaList
                 if f.metadata.get("spaced"):
