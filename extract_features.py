@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
+from clipforensics.core.commands import Command, parse_command
 from clipforensics.core.errors import cli_entry
 from clipforensics.core.settings import add_arguments, from_namespace
 from clipforensics.data.cache import read_cache
@@ -18,24 +20,31 @@ from clipforensics.extract.models import ModelSettings
 from clipforensics.extract.run import ExtractSettings, extract, summarize
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", nargs="?", choices=("merge",),
-                        help="merge: assemble the shards of a --shard K/N run (same options as the shards); "
-                             "without it: extract")
+def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
     add_arguments(parser, ManifestSettings, "data")
     add_arguments(parser, ModelSettings, "model")
     add_arguments(parser, ExtractSettings, "extraction")
-    return parser
+
+
+def run(ns: argparse.Namespace, merge: bool = False) -> None:
+    out = extract(from_namespace(ManifestSettings, ns), from_namespace(ModelSettings, ns),
+                  from_namespace(ExtractSettings, ns), merge=merge)
+    if out is not None:
+        print(summarize(read_cache(out)))
+
+
+COMMANDS = {
+    "extract": Command("embed the data root's frames and the prompt sets into a cache (the default command)",
+                       add_extract_arguments, run),
+    "merge": Command("assemble the shards of a --shard K/N run into the cache (same options as the shards)",
+                     add_extract_arguments, lambda ns: run(ns, merge=True)),
+}
 
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
-    out = extract(from_namespace(ManifestSettings, ns), from_namespace(ModelSettings, ns),
-                  from_namespace(ExtractSettings, ns), merge=ns.command == "merge")
-    if out is not None:
-        print(summarize(read_cache(out)))
+    command, ns = parse_command(COMMANDS, "extract", list(sys.argv[1:] if argv is None else argv), __doc__)
+    command.run(ns)
     return 0
 
 

@@ -153,7 +153,7 @@ def test_prompt_classes_come_from_labels_not_order(monkeypatch):
     detector.eval()
     with torch.no_grad():
         before = detector(x)
-    original = PROMPT_SETS["v2"]
+    original = PROMPT_SETS.get("v2")
     monkeypatch.setitem(PROMPT_SETS, "v2", PromptSet("v2", original.texts[::-1], original.labels[::-1]))
     torch.testing.assert_close(lora.prompt_classes(loaded, "v2"), classes, rtol=0, atol=0)
     swapped, _ = tiny_detector()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 import extract_features
+from clipforensics.core.commands import parse_command
 from clipforensics.core.errors import UserError
 from clipforensics.core.registry import Registry
 from clipforensics.core.settings import (DeviceSettings, RuntimeSettings, add_arguments, execution_only_fields,
@@ -88,12 +89,14 @@ def test_required_is_decided_by_the_settings() -> None:
     assert EvaluateSettings(out="o").data_root is None  # the evaluator takes it from the scores
 
 
-def test_extract_merge_is_a_command_word() -> None:
-    parser = extract_features.build_parser()
-    assert parser.parse_args(["merge", "--out", "o"]).command == "merge"
-    assert parser.parse_args(["--out", "o"]).command is None
+def test_extract_merge_is_a_sub_command() -> None:
+    def command(argv: list[str]) -> str:
+        return parse_command(extract_features.COMMANDS, "extract", argv)[1].command
+
+    assert command(["merge", "--out", "o"]) == "merge"
+    assert command(["--out", "o"]) == command(["extract", "--out", "o"]) == "extract"
     with pytest.raises(SystemExit):
-        parser.parse_args(["merg", "--out", "o"])
+        command(["--out", "o", "merge"])
     assert extract_features.main(["--out", "o"]) == 2  # no data root: one line, exit 2
 
 
