@@ -49,7 +49,8 @@ def option(default: Any, help: str, *, flag: str | None = None, choices: typing.
 
 @dataclass
 class DeviceSettings:
-    """Where and how fast a stage runs, never what it computes: a run may resume across other values."""
+    """Where and how fast a stage runs, never what it computes: a run may resume across other values.
+    The LoRA stage takes this group alone (its training precision is its own `--amp`)."""
 
     GROUP = "runtime"
     device: str = option("auto", "auto, cpu, cuda or cuda:N", metavar="DEVICE", execution_only=True)
