@@ -28,6 +28,8 @@ def build_command_parser(commands: dict[str, Command], default: str, description
                                 description=f"without a command name, '{default}' is meant")
     for name, command in commands.items():
         command.add_arguments(sub.add_parser(name, help=command.help, description=command.help))
+    # `script.py --help` shows the implicit command's options too: they are what a plain call takes.
+    parser.epilog = f"'{default}' (also without its name):\n\n" + sub.choices[default].format_help()
     return parser
 
 
