@@ -16,6 +16,7 @@ from clipforensics.core.settings import (DeviceSettings, RuntimeSettings, add_ar
                                          from_dict, from_namespace, identity, option, to_dict,
                                          without_execution_only)
 from clipforensics.data.manifest import DataSettings, ManifestSettings
+from clipforensics.detect.run import DetectSettings
 from clipforensics.evaluate.evaluation import EvaluateSettings
 from clipforensics.extract.run import ExtractSettings
 from clipforensics.extract.prompts import PROMPT_SETS
@@ -60,6 +61,7 @@ def test_frame_identity_is_what_changes_the_pixels_or_the_videos() -> None:
 
 def test_shared_groups_are_declared_once() -> None:
     for stage, group in ((ExtractSettings, RuntimeSettings), (LoraSettings, DeviceSettings),
+                         (DetectSettings, DeviceSettings),
                          (ManifestSettings, DataSettings), (EvaluateSettings, DataSettings)):
         assert issubclass(stage, group)
         stage_fields = {f.name: f for f in dataclasses.fields(stage)}

@@ -69,7 +69,7 @@ def test_default_flags_compose_on_the_default_generated_set(tmp_path, capsys) ->
     flags: no stage refuses the split (the generator's default video count is what matters; frames are cut)."""
     import extract_features
     import finetune_lora
-    from clipforensics.synthetic.write import main as synthetic
+    from clipforensics.synthetic.__main__ import main as synthetic
     from conftest import TINY
 
     root, cache = tmp_path / "D", tmp_path / "c.h5"

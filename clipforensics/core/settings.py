@@ -50,11 +50,11 @@ def option(default: Any, help: str, *, flag: str | None = None, choices: typing.
 @dataclass
 class DeviceSettings:
     """Where and how fast a stage runs, never what it computes: a run may resume across other values.
-    The LoRA stage takes this group alone (its training precision is its own `--amp`)."""
+    The LoRA and detect stages take this group alone (their precision options mean other things)."""
 
     GROUP = "runtime"
     device: str = option("auto", "auto, cpu, cuda or cuda:N", metavar="DEVICE", execution_only=True)
-    workers: int = option(2, "DataLoader worker processes that decode images (0: decode in the main process)",
+    workers: int = option(2, "worker processes that decode the inputs (0: in the main process)",
                           execution_only=True)
 
 

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from clipforensics import __version__
 from clipforensics.core.errors import UserError
 from clipforensics.core.io import OutputDir, atomic_path, claim_output, install_dir, remove_path, temp_sibling
-from clipforensics.core.settings import option, to_dict
+from clipforensics.core.settings import DeviceSettings, option, to_dict
 from clipforensics.detect.explain import FILLS, Occlusion, occlusion_map
 from clipforensics.detect.inputs import FRAMES, OK, Item, Preparer, Sampling, expand, identity, worker_threads
 from clipforensics.detect.rebuild import RUN_PRECISION, Rebuilt, Request, rebuild
@@ -41,7 +41,7 @@ FRAME_COLUMNS = ("input", "frame", "score", "x0", "y0", "x1", "y1", "fallback", 
 
 
 @dataclass
-class DetectSettings:
+class DetectSettings(DeviceSettings):
     """Options of detect.py (the inputs are positional)."""
 
     run: str = option(None, "a fitted head folder (runs/NAME/logreg) or a LoRA run folder (runs/NAME-lora)",
@@ -54,8 +54,6 @@ class DetectSettings:
                                       "data root was prepared; without a record, all frames of a folder and 32 of a "
                                       "video)", metavar="N")
     batch_size: int = option(64, "images per forward pass (frames of several inputs share a batch)")
-    workers: int = option(2, "worker processes that decode, sample and crop inputs (0: in the main process)")
-    device: str = option("auto", "auto, cpu, cuda or cuda:N", metavar="DEVICE")
     precision: str = option(RUN_PRECISION, "run (the precision the run's scores were computed in), or auto, fp32, "
                                            "fp16, bf16", choices=(RUN_PRECISION, *PRECISIONS))
     threshold: float | None = option(None, "decision threshold (default: the EER threshold of the run's "

@@ -11,8 +11,8 @@ The claim under test: detect.py streams its inputs, so peak RSS does not grow wi
 (the baseline is the imported libraries and the model). With --sheets the same holds: a sheet is
 written and dropped per input.
 
-    .venv/bin/python bench/detect.py                      # ~1 min on 2 cores
-    .venv/bin/python bench/detect.py --videos 20,80       # smoke
+    .venv/bin/python bench/detect_memory.py                      # ~1 min on 2 cores
+    .venv/bin/python bench/detect_memory.py --videos 20,80       # smoke
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def make_run(work: Path) -> tuple[Path, Path]:
 def write_videos(folder: Path, count: int, frames: int, size: int) -> list[Path]:
     """`count` distinct lossless videos of generated scenes (one generated video per input)."""
     import cv2
-    from clipforensics.synthetic import write as synthetic
+    from clipforensics.synthetic import scene as synthetic
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
