@@ -129,7 +129,7 @@ def prepared_run(tmp_path_factory) -> dict[str, Path]:
     """Videos -> prepare_frames.py (stub detector, dlib's five landmarks, aligned crops) -> cache -> logreg: a run
     whose data root records its crop recipe."""
     patch = pytest.MonkeyPatch()
-    patch.setitem(detectors.DETECTORS._entries, "fixed", FixedFace)
+    patch.setitem(detectors.DETECTORS, "fixed", FixedFace)
     base = tmp_path_factory.mktemp("prepared")
     frames = generate(base / "frames", videos=32, frames=5, size=64, strength=3, manipulations=("FaceSwap",))
     for folder in sorted(frames.glob("*/*")):
@@ -146,7 +146,7 @@ def prepared_run(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_videos_are_sampled_and_cropped_as_the_run_was(prepared_run, tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(detectors.DETECTORS._entries, "fixed", FixedFace)
+    monkeypatch.setitem(detectors.DETECTORS, "fixed", FixedFace)
     expected = evaluator_videos(prepared_run["run"])
     videos = [prepared_run["videos"] / f"{video}.mkv" for video in expected.index]
     found = run_detect(prepared_run["run"], videos, tmp_path / "out")
@@ -169,7 +169,7 @@ def test_videos_are_sampled_and_cropped_as_the_run_was(prepared_run, tmp_path, m
 
 
 def test_faceless_and_corrupt_inputs_are_listed_not_fatal(prepared_run, tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(detectors.DETECTORS._entries, "fixed", FixedFace)
+    monkeypatch.setitem(detectors.DETECTORS, "fixed", FixedFace)
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "empty.png").write_bytes(b"")
@@ -189,7 +189,7 @@ def test_faceless_and_corrupt_inputs_are_listed_not_fatal(prepared_run, tmp_path
 
 
 def test_no_input_scored_is_an_error_after_listing(prepared_run, tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(detectors.DETECTORS._entries, "fixed", FixedFace)
+    monkeypatch.setitem(detectors.DETECTORS, "fixed", FixedFace)
     (tmp_path / "x.png").write_bytes(b"\x89PNG broken")
     assert detect_cli.main(["--run", str(prepared_run["run"]), str(tmp_path / "x.png"), "--out",
                             str(tmp_path / "out"), *QUIET]) == 2
@@ -314,7 +314,7 @@ def test_refusals_of_runs_that_cannot_be_rebuilt(strong, tmp_path, capsys):
 
 def test_refusal_of_other_face_models(prepared_run, tmp_path, monkeypatch, capsys):
     """Crops made with other detector or landmark weights than the installed ones cannot be rebuilt."""
-    monkeypatch.setitem(detectors.DETECTORS._entries, "fixed", FixedFace)
+    monkeypatch.setitem(detectors.DETECTORS, "fixed", FixedFace)
     run = copy_run(prepared_run["run"], tmp_path / "run")
     meta = json.loads((run / "head.json").read_text())
     attrs = json.loads(prepared_run["cache"].with_suffix(".json").read_text())

@@ -63,7 +63,7 @@ def settings(root: Path, out: Path, **kw) -> FrameSettings:
 
 def register(monkeypatch, name: str, factory) -> None:
     """A detector registered for one test only."""
-    monkeypatch.setitem(detectors.DETECTORS._entries, name, factory)
+    monkeypatch.setitem(detectors.DETECTORS, name, factory)
 
 
 class CountingStub:

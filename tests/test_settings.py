@@ -13,7 +13,7 @@ from clipforensics.core.commands import parse_command
 from clipforensics.core.errors import UserError
 from clipforensics.core.registry import Registry
 from clipforensics.core.settings import (DeviceSettings, RuntimeSettings, add_arguments, execution_only_fields,
-                                         from_dict, from_namespace, identity, option, to_dict,
+                                         from_dict, from_namespace, identity_values, option, to_dict,
                                          without_execution_only)
 from clipforensics.data.manifest import DataSettings, ManifestSettings
 from clipforensics.detect.run import DetectSettings
@@ -41,7 +41,7 @@ def test_a_field_is_identity_or_execution_only_not_both() -> None:
 
 def test_metadata_helpers_read_the_fields() -> None:
     toy = Toy(out="o", size=3, precision="fp32")
-    assert identity(toy) == {"size": 3}
+    assert identity_values(toy) == {"size": 3}
     assert set(execution_only_fields(Toy)) == {"device", "workers", "out"}
     assert without_execution_only(toy) == {"precision": "fp32", "size": 3, "seed": 0}
 
@@ -55,8 +55,8 @@ def test_lora_checkpoint_identity_leaves_out_exactly_the_execution_settings() ->
 
 def test_frame_identity_is_what_changes_the_pixels_or_the_videos() -> None:
     settings = FrameSettings(videos_root="v", out="o", jobs=4, max_videos=2)
-    assert set(identity(settings)) == {"frames", "size", "margin", "detector", "detect_max_side", "compression",
-                                       "layout", "align", "landmarks"}
+    assert set(identity_values(settings)) == {"frames", "size", "margin", "detector", "detect_max_side",
+                                              "compression", "layout", "align", "landmarks"}
 
 
 def test_shared_groups_are_declared_once() -> None:

@@ -15,7 +15,7 @@ Options shared by several stages are declared once, in a group dataclass the sta
 (`RuntimeSettings` here, `data.manifest.DataSettings`), so a stage's JSON stays flat. What a field means
 for reuse is in the field too: `identity=True` (an output made with another value must not be mixed
 with this one) or `execution_only=True` (where or how fast a run goes, never what it computes); the
-stages read these flags through `identity()` and `without_execution_only()`, so a renamed field
+stages read these flags through `identity_values()` and `without_execution_only()`, so a renamed field
 cannot drop out of a hand-kept list of names.
 """
 
@@ -82,7 +82,7 @@ def execution_only_fields(cls: type) -> tuple[str, ...]:
     return _names_with(cls, "execution_only")
 
 
-def identity(obj: Any) -> dict[str, Any]:
+def identity_values(obj: Any) -> dict[str, Any]:
     """JSON-ready values of the identity fields: what an output must have been made with to be reused."""
     names = set(identity_fields(type(obj)))
     return {k: v for k, v in to_dict(obj).items() if k in names}

@@ -46,16 +46,16 @@ class DataSettings:
     real_classes: tuple[str, ...] = option(REAL_CLASSES, "folder name(s) of real videos")
     video_pattern: str | None = option(
         None, "regex with group 'video' (or group 1) applied to the path inside the class folder", metavar="REGEX")
-    layout: str = option("auto", "data set layout: auto (detected from the root), ffpp, celebdf, dfdc or csv "
-                                 "(see the README's data set layouts)", metavar="NAME")
-    labels: str | None = option(None, "label file of --layout csv (default: DATA_ROOT/labels.csv)", metavar="FILE")
 
 
 @dataclass
 class ManifestSettings(DataSettings):
-    """A data root to scan: the data group, which classes to keep, and a data root is required."""
+    """A data root to scan: the data group, which classes to keep, its layout; a data root is required."""
 
     classes: tuple[str, ...] = option((), "only these class folders (default: all; real folders are always kept)")
+    layout: str = option("auto", "data set layout: auto (detected from the root), ffpp, celebdf, dfdc or csv "
+                                 "(see the README's data set layouts)", metavar="NAME")
+    labels: str | None = option(None, "label file of --layout csv (default: DATA_ROOT/labels.csv)", metavar="FILE")
 
     def __post_init__(self) -> None:
         if not self.data_root:

@@ -31,7 +31,8 @@ from clipforensics import __version__
 from clipforensics.core.errors import UserError
 from clipforensics.data.layouts import DATASET_LAYOUTS, copy_label_files, detect_dataset_layout, video_files
 from clipforensics.core.io import exclusive_lock, write_csv, write_json
-from clipforensics.core.settings import identity, option, to_dict
+from clipforensics.core.registry import Registry
+from clipforensics.core.settings import identity_values, option, to_dict
 from clipforensics.data.crops import PREPARE_FILE
 from clipforensics.frames import track
 from clipforensics.frames.align import ALIGNMENTS, matrix_roll, matrix_scale, source_bounds
@@ -136,10 +137,10 @@ def _folder_classes(root: Path) -> dict[str, Path]:
     return {folder.name: folder for folder in _subfolders(root)}
 
 
-LAYOUTS: dict[str, Callable[[Path, str], dict[str, Path]]] = {
-    "ffpp": _ffpp_folders,
-    "folders": lambda root, compression: _folder_classes(root),
-}
+VIDEO_LAYOUTS: Registry[Callable[[Path, str], dict[str, Path]]] = Registry("video layout")
+"""How the input videos are laid out: (videos root, FF++ compression) -> {class: folder of its videos}."""
+VIDEO_LAYOUTS.register("ffpp", _ffpp_folders)
+VIDEO_LAYOUTS.register("folders", lambda root, compression: _folder_classes(root))
 
 
 def resolve_layout(root: Path, layout: str) -> str:
@@ -177,7 +178,7 @@ def find_videos(settings: FrameSettings) -> list[VideoJob]:
     if layout in DATASET_LAYOUTS:
         jobs = _dataset_jobs(root, layout, settings)
     else:
-        folders = _select(LAYOUTS[layout](root, settings.compression), settings.classes)
+        folders = _select(VIDEO_LAYOUTS.get(layout)(root, settings.compression), settings.classes)
         jobs = [VideoJob(name, path.stem, path) for name, folder in folders.items()
                 for path in _videos_in(folder)[:settings.max_videos]]
     if not jobs:
@@ -376,7 +377,7 @@ def crop_recipe(settings: FrameSettings) -> dict:
     the weights files (by hash) and settings are what a rerun or a cache must match.
     """
     layout = resolve_layout(Path(settings.videos_root), settings.layout)
-    return {**identity(settings),  # then the resolved forms of layout, compression and landmarks
+    return {**identity_values(settings),  # then the resolved forms of layout, compression and landmarks
             "layout": layout, "compression": settings.compression if layout == "ffpp" else None,
             "landmarks": list(_recipe(settings).landmark_models()), "sampling": SAMPLING,
             "detect_retry_full": True, "upsample": UPSAMPLE if settings.detector.startswith("dlib") else None,
