@@ -111,7 +111,7 @@ def test_registry_lookup_and_errors() -> None:
         return 2
 
     assert reg.get("a") == 1 and reg.get("b") is b and reg.names() == ["a", "b"] and "a" in reg
-    with pytest.raises(UserError, match=r"unknown widget 'c'; available: a, b"):
+    with pytest.raises(UserError, match=r"unknown widget 'c'; choose from a, b"):
         reg.get("c")
     assert reg.get("c", None) is None
     with pytest.raises(ValueError, match="twice"):
@@ -132,5 +132,5 @@ def test_every_named_choice_is_a_registry() -> None:
     for registry in (HEADS, PROMPT_SETS, DETECTORS):
         assert isinstance(registry, Registry) and len(registry)
     assert make_detector("haar") is not None
-    with pytest.raises(UserError, match="unknown prompt set 'v9'; available: v1, v2, bank"):
+    with pytest.raises(UserError, match="unknown prompt set 'v9'; choose from v1, v2, bank"):
         PROMPT_SETS.get("v9")

@@ -189,7 +189,7 @@ def test_failed_generation_leaves_no_tree(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_styles_are_a_registry(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="unknown style 'celebdf-nope'; available: ffpp"):
+    with pytest.raises(UserError, match="unknown style 'celebdf-nope'; choose from ffpp"):
         generate(tmp_path / "x", style="celebdf-nope", **SMALL)
     assert not (tmp_path / "x").exists()
     assert synthetic.STYLES.get("ffpp").fake_folder(synthetic.SyntheticSettings(out="o"), "FaceSwap", 3, 12) == \

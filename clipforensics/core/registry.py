@@ -40,7 +40,7 @@ class Registry(Generic[V]):
             return self._entries[name]
         if default is not _MISSING:
             return default
-        raise UserError(f"unknown {self.what} {name!r}; available: {', '.join(self.names())}")
+        raise UserError(f"unknown {self.what} {name!r}; choose from {', '.join(self.names())}")
 
     def names(self) -> list[str]:
         return list(self._entries)
