@@ -75,7 +75,7 @@ def test_group_options_go_under_the_group_title() -> None:
     add_arguments(parser, ExtractSettings, "extraction")
     groups = {g.title: {a.dest for a in g._group_actions} for g in parser._action_groups}
     assert groups["runtime"] == {"device", "workers", "precision"}
-    assert groups["data"] == {"data_root", "real_classes", "video_pattern", "classes"}
+    assert groups["data"] == {"data_root", "real_classes", "video_pattern", "classes", "layout", "labels"}
     assert {"out", "batch_size", "shard"} <= groups["extraction"]
     ns = parser.parse_args(["--data-root", "d", "--out", "o", "--workers", "0", "--precision", "fp32"])
     settings = from_namespace(ExtractSettings, ns)
