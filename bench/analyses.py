@@ -3,7 +3,7 @@
     robustness       evaluate.main(["robustness", run]) over every perturbed copy       (goal: seconds)
     cache size       a 12-layer cache (ViT-B-32: width 768, float16) per 10k frames, measured on disk
 
-The cache is written with clipforensics' own write_cache (bench/heads.py's FF++-shaped generator):
+The cache is written with clipforensics' own write_cache (bench/common.py's FF++-shaped make_cache):
 layer k is the embedding through a random 512 -> 768 map with signal growing with k, plus noise; copy
 blur:k shrinks the embedding's signal and adds noise. The numbers are about cost, not detection.
 
@@ -19,14 +19,13 @@ import tempfile
 from pathlib import Path
 
 import common  # noqa: F401  (sets sys.path and HF_HUB_OFFLINE)
-from common import HelpFormatter, command_line, machine, markdown_table, quiet, timed
+from common import HelpFormatter, command_line, machine, make_cache, markdown_table, quiet, timed
 
 import numpy as np  # noqa: E402
 
 import evaluate  # noqa: E402
 import fit_heads  # noqa: E402
 from clipforensics.data.cache import read_cache, write_cache  # noqa: E402
-from heads import make_cache  # noqa: E402
 
 PROTOCOL = ["--train-fakes", "FaceSwap", "--test-fakes", "FaceSwap,Deepfakes,Face2Face,NeuralTextures"]
 
@@ -45,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def with_extras(path: Path, rows: int, args, layers: int, copies: int) -> Path:
-    """bench/heads.py's synthetic cache, rewritten with `layers` block tokens and `copies` perturbed copies."""
+    """common.make_cache's synthetic cache, rewritten with `layers` block tokens and `copies` perturbed copies."""
     make_cache(path, rows, args.frames, args.dim, 4, 0.3, 0)
     cache = read_cache(path)
     rng = np.random.default_rng(1)

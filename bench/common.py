@@ -88,11 +88,11 @@ def protocol(args: argparse.Namespace):
                             test_fakes=tuple(args.test_fakes.split(",")))
 
 
-def make_cache(path: Path, rows: int, args: argparse.Namespace, seed: int | None = None) -> Path:
-    """FF++-shaped synthetic cache of `rows` frames (--frames, --dim, --manipulations, --signal, --seed or
-    `seed`): no images, no model. Float16 embeddings with a weak class signal (a shared fake direction
-    plus one per manipulation, per-video offsets, frame noise); videos cycle over the classes, each fake
-    names a real target and source (swapped pairs, as in FF++); every prompt set embedded at random."""
+def make_cache(path: Path, rows: int, frames: int, dim: int, n_manip: int, signal: float, seed: int) -> Path:
+    """FF++-shaped synthetic cache of `rows` frames, no images, no model: float16 embeddings with a weak
+    class signal (a shared fake direction plus one per manipulation, per-video offsets, frame noise);
+    videos cycle over the classes, each fake names a real target and source (swapped pairs, as in FF++);
+    every prompt set embedded at random."""
     import numpy as np
     import pandas as pd
 
@@ -102,8 +102,6 @@ def make_cache(path: Path, rows: int, args: argparse.Namespace, seed: int | None
     from clipforensics.synthetic.manipulations import SUPPORTED_MANIPULATIONS
     from clipforensics.synthetic.write import REAL_CLASS
 
-    frames, dim, n_manip, signal = args.frames, args.dim, args.manipulations, args.signal
-    seed = args.seed if seed is None else seed
     rng = np.random.default_rng(seed)
     classes = (REAL_CLASS,) + SUPPORTED_MANIPULATIONS[:n_manip]
     n_videos = rows // frames

@@ -100,7 +100,8 @@ def main(argv=None) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        build, cache = timed(make_cache, tmp / "heads.h5", args.rows, args)
+        build, cache = timed(make_cache, tmp / "heads.h5", args.rows, args.frames, args.dim, args.manipulations,
+                             args.signal, args.seed)
         print(f"heads cache: {args.rows} x {args.dim} in {build:.1f} s", file=sys.stderr)
         for name, (times, auc) in head_fits(args, step, cache).items():
             rows.append([f"head `{name}`: `heads.fit_head`, best of {len(times)}", f"{min(times):.2f}", "< 3",
@@ -127,7 +128,8 @@ def main(argv=None) -> None:
             rows.append([f"`evaluate.py` on 1 scores file ({Path(scores[0]).parent.name}), bootstrap "
                          f"{args.bootstrap}", f"{one:.1f}", "-", "", ""])
         if args.matrix_rows:
-            build, big = timed(make_cache, tmp / "matrix.h5", args.matrix_rows, args, seed=args.seed + 1)
+            build, big = timed(make_cache, tmp / "matrix.h5", args.matrix_rows, args.frames, args.dim,
+                               args.manipulations, args.signal, args.seed + 1)
             print(f"matrix cache: {args.matrix_rows} x {args.dim} in {build:.1f} s", file=sys.stderr)
             mx = step("evaluate.py matrix", 60, evaluate.main,
                       ["matrix", "--cache", str(big), "--head", args.matrix_head, "--out", str(tmp / "matrix")])

@@ -168,7 +168,7 @@ def measure(args, rows: int, tmp: Path) -> dict:
     from clipforensics.heads.fit import split_rows
 
     cache = tmp / f"cache-{rows}.h5"
-    build, _ = timed(make_cache, cache, rows, args)
+    build, _ = timed(make_cache, cache, rows, args.frames, args.dim, args.manipulations, args.signal, args.seed)
     print(f"{rows} rows: cache written in {build:.1f} s", file=sys.stderr)
     data = read_cache(cache)
     splits = split_rows(data, protocol(args))["split"].value_counts().to_dict()

@@ -15,6 +15,7 @@ from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
+import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
