@@ -155,6 +155,7 @@ bench: $(STAMP)  ## speed and memory benchmarks (prints tables for the README)
 	$(PY) bench/scaling.py
 	$(PY) bench/faces.py
 	$(PY) bench/analyses.py
+	$(PY) bench/crossdata_speed.py
 
 clean:  ## remove generated data, caches, runs, reports and stamps (keeps .venv)
 	rm -rf $(SYNTHETIC) runs reports .make cache/*.h5 cache/*.json cache/*.parts cache/*.lock

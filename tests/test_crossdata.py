@@ -22,29 +22,10 @@ from tests.conftest import TINY
 LIST = "List_of_testing_videos.txt"
 
 
-def celebdf_from_generated(source: Path, out: Path) -> Path:
-    """A generated FF-style set renamed into Celeb-DF v2's layout, every third real video and its fake listed."""
-    lines = []
-    for folder in sorted((source / "Real_youtube").iterdir()):
-        name = f"id{int(folder.name)}_0000"
-        shutil.copytree(folder, out / "Celeb-real" / name)
-        if int(folder.name) % 3 == 0:
-            lines.append(f"1 Celeb-real/{name}.mp4")
-    for folder in sorted((source / "FaceSwap").iterdir()):
-        target, donor = (int(i) for i in folder.name.split("_"))
-        name = f"id{target}_id{donor}_0000"
-        shutil.copytree(folder, out / "Celeb-synthesis" / name)
-        if target % 3 == 0:
-            lines.append(f"0 Celeb-synthesis/{name}.mp4")
-    (out / LIST).write_text("\n".join(lines) + "\n")
-    return out
-
-
 @pytest.fixture(scope="module")
 def celebdf_cache(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("celebdf")
-    source = generate(base / "generated", videos=18, frames=2, size=64, seed=3, manipulations=("FaceSwap",))
-    root = celebdf_from_generated(source, base / "Celeb-DF-v2")
+    root = generate(base / "Celeb-DF-v2", videos=18, frames=2, size=64, seed=3, style="celebdf")
     out = base / "cdf.h5"
     assert extract_features.main(["--data-root", str(root), "--out", str(out), *TINY]) == 0
     return out
@@ -65,7 +46,7 @@ def test_heads_score_the_official_test_list_of_another_data_set(cross_run, celeb
     assert set(cdf["split"]) == {"test"}
     listed = {line.split()[1][:-len(".mp4")] for line in
               (Path(read_cache(celebdf_cache).attrs["data_root"]) / LIST).read_text().split("\n") if line}
-    assert set(cdf["video"]) == listed and len(listed) == 12
+    assert set(cdf["video"]) == listed and set(cdf.drop_duplicates("video")["label"]) == {0, 1}
     own = scores[scores["dataset"] == tiny_cache.stem]
     assert set(own["split"]) == {"val", "test"} and not own["video"].str.startswith("Celeb").any()
 
@@ -188,19 +169,16 @@ def test_matrix_cells_of_other_data_sets_are_their_whole_test_sets(multi_matrix,
 
 def test_lora_trained_here_is_tested_and_reextracted_there(celebdf_cache, tmp_path_factory) -> None:
     base = tmp_path_factory.mktemp("lora-elsewhere")
-    source = generate(base / "generated", videos=12, frames=2, size=64, seed=4, manipulations=("FaceSwap",))
+    root = generate(base / "other", videos=12, frames=2, size=64, seed=4, manipulations=("FaceSwap",))
     other = base / "other.h5"
-    assert extract_features.main(["--data-root", str(celebdf_from_generated(source, base / "other")), "--out",
-                                  str(other), *TINY]) == 0
+    assert extract_features.main(["--data-root", str(root), "--out", str(other), *TINY]) == 0
     out = base / "run"
     assert finetune_lora.main(["--base-cache", str(celebdf_cache), "--test-cache", str(other), "--out", str(out),
                                "--cache-out", str(base), "--train-fakes", "Celeb-synthesis", "--test-fakes",
                                "Celeb-synthesis", "--epochs", "1", "--batch-size", "16", "--rank", "4", "--alpha", "8",
                                "--workers", "0"]) == 0
     scores = pd.read_csv(out / "scores.csv", keep_default_na=False)
-    manifest = read_cache(other).manifest
-    listed = set(manifest.loc[manifest["official_split"] == "test", "video"])
-    assert set(scores.loc[scores["dataset"] == "other", "video"]) == listed
+    assert set(scores.loc[scores["dataset"] == "other", "video"]) == set(read_cache(other).manifest["video"])
     summary = json.loads((out / "lora.json").read_text())
     lora_other = read_cache(summary["test_set_caches"]["other"])
     assert lora_other.attrs["adapter_sha"] == summary["adapter_sha"]
@@ -209,3 +187,14 @@ def test_lora_trained_here_is_tested_and_reextracted_there(celebdf_cache, tmp_pa
     assert fit_heads.main(["--cache", summary["lora_cache"], "--test-cache", summary["test_set_caches"]["other"],
                            "--train-fakes", "Celeb-synthesis", "--test-fakes", "Celeb-synthesis", "--heads", "logreg",
                            "--out", str(base / "heads")]) == 0
+
+
+def test_the_same_videos_in_two_data_sets_are_refused(celebdf_cache, tmp_path, capsys) -> None:
+    """A test cache holding the training cache's train or val videos (the same set at another compression)."""
+    twin = tmp_path / "twin.h5"
+    shutil.copyfile(celebdf_cache, twin)
+    run = ["--cache", str(celebdf_cache), "--train-fakes", "Celeb-synthesis", "--test-fakes", "Celeb-synthesis",
+           "--test-cache", str(twin), "--heads", "zeroshot-v2"]
+    assert fit_heads.main([*run, "--out", str(tmp_path / "official")]) == 0  # its official test list: not trained on
+    assert fit_heads.main([*run, "--test-rows", "all", "--out", str(tmp_path / "all")]) == 2
+    assert "have the key of a train or val video of the training cache" in capsys.readouterr().err

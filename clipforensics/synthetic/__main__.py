@@ -10,6 +10,8 @@ from typing import Sequence
 
 from clipforensics.core.errors import cli_entry
 from clipforensics.core.settings import add_arguments, from_namespace
+from clipforensics.data.layouts import scan
+from clipforensics.data.manifest import ManifestSettings
 from clipforensics.synthetic.write import SyntheticSettings, write
 
 
@@ -18,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m clipforensics.synthetic",
         description="Write a small synthetic FaceForensics-shaped data set (real videos plus locally "
-                    "manipulated fakes), deterministic from --seed.",
+                    "manipulated fakes), deterministic from --seed; --style celebdf writes it in Celeb-DF v2's "
+                    "layout with its test list and a domain shift (backgrounds, lighting, resolution, JPEG).",
     )
     add_arguments(parser, SyntheticSettings)
     return parser
@@ -28,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     settings = from_namespace(SyntheticSettings, build_parser().parse_args(argv))
     root = write(settings)
-    n_real = settings.videos * settings.frames
-    print(f"wrote {n_real} real and {n_real * len(settings.manipulations)} fake frames to {root}")
+    labels = scan(ManifestSettings(data_root=str(root)))["label"].value_counts()
+    print(f"wrote {labels.get(0, 0)} real and {labels.get(1, 0)} fake frames to {root} ({settings.style} layout)")
     return 0
 
 
