@@ -93,7 +93,7 @@ def main(argv=None) -> None:
                                args.signal, args.seed)
         others = [make_celebdf_cache(tmp / f"celebdf{i}.h5", args.rows, args, primary, args.seed + 1 + i)
                   for i in range(args.caches - 1)]
-        print(f"{args.caches} caches of {args.rows} frames in {build:.1f} s (first)", file=sys.stderr)
+        print(f"{args.caches} caches of {args.rows} frames (the primary built in {build:.1f} s)", file=sys.stderr)
         trainers, tests = others[: args.train_caches], others[args.train_caches:]
         boot = ["--bootstrap", str(args.bootstrap)]
         multi_argv = ["matrix", "--cache", str(primary), "--head", args.head, "--out", str(tmp / "multi"), *boot,
