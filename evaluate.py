@@ -11,6 +11,11 @@ Thresholds for accuracy / F1 come from the validation rows (EER threshold), neve
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before the heavy imports: Ctrl-C while they load is one line, not a traceback
+    from clipforensics.core.errors import quiet_interrupts
+
+    quiet_interrupts()
+
 import argparse
 import sys
 
@@ -38,6 +43,7 @@ def add_matrix_arguments(parser: argparse.ArgumentParser) -> None:
     add_arguments(parser, MatrixSettings, "matrix")
     add_arguments(parser, ProtocolSettings, "protocol")
     add_arguments(parser, CrossSettings, "other data sets")
+    parser.set_defaults(train_fakes=None, test_fakes=None)  # the matrix takes every manipulation: refused if given
 
 
 COMMANDS = {

@@ -11,6 +11,11 @@ runs/NAME/<head>/{model.joblib, head.json, scores.csv, scores.json}; evaluate.py
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before the heavy imports: Ctrl-C while they load is one line, not a traceback
+    from clipforensics.core.errors import quiet_interrupts
+
+    quiet_interrupts()
+
 import argparse
 from pathlib import Path
 

@@ -46,7 +46,7 @@ def test_schema_shapes_dtypes_and_attributes(tiny_cache, synthetic_root):
     with h5py.File(tiny_cache) as h5:
         assert h5["image_embeddings"].dtype == np.float16
         assert {"path", "label", "manipulation", "video", "target", "source", "failed", "prompts"} <= set(h5)
-    assert (tiny_cache.with_suffix(".json")).exists()
+    assert tiny_cache.with_name("tiny.h5.json").exists()
 
 
 def test_prompts_are_stored_with_their_classes(tiny_cache):

@@ -14,7 +14,11 @@ class UserError(Exception):
 
 
 def cli_entry(func: Callable[..., int | None]) -> Callable[..., int]:
-    """Wrap a `main(argv)` so a UserError becomes `error: ...` on stderr and exit code 2."""
+    """Wrap a `main(argv)` so a UserError becomes `error: ...` on stderr and exit code 2.
+
+    A file-system error no stage anticipated (a disk that filled, a folder made read-only mid-run) is
+    also one line naming the path, with exit code 2: finished work is on disk, half-written files are not.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs) -> int:
@@ -23,8 +27,28 @@ def cli_entry(func: Callable[..., int | None]) -> Callable[..., int]:
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
+        except OSError as exc:
+            where = f" {exc.filename}" if exc.filename else ""
+            print(f"error: file system:{where}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_USAGE
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
 
     return wrapper
+
+
+def quiet_interrupts() -> None:
+    """Make Ctrl-C during a script's start-up (torch, open_clip loading) one line and exit 130.
+
+    `cli_entry` handles Ctrl-C once `main` runs; before that, the script's own imports are running and
+    an interrupt would print a traceback of whatever module was loading. Called first thing in a
+    script's `__main__` block, never on import.
+    """
+    def hook(kind: type[BaseException], value: BaseException, tb: object) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            print("interrupted", file=sys.stderr)
+            return
+        sys.__excepthook__(kind, value, tb)
+
+    sys.excepthook = hook

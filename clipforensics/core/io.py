@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -28,16 +29,27 @@ from clipforensics.core.errors import UserError
 RECORD = ".clipforensics-output.json"
 """The record an output folder carries of its own entries (top-level names, files or folders)."""
 RECORD_VERSION = 1
-_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)(?P<suffix>\.[A-Za-z0-9]+)?$")
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?:(?P<host>[A-Za-z0-9_]+)-)?(?P<pid>\d+)"
+                   r"(?P<suffix>\.[A-Za-z0-9]+)?$")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())[:40] or "host"
 
 
 def temp_sibling(final: str | os.PathLike, kind: str = "tmp", suffix: str = "") -> Path:
-    """`.NAME.tmp-PID[suffix]` beside `final`: hidden, tied to this process, recognisable after a kill."""
+    """`.NAME.tmp-HOST-PID[suffix]` beside `final`: hidden, tied to this process, recognisable after a kill.
+
+    The host is part of the name because folders may be shared between machines (shard jobs): only a
+    temporary of this machine can be judged dead by its process id.
+    """
     final = Path(final)
-    return final.with_name(f".{final.name}.{kind}-{os.getpid()}{suffix}")
+    return final.with_name(f".{final.name}.{kind}-{_host()}-{os.getpid()}{suffix}")
 
 
-def _pid_alive(pid: int) -> bool:
+def _pid_alive(pid: int, host: str | None) -> bool:
+    if host is not None and host != _host():
+        return True
     if pid == os.getpid():
         return True
     try:
@@ -57,7 +69,7 @@ def stale_temps(folder: str | os.PathLike) -> list[Path]:
     found = []
     for entry in folder.iterdir():
         match = _TEMP.match(entry.name)
-        if match and not _pid_alive(int(match["pid"])):
+        if match and not _pid_alive(int(match["pid"]), match["host"]):
             found.append(entry)
     return found
 
@@ -255,6 +267,16 @@ class OutputDir:
         """The path of `relative` (e.g. "logreg/scores.csv"), its top-level entry recorded first."""
         self.own(Path(relative).parts[0])
         return self.path / relative
+
+    def remove_stale_temps(self) -> int:
+        """Temporaries of dead runs anywhere inside the recorded entries (e.g. `logreg/.model.joblib.tmp-*`)."""
+        removed = remove_stale_temps(self.path)
+        for name in self.entries:
+            top = self.path / name
+            if top.is_dir() and not top.is_symlink():
+                for folder, _, _ in os.walk(top):
+                    removed += remove_stale_temps(folder)
+        return removed
 
     def clear(self) -> None:
         """Remove every recorded entry (a redo with --overwrite); foreign entries stay."""

@@ -151,9 +151,30 @@ def _select_classes(root: str, settings: ManifestSettings) -> tuple[list[str], s
     return selected, real
 
 
+def _walk_error(exc: OSError) -> None:
+    what = "is not a folder" if isinstance(exc, NotADirectoryError) else f"cannot be read ({exc.strerror})"
+    raise UserError(f"folder {exc.filename} {what}: its frames would be silently missing; fix its permissions "
+                    "or remove it from the data root")
+
+
 def _image_files(top: str) -> Iterator[str]:
-    """POSIX paths, relative to `top`, of the visible image files below it."""
-    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+    """POSIX paths, relative to `top`, of the visible image files below it.
+
+    Linked folders are followed, but every real folder is read once: a link loop, or a second link to
+    a folder already scanned, would make the same frames appear under two names (two "videos"), so it
+    is refused; so is a folder that cannot be listed.
+    """
+    seen: dict[tuple[int, int], str] = {}
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=True, onerror=_walk_error):
+        try:
+            st = os.stat(dirpath)
+        except OSError as exc:
+            _walk_error(exc)
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            raise UserError(f"{dirpath} is the folder {seen[key]} again (a link loop or a second link to it): "
+                            "every frame must be reachable by one path; remove the link")
+        seen[key] = dirpath
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         rel_dir = os.path.relpath(dirpath, top)
         prefix = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"

@@ -59,44 +59,99 @@ def write_scores(out_dir: str | Path, table: pd.DataFrame, settings: Mapping[str
     return path
 
 
+SPLITS = ("train", "val", "test")
+
+
 def read_settings(scores_path: str | Path) -> dict[str, Any]:
-    """The settings saved beside a scores file ({} for an external file without them)."""
+    """The settings saved beside a scores file ({} for an external file without them).
+
+    Only a JSON object that a scorer of this tool wrote counts (it records a `scorer`); any other
+    same-stem JSON (another tool's, a user's notes) is not ours and is ignored.
+    """
     side = Path(scores_path).with_suffix(".json")
-    if side.exists() and side != Path(scores_path):
-        return json.loads(side.read_text())
-    return {}
+    if not side.is_file() or side == Path(scores_path):
+        return {}
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) and "scorer" in data else {}
+
+
+def _text_column(df: pd.DataFrame, column: str, path: Path) -> None:
+    """A text column whose every value is a non-empty string (JSON gives numbers and nulls too)."""
+    values = df[column]
+    bad = values.isna() | ~values.map(lambda v: isinstance(v, str) and v != "")
+    if bad.any():
+        first = int(np.flatnonzero(bad.to_numpy())[0])
+        raise UserError(f"{path}: {int(bad.sum())} row(s) have no text in column {column!r} "
+                        f"(first: row {first + 1}, value {values.iloc[first]!r})")
+
+
+def _check_rows(df: pd.DataFrame, path: Path) -> None:
+    """Every frame once, known splits, and each video in one class: otherwise metrics are silently wrong.
+
+    Paths and videos are unique within a data set (the `dataset` column, when there is one)."""
+    splits = set(df["split"]) - set(SPLITS)
+    if splits:
+        raise UserError(f"{path}: unknown split value(s) {sorted(splits)[:5]}; use {', '.join(SPLITS)}")
+    scope = [DATASET] if DATASET in df.columns else []
+    dup = df.duplicated([*scope, "path"], keep=False)
+    if dup.any():
+        raise UserError(f"{path}: {int(df.loc[dup, 'path'].nunique())} path(s) appear more than once "
+                        f"(first: {df.loc[dup, 'path'].iloc[0]}); score each frame once")
+    kinds = df.groupby([*scope, "video"])["manipulation"].nunique()
+    if (kinds > 1).any():
+        key = kinds[kinds > 1].index[0]
+        video = key[-1] if isinstance(key, tuple) else key
+        manips = sorted(df.loc[df["video"] == video, "manipulation"].unique())
+        raise UserError(f"{path}: video {video!r} has frames of several manipulations ({', '.join(manips)}); "
+                        "video ids must name one video of one class")
 
 
 def read_scores(path: str | Path, *, class_names: list[str] | None = None,
                 video_pattern: str | None = None) -> pd.DataFrame:
     """Read a scores table from CSV or a JSON list of records (ours or another tool's).
 
-    Required: path, score, label. Missing `video` (and `manipulation`) are read from the path as the
-    manifest does (Windows backslashes included); a missing `split` makes every row test.
+    Required: path, score, label. A missing `video` or `manipulation` is read from the path as the
+    manifest does (Windows backslashes included); a column the file gives is used as given, never
+    replaced. A missing `split` makes every row test.
     """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"scores file not found: {path}")
     try:
         if path.suffix.lower() == ".json":
-            df = pd.DataFrame(json.loads(path.read_text()))
+            records = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+                raise ValueError("expected a JSON list of records ({\"path\": ..., \"score\": ..., \"label\": ...})")
+            df = pd.DataFrame(records)
         else:
             df = pd.read_csv(path, dtype={"path": str, "video": str, "manipulation": str, "split": str, DATASET: str},
                              keep_default_na=False)
-    except (ValueError, json.JSONDecodeError, pd.errors.ParserError) as exc:
-        raise UserError(f"cannot read scores from {path}: {exc}") from None
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise UserError(f"cannot read scores from {path}: {str(exc).splitlines()[0]}") from None
     missing = [c for c in ("path", "score", "label") if c not in df.columns]
     if missing or df.empty:
         raise UserError(f"{path}: needs columns path, score, label (missing: {', '.join(missing) or 'rows'})")
+    given = [c for c in ("video", "manipulation", "split", DATASET) if c in df.columns]
+    for column in ["path", *given]:
+        _text_column(df, column, path)
     if "video" not in df.columns or "manipulation" not in df.columns:
         keys = [video_of(p, class_names=class_names, video_pattern=video_pattern) for p in df["path"]]
-        df["manipulation"] = df.get("manipulation", pd.Series([k[0] for k in keys]))
-        df["video"] = [k[1] for k in keys]
+        if "manipulation" not in df.columns:
+            df["manipulation"] = [k[0] for k in keys]
+        if "video" not in df.columns:
+            df["video"] = [k[1] for k in keys]
     if "split" not in df.columns:
         df["split"] = "test"
-    df["score"] = pd.to_numeric(df["score"], errors="coerce")
-    df["label"] = pd.to_numeric(df["label"], errors="coerce")
+    try:
+        df["score"] = pd.to_numeric(df["score"], errors="coerce")
+        df["label"] = pd.to_numeric(df["label"], errors="coerce")
+    except (TypeError, ValueError):
+        raise UserError(f"{path}: every row needs a numeric score and a label of 0 or 1") from None
     if df["score"].isna().any() or not df["label"].isin([0, 1]).all():
         raise UserError(f"{path}: every row needs a numeric score and a label of 0 or 1")
     df["label"] = df["label"].astype(int)
+    _check_rows(df, path)
     return df[_columns(df)]

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from clipforensics import __version__
-from clipforensics.core.io import write_json, write_text
+from clipforensics.core.io import OutputDir, claim_output, write_json, write_text
 from clipforensics.core.errors import UserError
 from clipforensics.data.manifest import KNOWN_MANIPULATIONS, DataSettings
 from clipforensics.evaluate.metrics import (AGGREGATORS, FEW_VIDEOS, THRESHOLD_RULES, choose_threshold, evaluate_split,
@@ -22,7 +22,7 @@ from clipforensics.evaluate.compare import (frames_per_video, paired_comparisons
                                             threshold_transfer)
 from clipforensics.evaluate.result import RunResult
 from clipforensics.report.comparisons import frames_table, paired_table, plot_frames, transfer_table
-from clipforensics.report.errors import error_analysis
+from clipforensics.report.errors import error_analysis, safe_name
 from clipforensics.report.figures import plot_confusion, plot_roc
 from clipforensics.report.html import write_html
 from clipforensics.report.provenance import provenance, provenance_table, reading_table
@@ -36,7 +36,7 @@ class MeasureSettings:
     """How a scores table is measured: shared by the report and the matrix, so their numbers agree."""
 
     video_agg: str = option("mean", "video score from its frames", choices=tuple(AGGREGATORS))
-    bootstrap: int = option(1000, "bootstrap resamples of videos for 95%% intervals (0: none)")
+    bootstrap: int = option(1000, "bootstrap resamples of videos for 95%% intervals (0: none, else at least 100)")
     seed: int = option(0, "bootstrap seed")
     threshold_rule: str = option("eer", "how the validation split picks the threshold", choices=tuple(THRESHOLD_RULES))
 
@@ -150,10 +150,34 @@ def _same_test_set(runs: list[tuple[str, pd.DataFrame, dict, str | None]]) -> No
                             "protocol); evaluate them in separate reports")
 
 
+MIN_BOOTSTRAP = 100
+"""Fewer resamples give 2.5 / 97.5 % quantiles that are mostly noise (with 1 the interval need not
+even contain the estimate)."""
+
+
+def check_settings(settings: EvaluateSettings) -> None:
+    if settings.bootstrap != 0 and settings.bootstrap < MIN_BOOTSTRAP:
+        raise UserError(f"--bootstrap must be 0 (no intervals) or at least {MIN_BOOTSTRAP}, got {settings.bootstrap}")
+    if settings.top_k < 0:
+        raise UserError(f"--top-k must be 0 or more, got {settings.top_k}")
+
+
+def claim_report(settings: EvaluateSettings, inputs: list[Path]) -> OutputDir:
+    """The report folder, checked before any work; a rerun replaces the report files it wrote before."""
+    report = claim_output(settings.out, stage="evaluate", inputs=[("scores file", p) for p in inputs])
+    report.clear()
+    return report
+
+
 def evaluate(score_files: list[str], settings: EvaluateSettings) -> dict[str, Any]:
     files = [(Path(f), False) for f in score_files] + [(Path(f), True) for f in settings.predictions]
     if not files:
         raise UserError("give scores files (runs/NAME/HEAD/scores.csv) or --predictions FILE")
+    check_settings(settings)
+    for path, _ in files:
+        if not path.is_file():
+            what = "is a folder, not a scores file" if path.is_dir() else "not found"
+            raise UserError(f"scores file {path} {what}")
     taken: set[str] = set()
     loaded = []
     for path, external in files:
@@ -162,12 +186,13 @@ def evaluate(score_files: list[str], settings: EvaluateSettings) -> dict[str, An
     expanded = [(result_name, table, meta, dataset) for name, df, meta in loaded
                 for result_name, dataset, table in split_datasets(name, df)]
     _same_test_set(expanded)
+    report = claim_report(settings, [path for path, _ in files])
     results = []
     for name, df, meta, dataset in expanded:
         results.append(evaluate_run(name, df, settings, dataset_root(meta, dataset, settings.data_root)))
         results[-1].dataset = dataset
         print_notes(results[-1], (df["split"] == "val").any())
-    return write_outputs(results, [(name, df, meta) for name, df, meta, _ in expanded], settings)
+    return write_outputs(results, [(name, df, meta) for name, df, meta, _ in expanded], settings, report)
 
 
 def comparisons(results: list[RunResult], settings: EvaluateSettings, metrics: dict[str, Any],
@@ -191,12 +216,14 @@ def comparisons(results: list[RunResult], settings: EvaluateSettings, metrics: d
     return tables, images
 
 
-def write_outputs(results: list[RunResult], loaded: list, settings: EvaluateSettings) -> dict[str, Any]:
-    out = Path(settings.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot write to {out}: {exc.strerror}") from None
+REPORT_FILES = ("metrics.json", "metrics.md", "roc_frame.png", "roc_video.png", "frames_per_video.png", "report.html")
+
+
+def write_outputs(results: list[RunResult], loaded: list, settings: EvaluateSettings,
+                  report_dir: OutputDir) -> dict[str, Any]:
+    out = report_dir.path
+    report_dir.own(*REPORT_FILES, *(f"{kind}_{safe_name(r.name)}.{ext}" for r in results
+                                    for kind, ext in (("confusion", "png"), ("errors", "csv"), ("errors", "png"))))
     metas = [meta for _, _, meta in loaded]
     prov = provenance([m["cache"] for m in metas if m.get("cache")],
                       next((m["protocol"] for m in metas if m.get("protocol")), None), [df for _, df, _ in loaded])
@@ -215,7 +242,8 @@ def write_outputs(results: list[RunResult], loaded: list, settings: EvaluateSett
               ("ROC, video level", plot_roc(results, out / "roc_video.png", "video", settings.video_agg))]
     images += extra_images
     for r in results:
-        images.append((f"confusion matrices: {r.name}", plot_confusion(r, out / f"confusion_{r.name}.png")))
+        confusion = plot_confusion(r, out / f"confusion_{safe_name(r.name)}.png")
+        images.append((f"confusion matrices: {r.name}", confusion))
         errors = error_analysis(r, out, top_k=settings.top_k)
         images.append((f"most confident errors: {r.name}", Path(errors["png"])))
     report = write_html(out / "report.html", "clipforensics report",

@@ -22,15 +22,15 @@ import pandas as pd
 from tqdm import tqdm
 
 from clipforensics import __version__
-from clipforensics.core.io import write_csv, write_json
 from clipforensics.core.errors import UserError
+from clipforensics.core.io import claim_output, write_csv, write_json
 from clipforensics.core.settings import option, to_dict
 from clipforensics.data.cache import FeatureCache, read_cache
 from clipforensics.data.crossdata import (CrossSettings, TestSet, check_disjoint, check_same_features,
                                           dataset_name, load_test_sets, scores_with_tests)
 from clipforensics.data.protocol import ProtocolSettings, Splits, make_splits
 from clipforensics.data.provenance import LoraProvenance, check_lora_overlap
-from clipforensics.data.splitfile import union_split_table, write_split_table
+from clipforensics.data.splitfile import TABLE_NAME, union_split_table, write_split_table
 from clipforensics.data.scores import write_scores
 from clipforensics.evaluate.evaluation import MeasureSettings, evaluate_run, split_datasets
 from clipforensics.evaluate.result import RunResult
@@ -207,9 +207,20 @@ def _check_names(primary: str, manips: list[str], names: list[str]) -> None:
                         "or one of its manipulations; rename the cache so rows and columns stay apart")
 
 
+FILES = ("matrix.csv", "matrix.json", "matrix_frame_auc.png", "matrix_video_auc.png", "scores", "splits",
+         TABLE_NAME)
+
+
 def cross_manipulation(settings: MatrixSettings, base: ProtocolSettings,
                        cross: CrossSettings | None = None) -> pd.DataFrame:
+    """Every manipulation in the cache as training and as test set; `base` gives the split options only."""
+    if base.train_fakes is not None or base.test_fakes is not None:
+        raise UserError("evaluate.py matrix trains and tests on every manipulation in the cache; "
+                        "--train-fakes / --test-fakes do not apply to it")
     cross = cross or CrossSettings()
+    out_dir = claim_output(settings.out, stage="matrix",
+                           inputs=[("--cache", settings.cache), *(("--train-cache", p) for p in settings.train_cache),
+                                   *(("--test-cache", p) for p in cross.test_cache)])
     cache = read_cache(settings.cache)
     resolve_heads((settings.head,), cache.prompts)
     primary = Source(dataset_name(settings.cache), cache, base)
@@ -231,7 +242,9 @@ def cross_manipulation(settings: MatrixSettings, base: ProtocolSettings,
         columns = [primary_column] + columns
         primary_tables.append(primary_splits.table())
     sources = {primary.name: primary, **{t.name: t for t in trainers}}
-    out = Path(settings.out)
+    out_dir.clear()
+    out_dir.own(*FILES)
+    out = out_dir.path
     meta = {"scorer": "head", "head": settings.head, "cache": str(Path(settings.cache).resolve()),
             "cache_identity": cache.identity(), "data_root": cache.attrs.get("data_root"),
             "test_sets": [column.record() for column in columns if column.name != primary.name],

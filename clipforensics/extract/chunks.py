@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from clipforensics.core.errors import UserError
-from clipforensics.core.io import atomic_path, exclusive_lock, write_json
+from clipforensics.core.io import (atomic_path, exclusive_lock, remove_stale_temps, sidecar, user_os_error,
+                                   write_json)
 from clipforensics.data import cache as cache_mod
 from clipforensics.extract.distributed import Shard
 
@@ -41,9 +42,12 @@ class ChunkStore:
              extras: dict[str, np.ndarray] | None = None) -> None:
         """`extras`: further per-row arrays by cache path (layers/3, perturbed/jpeg:50/image_embeddings)."""
         named = {f"{EXTRA}{i}": v.astype(np.float16) for i, v in enumerate((extras or {}).values())}
-        with atomic_path(self.path(k), suffix=".npz") as tmp:
-            np.savez(tmp, embeddings=embeddings.astype(np.float16), reasons=np.array(reasons, dtype=str),
-                     extra_names=np.array(list(extras or {}), dtype=str), **named)
+        try:
+            with atomic_path(self.path(k), suffix=".npz") as tmp:
+                np.savez(tmp, embeddings=embeddings.astype(np.float16), reasons=np.array(reasons, dtype=str),
+                         extra_names=np.array(list(extras or {}), dtype=str), **named)
+        except OSError as exc:
+            raise user_os_error(exc, f"save chunk {k} of the extraction") from None
 
     def load(self, k: int) -> tuple[np.ndarray, list[str], dict[str, np.ndarray]]:
         with np.load(self.path(k)) as z:
@@ -56,6 +60,7 @@ class ChunkStore:
 
     def start(self, identity: dict[str, Any], overwrite: bool) -> None:
         """Resume only a run with the same identity; anything else is refused or wiped."""
+        remove_stale_temps(self.dir)
         if self.identity_file().exists():
             old = json.loads(self.identity_file().read_text())
             if old != identity:
@@ -99,6 +104,8 @@ def output_lock(out: Path, shard: Shard | None = None) -> Iterator[None]:
         raise UserError(f"cannot create {out.parent}: {exc.strerror}") from None
     part = f".shard-{shard.rank}-of-{shard.world}" if shard and not shard.single else ""
     with exclusive_lock(out.with_name(f"{out.name}{part}.lock"), f"{out}{part.replace('.', ' ')}"):
+        if not part:
+            remove_stale_temps(out.parent)
         yield
 
 
@@ -132,7 +139,7 @@ class ChunkCollector:
 
 
 def assemble(out: Path, store: ChunkStore, n_chunks: int, manifest: pd.DataFrame, attrs: dict[str, Any],
-             prompts: Callable[[], dict[str, cache_mod.PromptEmbeddings]]) -> Path:
+             prompts: Callable[[], dict[str, cache_mod.PromptEmbeddings]], file_stats: np.ndarray) -> Path:
     """Join every chunk into the cache (failed images listed apart), then drop the parts."""
     chunks = [store.load(k) for k in range(n_chunks)]
     embeddings = np.concatenate([c[0] for c in chunks])
@@ -145,8 +152,11 @@ def assemble(out: Path, store: ChunkStore, n_chunks: int, manifest: pd.DataFrame
                         f"{failed.iloc[0].reason})")
     extras = {name: np.concatenate([c[2][name] for c in chunks])[ok] for name in chunks[0][2]}
     attrs = {**attrs, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    cache_mod.write_cache(out, embeddings=embeddings[ok], manifest=manifest[ok].reset_index(drop=True),
-                          attrs=attrs, prompts=prompts(), failed=failed, extras=extras)
-    write_json(out.with_suffix(".json"), {**attrs, "n_images": int(ok.sum()), "n_failed": int((~ok).sum())})
+    try:
+        cache_mod.write_cache(out, embeddings=embeddings[ok], manifest=manifest[ok].reset_index(drop=True),
+                              attrs=attrs, prompts=prompts(), failed=failed, extras=extras, file_stats=file_stats[ok])
+        write_json(sidecar(out), {**attrs, "n_images": int(ok.sum()), "n_failed": int((~ok).sum())})
+    except OSError as exc:
+        raise user_os_error(exc, f"write the cache {out}") from None
     store.remove()
     return out

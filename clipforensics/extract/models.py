@@ -265,9 +265,18 @@ def torch_threads(n: int) -> Iterator[None]:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise UserError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu or auto")
-    return torch.device(name)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: torch sees {torch.cuda.device_count()} CUDA GPU(s) "
+                        f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+    return device
 
 
 def cast_model(model: torch.nn.Module, device: torch.device, precision: str) -> torch.nn.Module:
@@ -362,9 +371,13 @@ def load_model(settings: ModelSettings, device: str = "cpu", precision: str = "f
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
                 settings.model, pretrained=pretrained, cache_dir=settings.weights_dir)
-        except (RuntimeError, FileNotFoundError, OSError) as exc:
+        except Exception as exc:  # a user's checkpoint file can fail in any library's own way
             if not is_tag:
-                raise UserError(f"cannot load checkpoint {pretrained}: {str(exc).splitlines()[0]}") from exc
+                first = (str(exc).strip().splitlines() or [""])[0][:200]
+                raise UserError(f"cannot load checkpoint {pretrained} for {settings.model} (truncated, or weights of "
+                                f"another model?): {type(exc).__name__}: {first}") from None
+            if not isinstance(exc, (RuntimeError, OSError)):
+                raise
             raise UserError(
                 f"weights for {settings.model} / {settings.pretrained} are not in the local cache and cannot be "
                 f"downloaded here: copy them into --weights-dir (open_clip's cache_dir) or pass a checkpoint file "

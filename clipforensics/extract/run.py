@@ -20,10 +20,12 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from clipforensics.core.errors import UserError
+from clipforensics.core.io import claim_output_file
 from clipforensics.core.sampling import spread
 from clipforensics.core.settings import RuntimeSettings, option, to_dict
 from clipforensics.data import cache as cache_mod
 from clipforensics.data.crops import read_crop_recipe
+from clipforensics.data.fingerprint import check_unchanged, frame_stats, stats_hash
 from clipforensics.data.layouts import scan
 from clipforensics.data.manifest import ManifestSettings, manifest_hash
 from clipforensics.extract.chunks import ChunkCollector, ChunkStore, assemble, output_lock, plan_batches
@@ -33,6 +35,9 @@ from clipforensics.extract.prompts import PROMPT_SETS
 from clipforensics.extract.layers import BlockTaps, layer_key, parse_layers, vision_blocks
 from clipforensics.extract.perturb import Perturbation, parse_perturbations, perturbation_key
 from clipforensics.extract.reader import ImageFiles, collate_images, describe_preprocessing
+
+
+CACHE_SUFFIXES = (".h5", ".hdf5")
 
 
 @dataclass
@@ -94,7 +99,8 @@ def extract(manifest_settings: ManifestSettings, model_settings: ModelSettings,
     clash = set(extra_attrs or {}) & set(cache_mod.IDENTITY_KEYS)
     if clash:
         raise ValueError(f"extra_attrs may not override identity attributes: {sorted(clash)}")
-    out = Path(settings.out)
+    out = claim_output_file(settings.out, inputs=[("--data-root", manifest_settings.data_root)],
+                            suffixes=CACHE_SUFFIXES)
     for name in settings.prompt_sets:
         PROMPT_SETS.get(name)
     if settings.batch_size < 1 or settings.chunk_size < 1 or settings.workers < 0:
@@ -102,16 +108,18 @@ def extract(manifest_settings: ManifestSettings, model_settings: ModelSettings,
     perturbations = parse_perturbations(settings.perturb)
     shard = Shard() if merge else current_shard(settings.shard)
     manifest = spread_rows(scan(manifest_settings), settings.limit)
+    stats = frame_stats(manifest_settings.data_root, manifest["path"].tolist())
     loaded = load_agreed(model_settings, shard, init_process_group(shard, settings.device), settings.precision)
     identity = {k: loaded.identity[k] for k in cache_mod.IDENTITY_KEYS if k in loaded.identity}
     identity.update(manifest_hash=manifest_hash(manifest), chunk_size=settings.chunk_size,
-                    prompt_sets=list(settings.prompt_sets), preprocessing=preprocessing(loaded))
+                    prompt_sets=list(settings.prompt_sets), preprocessing=preprocessing(loaded),
+                    frames_hash=stats_hash(manifest["path"].tolist(), stats))
     identity["crops"] = read_crop_recipe(manifest_settings.data_root)  # prepare.json: the crops are identity
     layers = parse_layers(settings.layers, len(vision_blocks(loaded.model))) if settings.layers else ()
     identity.update(layers=list(layers), perturbations=[p.name for p in perturbations])
     if perturbations:
         identity["perturb_seed"] = settings.perturb_seed
-    job = Job(out, ChunkStore(out), loaded, manifest, identity, manifest_settings, model_settings, settings,
+    job = Job(out, ChunkStore(out), loaded, manifest, stats, identity, manifest_settings, model_settings, settings,
               {**identity, **(extra_attrs or {})}, layers, perturbations)
     try:
         if merge:
@@ -142,6 +150,7 @@ class Job:
     store: ChunkStore
     loaded: LoadedModel
     manifest: pd.DataFrame
+    file_stats: np.ndarray
     identity: dict[str, Any]
     manifest_settings: ManifestSettings
     model_settings: ModelSettings
@@ -157,8 +166,7 @@ class Job:
 
 def _run_single(job: Job) -> Path:
     with output_lock(job.out):
-        if job.out.exists() and not job.settings.overwrite:
-            _refuse_or_accept_existing(job.out, job.identity)
+        if _already_done(job):
             return job.out
         job.store.start(job.identity, job.settings.overwrite)
         _run_chunks(job, range(job.n_chunks))
@@ -167,8 +175,7 @@ def _run_single(job: Job) -> Path:
 
 def _run_shard(job: Job, shard: Shard) -> Path | None:
     """One rank / array job: its own chunks, each file atomic; torchrun's rank 0 then assembles."""
-    if job.out.exists() and not job.settings.overwrite:
-        _refuse_or_accept_existing(job.out, job.identity)
+    if _already_done(job):
         return job.out
     with output_lock(job.out, shard):
         if shard.leader:
@@ -191,8 +198,7 @@ def _run_shard(job: Job, shard: Shard) -> Path | None:
 def _merge(job: Job) -> Path:
     """Assemble the shards' chunks; refuse a set that is incomplete or made with other settings."""
     with output_lock(job.out):
-        if job.out.exists() and not job.settings.overwrite:
-            _refuse_or_accept_existing(job.out, job.identity)
+        if _already_done(job):
             return job.out
         job.store.check(job.identity)
         missing = sorted(set(range(job.n_chunks)) - job.store.done())
@@ -202,14 +208,33 @@ def _merge(job: Job) -> Path:
         return _assemble(job)
 
 
-def _refuse_or_accept_existing(out: Path, identity: dict[str, Any]) -> None:
-    attrs = cache_mod.read_attrs(out)
-    cache_mod.check_identity(attrs, identity, what=f"existing cache {out} (use --overwrite to replace it)")
+def _already_done(job: Job) -> bool:
+    """Whether `--out` already holds this very cache (nothing to do), decided the same way in every mode.
+
+    A cache made with other settings, or from frames that changed since, is refused unless --overwrite;
+    a file at `--out` that is not a clipforensics cache is never replaced, --overwrite or not.
+    """
+    out = job.out
+    if not out.exists():
+        return False
+    try:
+        attrs = cache_mod.read_attrs(out)
+    except UserError as exc:
+        raise UserError(f"{exc}; refusing to replace it (remove it yourself if it is yours)") from None
+    if job.settings.overwrite:
+        return False
+    cache_mod.check_identity(attrs, job.identity, what=f"existing cache {out} (use --overwrite to replace it)")
     for key, what in (("prompt_sets", "prompt sets"), ("layers", "layers"), ("perturbations", "perturbed copies")):
-        if (attrs.get(key) or []) != identity[key]:
-            raise UserError(f"existing cache {out} holds {what} {attrs.get(key) or []}, not {identity[key]}; "
+        if (attrs.get(key) or []) != job.identity[key]:
+            raise UserError(f"existing cache {out} holds {what} {attrs.get(key) or []}, not {job.identity[key]}; "
                             "use --overwrite to replace it")
+    stored = cache_mod.read_file_stats(out)
+    if stored is not None:
+        paths, stats = stored
+        check_unchanged(job.manifest_settings.data_root, paths, stats, what=f"the existing cache {out}",
+                        fix="rerun with --overwrite to re-extract")
     print(f"{out} is already complete with these settings: nothing to do", file=sys.stderr)
+    return True
 
 
 def _run_chunks(job: Job, chunks: Iterable[int]) -> None:
@@ -256,7 +281,7 @@ def _assemble(job: Job) -> Path:
              "device": str(job.loaded.device), "precision_reason": job.loaded.precision_reason,
              "settings": run_settings}
     return assemble(job.out, job.store, job.n_chunks, job.manifest, attrs,
-                    lambda: embed_prompts(job.loaded, job.settings.prompt_sets))
+                    lambda: embed_prompts(job.loaded, job.settings.prompt_sets), job.file_stats)
 
 
 def summarize(cache: cache_mod.FeatureCache) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from clipforensics import __version__
-from clipforensics.core.io import atomic_path, write_json
+from clipforensics.core.io import OutputDir, atomic_path, claim_output, write_json
 from clipforensics.data.cache import FeatureCache, read_cache
 from clipforensics.data.crossdata import CrossSettings, check_disjoint, dataset_name, load_test_sets, scores_with_tests
 from clipforensics.core.errors import UserError
@@ -22,7 +21,7 @@ from clipforensics.heads.heads import Features, FitResult, fit_head, resolve_hea
 from clipforensics.heads.layers import layer_view, refuse_prompt_heads
 from clipforensics.data.protocol import ProtocolSettings, Splits, make_splits, split_summary
 from clipforensics.data.provenance import check_lora_overlap
-from clipforensics.data.splitfile import write_split_table
+from clipforensics.data.splitfile import TABLE_NAME, write_split_table
 from clipforensics.data.scores import write_scores
 from clipforensics.core.settings import option, to_dict
 
@@ -37,7 +36,7 @@ class FitSettings:
     cache: str = option(None, "feature cache written by extract_features.py", required=True, metavar="FILE")
     heads: tuple[str, ...] = option(("logreg", "svm", "zeroshot-v2"), "heads to fit (comma list, or 'all')")
     out: str = option(None, "run folder: one sub-folder per head (required unless --list-heads)", metavar="DIR")
-    overwrite: bool = option(False, "replace a run folder made from another cache")
+    overwrite: bool = option(False, "replace a run (the files fit_heads wrote) made from another cache or protocol")
     layer: str | None = option(None, "fit on stored block tokens instead of the final embedding: K, last, or "
                                      "concat:K,L (cache made with --layers)", metavar="SPEC")
     layer_sweep: bool = option(False, "fit the heads on every stored layer and write layer_sweep.{csv,md,json,png} "
@@ -76,21 +75,38 @@ def run_identity(cache: FeatureCache, protocol: ProtocolSettings) -> dict[str, A
             "protocol": to_dict(protocol)}
 
 
-def _claim_run_dir(out: Path, identity: dict[str, Any], overwrite: bool) -> None:
-    """Never mix heads fitted on different caches or protocols in one run folder."""
-    run_file = out / RUN_FILE
-    if run_file.exists():
-        old = json.loads(run_file.read_text())
-        same = {k: old.get(k) for k in identity} == json.loads(json.dumps(identity))
-        if not same and not overwrite:
-            raise UserError(f"{out} holds a run made from another cache or protocol ({old.get('cache')}); "
-                            "use another --out or --overwrite")
-        if not same:
-            shutil.rmtree(out)
+def _read_run(run_dir: OutputDir) -> dict[str, Any] | None:
+    path = run_dir.path / RUN_FILE
+    if RUN_FILE not in run_dir.entries or not path.is_file():
+        return None
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create run folder {out}: {exc.strerror}") from None
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return old if isinstance(old, dict) else None
+
+
+def claim_run_dir(out: Path, identity: dict[str, Any], overwrite: bool, caches: list[str]) -> OutputDir:
+    """The run folder, owned by this stage and tied to one cache and protocol.
+
+    Heads of another cache or protocol are never mixed in: refused, or with --overwrite replaced (only
+    the files this stage wrote go). A run in which no head finished (a failed or killed start) is no
+    result and is replaced without --overwrite, so it cannot block the next valid run.
+    """
+    inputs = [("--cache", caches[0]), *(("--test-cache", c) for c in caches[1:])]
+    run_dir = claim_output(out, stage="fit_heads", inputs=inputs)
+    run_dir.remove_stale_temps()
+    old = _read_run(run_dir)
+    if old is None or not old.get("finished"):
+        run_dir.clear()
+        return run_dir
+    same = {k: old.get(k) for k in identity} == json.loads(json.dumps(identity))
+    if not same and not overwrite:
+        raise UserError(f"{out} holds a run made from another cache or protocol ({old.get('cache')}); "
+                        "use another --out or --overwrite")
+    if not same:
+        run_dir.clear()
+    return run_dir
 
 
 def save_head(out_dir: Path, result: FitResult, meta: dict[str, Any]) -> None:
@@ -119,21 +135,25 @@ def fit_heads(settings: FitSettings, protocol: ProtocolSettings,
         print(test.summary(), file=sys.stderr)
     train, val = features(cache, rows, "train"), features(cache, rows, "val")
     scored, X_scored = scored_rows(cache, rows)
-    out = Path(settings.out)
     identity = {**run_identity(cache, protocol), "splits": splits.digest()}
     if tests:
         identity["test_sets"] = [test.record() for test in tests]
     if settings.layer is not None:
         identity["layer"] = settings.layer
-    _claim_run_dir(out, identity, settings.overwrite)
-    write_json(out / RUN_FILE, {**identity, "fit": to_dict(settings), "package_version": __version__})
-    write_split_table(out, splits.table())
+    run_dir = claim_run_dir(Path(settings.out), identity, settings.overwrite,
+                            [settings.cache, *(cross.test_cache if cross else ())])
+    finished = list((_read_run(run_dir) or {}).get("finished", []))
+    run_info = {**identity, "fit": to_dict(settings), "package_version": __version__}
+    write_json(run_dir.file(RUN_FILE), {**run_info, "finished": finished})
+    run_dir.own(TABLE_NAME)
+    write_split_table(run_dir.path, splits.table())
     summaries = []
     for name in names:
         result = fit_head(name, cache.prompts, train, val)
         meta = {**identity, "scorer": "head", "name": name, "data_root": cache.attrs.get("data_root"),
                 "package_version": __version__}
-        head_dir = out / name
+        run_dir.own(name)
+        head_dir = run_dir.path / name
         save_head(head_dir, result, meta)
         table = scores_with_tests(scored, result.head.predict_proba(X_scored), dataset_name(cache.path), tests,
                                   lambda test: result.head.predict_proba(test.features))
@@ -141,4 +161,6 @@ def fit_heads(settings: FitSettings, protocol: ProtocolSettings,
         print(f"{name:>16}: val video AUC {result.head.val_auc:.3f}  fit {result.seconds:.2f} s  "
               f"{result.head.params if result.head.trains else ''}", file=sys.stderr)
         summaries.append(result.info)
+        finished = sorted(set(finished) | {name})
+        write_json(run_dir.path / RUN_FILE, {**run_info, "finished": finished})
     return summaries

@@ -228,6 +228,8 @@ def available_heads(prompts: dict[str, PromptEmbeddings]) -> list[str]:
 def resolve_heads(spec: tuple[str, ...], prompts: dict[str, PromptEmbeddings]) -> list[str]:
     """Expand `all` and check names against what this cache supports."""
     names = available_heads(prompts) if "all" in spec else list(dict.fromkeys(spec))
+    if not names:
+        raise UserError(f"--heads names no head; available: {', '.join(available_heads(prompts))}")
     unknown = [n for n in names if n not in available_heads(prompts)]
     if unknown:
         raise UserError(f"unknown head {unknown[0]!r}; available: {', '.join(available_heads(prompts))}")

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from clipforensics.core.errors import UserError
-from clipforensics.core.io import write_json, write_text
+from clipforensics.core.io import OutputDir, claim_output, write_json, write_text
 from clipforensics.data.cache import FeatureCache, read_cache
 from clipforensics.data.protocol import ProtocolSettings, make_splits
 from clipforensics.data.provenance import check_lora_overlap
@@ -89,6 +89,7 @@ def _measure(scores: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
 def sweep(cache_path: str, heads: tuple[str, ...], protocol: ProtocolSettings, out: Path,
           n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Fit each trained head on each stored layer (and the final embedding); one row per (layer, head)."""
+    run_dir = claim_output(out, stage="fit_heads", inputs=[("--cache", cache_path)])
     cache = read_cache(cache_path, layers=True)
     if not cache.layers:
         raise UserError(f"{cache_path} stores no block tokens; re-extract with --layers all")
@@ -109,7 +110,7 @@ def sweep(cache_path: str, heads: tuple[str, ...], protocol: ProtocolSettings, o
                             "fit_seconds": result.seconds, "test": _measure(scores, n_boot, seed)})
             print(f"layer {layer:>5} {name:>10}: val video AUC {val_video:.3f}", file=sys.stderr)
     table = sweep_table(records)
-    write_sweep(out, table, records, {"cache": str(cache.path.resolve()), "cache_identity": cache.identity(),
+    write_sweep(run_dir, table, records, {"cache": str(cache.path.resolve()), "cache_identity": cache.identity(),
                                       "splits": splits.digest(), "heads": names})
     return table
 
@@ -129,11 +130,11 @@ def sweep_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_sweep(out: Path, table: pd.DataFrame, records: list[dict[str, Any]], identity: dict[str, Any]) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create {out}: {exc.strerror}") from None
+def write_sweep(run_dir: OutputDir, table: pd.DataFrame, records: list[dict[str, Any]],
+                identity: dict[str, Any]) -> None:
+    """The sweep's files in the run folder (fit_heads' own: only these names are replaced)."""
+    run_dir.own(*SWEEP_FILES)
+    out = run_dir.path
     write_text(out / "layer_sweep.csv", table.to_csv(index=False))
     note = ("Validation video AUC picks the layer (row 'picked by val'); test AUCs are shown beside it, "
             "never used to choose.")

@@ -125,8 +125,11 @@ def test_temporaries_of_dead_runs_are_removed_and_live_ones_kept(tmp_path):
     live = temp_sibling(tmp_path / "x.h5")
     live.write_text("in progress")
     (tmp_path / "user.tmp-12").write_text("not ours: no leading dot")
-    assert remove_stale_temps(tmp_path) == 2
-    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "user.tmp-12"]
+    elsewhere = tmp_path / f".chunk-000001.npz.tmp-othermachine-{pid}.npz"
+    elsewhere.write_text("another machine's shard job, writing now")
+    (tmp_path / temp_sibling("c.h5").name.replace(str(os.getpid()), str(pid))).write_text("this machine, dead")
+    assert remove_stale_temps(tmp_path) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, elsewhere.name, "user.tmp-12"])
 
 
 def test_install_dir_replaces_a_finished_folder_in_one_step(tmp_path):

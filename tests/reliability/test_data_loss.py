@@ -1,0 +1,101 @@
+"""Issue 11, data loss: a stage owns only what it wrote; --overwrite never reaches anything else."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import h5py
+
+import extract_features
+import fit_heads
+from clipforensics.core.errors import UserError
+from clipforensics.core.io import RECORD
+from conftest import TINY
+from reliability.helpers import one_line_error, tree
+
+PROTOCOL = ["--heads", "ridge,zeroshot-v2", "--train-fakes", "FaceSwap", "--test-fakes", "NeuralTextures"]
+
+
+def heads(cache, out, *extra) -> int:
+    return fit_heads.main(["--cache", str(cache), "--out", str(out), *PROTOCOL, *extra])
+
+
+def test_fit_heads_refuses_a_folder_it_did_not_write_even_with_overwrite(tiny_cache, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    (runs / "other-run" / "logreg").mkdir(parents=True)
+    (runs / "other-run" / "logreg" / "scores.csv").write_text("someone's result")
+    (runs / "notes.txt").write_text("my notes")
+    before = tree(runs)
+    for extra in ([], ["--overwrite"]):
+        assert heads(tiny_cache, runs, *extra) == 2
+        assert "is not empty (notes.txt, other-run) and was not written by fit_heads" in one_line_error(capsys)
+        assert tree(runs) == before
+
+
+def test_fit_heads_overwrite_replaces_only_its_own_files(tiny_cache, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert heads(tiny_cache, run) == 0
+    (run / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert heads(tiny_cache, run, "--real-split", "60/20/20") == 2
+    assert "another cache or protocol" in one_line_error(capsys)
+    assert heads(tiny_cache, run, "--real-split", "60/20/20", "--heads", "ridge", "--overwrite") == 0
+    assert sorted(p.name for p in run.iterdir()) == sorted([RECORD, "notes.txt", "ridge", "run.json"])
+    assert (run / "notes.txt").read_text() == "mine"
+    assert json.loads((run / "run.json").read_text())["protocol"]["real_split"] == "60/20/20"
+
+
+def test_fit_heads_refuses_an_out_that_holds_its_cache(tiny_cache, tmp_path, capsys):
+    cache = tmp_path / "cache" / "c.h5"
+    cache.parent.mkdir()
+    shutil.copy(tiny_cache, cache)
+    assert heads(cache, cache.parent, "--overwrite") == 2
+    assert "contains the input --cache" in one_line_error(capsys)
+    assert cache.read_bytes() == tiny_cache.read_bytes()
+
+
+def test_a_failed_start_leaves_no_run_that_blocks_the_next_valid_one(tiny_cache, tmp_path, capsys, monkeypatch):
+    from clipforensics.heads import fit
+
+    def fails(*args, **kwargs):
+        raise UserError("this head cannot be fitted")
+
+    run = tmp_path / "run"
+    with monkeypatch.context() as patched:
+        patched.setattr(fit, "fit_head", fails)
+        assert heads(tiny_cache, run) == 2
+    assert "cannot be fitted" in one_line_error(capsys)
+    assert json.loads((run / "run.json").read_text())["finished"] == []
+    assert heads(tiny_cache, run, "--real-split", "60/20/20") == 0
+    assert json.loads((run / "run.json").read_text())["finished"] == ["ridge", "zeroshot-v2"]
+
+
+def test_extraction_out_must_be_a_cache_name_so_the_sidecar_cannot_be_the_cache(synthetic_root, tmp_path, capsys):
+    out = tmp_path / "NAME.json"
+    assert extract_features.main(["--data-root", str(synthetic_root), "--out", str(out), *TINY]) == 2
+    assert "must end in .h5 or .hdf5" in one_line_error(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_extraction_sidecar_sits_beside_the_cache_under_its_full_name(tiny_cache):
+    side = tiny_cache.with_name(tiny_cache.name + ".json")
+    assert json.loads(side.read_text())["manifest_hash"] == h5py.File(tiny_cache).attrs["manifest_hash"]
+
+
+def test_extraction_never_replaces_a_file_that_is_not_a_cache(synthetic_root, tmp_path, capsys):
+    out = tmp_path / "thesis.h5"
+    out.write_bytes(b"a user's own HDF5 file, or anything else")
+    assert extract_features.main(["--data-root", str(synthetic_root), "--out", str(out), *TINY, "--overwrite"]) == 2
+    assert "refusing to replace it" in one_line_error(capsys)
+    assert out.read_bytes() == b"a user's own HDF5 file, or anything else"
+
+
+def test_extraction_out_that_is_a_folder_or_inside_the_data_root(synthetic_root, tmp_path, capsys):
+    (tmp_path / "c.h5").mkdir()
+    assert extract_features.main(["--data-root", str(synthetic_root), "--out", str(tmp_path / "c.h5"), *TINY]) == 2
+    assert "is a folder; name a file such as" in one_line_error(capsys)
+    inside = synthetic_root / "c.h5"
+    assert extract_features.main(["--data-root", str(synthetic_root), "--out", str(inside), *TINY]) == 2
+    assert "is inside the input --data-root" in one_line_error(capsys)
+    assert not inside.exists()
