@@ -22,7 +22,8 @@ from clipforensics.core.errors import UserError
 from clipforensics.core.sampling import spread
 from clipforensics.data.manifest import IMAGE_EXTENSIONS
 from clipforensics.detect.rebuild import FaceCrop
-from clipforensics.extract.reader import open_rgb, uint8_pixels
+from clipforensics.data.images import decode_rgb
+from clipforensics.extract.reader import uint8_pixels
 from clipforensics.frames.align import source_bounds
 from clipforensics.frames.crops import FrameCrop, crop_video, render
 from clipforensics.frames.track import NO_FALLBACK
@@ -124,10 +125,7 @@ def expand(paths: Iterable[str]) -> list[Item]:
 def _read_image(path: Path, size: int | None) -> Image.Image:
     """Decoded as extraction decodes frames (`size`: JPEGs at the DCT scale extraction uses); full size to crop."""
     with Image.open(path) as img:
-        if size is not None:
-            return open_rgb(img, size)
-        img.load()
-        return img.convert("RGB")
+        return decode_rgb(img, size)
 
 
 def _reason(exc: Exception) -> str:

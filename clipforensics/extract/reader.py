@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from clipforensics.data.images import load_rgb
 from clipforensics.extract.perturb import Perturbation, row_rng
 
 
@@ -38,11 +39,10 @@ class ImageFiles(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str]:
         try:
-            with Image.open(self.root / self.paths[i]) as img:
-                if self.uint8:
-                    return self._views(open_rgb(img, self.image_size), i), i, ""
-                img.load()
-                return self.preprocess(img.convert("RGB")), i, ""
+            img = load_rgb(self.root / self.paths[i], self.image_size if self.uint8 else None)
+            if self.uint8:
+                return self._views(img, i), i, ""
+            return self.preprocess(img), i, ""
         except Exception as exc:  # any decode failure is data, not a crash
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
             dtype = torch.uint8 if self.uint8 else torch.float32
@@ -57,15 +57,6 @@ class ImageFiles(Dataset):
         copies = [uint8_pixels(self.preprocess(p.apply(img, row_rng(self.seed, i, j))))
                   for j, p in enumerate(self.perturbations)]
         return torch.stack([clean, *copies])
-
-
-def open_rgb(img: Image.Image, size: int) -> Image.Image:
-    """The decoded RGB image; a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) whose both
-    sides stay >= `size`, so the one resize after it still only shrinks (the JPEG analogue of PIL's
-    `reduce`, and 2-4x less decoding for full frames)."""
-    if img.format == "JPEG":
-        img.draft("RGB", (size, size))
-    return img.convert("RGB")
 
 
 def uint8_pixels(img: Image.Image) -> torch.Tensor:

@@ -13,10 +13,10 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
-from PIL import Image
 
 from clipforensics.core.errors import UserError
 from clipforensics.core.io import write_csv
+from clipforensics.data.images import load_rgb
 from clipforensics.data.scores import check_scores_table
 from clipforensics.evaluate.result import RunResult
 from clipforensics.report.figures import new_figure, save_figure
@@ -75,11 +75,9 @@ def _thumbnail(path: Path) -> np.ndarray | None:
     files), because one bad frame must not cost the whole report.
     """
     try:
-        with Image.open(path) as img:
-            img.draft("RGB", (THUMB_PX, THUMB_PX))
-            img = img.convert("RGB")
-            img.thumbnail((THUMB_PX, THUMB_PX))
-            return np.asarray(img)
+        img = load_rgb(path)  # the picture the model saw: upright, 16-bit scaled
+        img.thumbnail((THUMB_PX, THUMB_PX))
+        return np.asarray(img)
     except Exception:  # noqa: BLE001 - see docstring
         return None
 
