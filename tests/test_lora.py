@@ -275,8 +275,7 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run(finished_run, strong_
 
 def test_other_settings_are_refused_unless_overwrite(finished_run, strong_cache, tmp_path, capsys):
     out = tmp_path / "copy"
-    out.mkdir()
-    shutil.copy(finished_run / "checkpoint.pt", out / "checkpoint.pt")
+    shutil.copytree(finished_run, out)
     assert finetune(strong_cache, out, "--no-extract", "--seed", "1") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error:") and "other settings" in err[-1] and "seed" in err[-1]

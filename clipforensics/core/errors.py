@@ -13,6 +13,16 @@ class UserError(Exception):
     """Bad input or settings the user can fix: printed as one line, never as a traceback."""
 
 
+def _one_line(message: str) -> str:
+    """A UserError raised in a DataLoader worker reaches the main process wrapped in the worker's
+    traceback ("Caught UserError in DataLoader worker process 0. Original Traceback ..."); its own
+    message is the last line."""
+    if "Original Traceback" in message:
+        last = message.strip().splitlines()[-1]
+        return last.split(": ", 1)[1] if last.startswith(f"{UserError.__name__}: ") else last
+    return message
+
+
 def cli_entry(func: Callable[..., int | None]) -> Callable[..., int]:
     """Wrap a `main(argv)` so a UserError becomes `error: ...` on stderr and exit code 2.
 
@@ -25,11 +35,11 @@ def cli_entry(func: Callable[..., int | None]) -> Callable[..., int]:
         try:
             return func(*args, **kwargs) or 0
         except UserError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {_one_line(str(exc))}", file=sys.stderr)
             return EXIT_USAGE
         except OSError as exc:
             where = f" {exc.filename}" if exc.filename else ""
-            print(f"error: file system:{where}: {exc.strerror or exc}", file=sys.stderr)
+            print(f"error: file system:{where}: {_one_line(exc.strerror or str(exc))}", file=sys.stderr)
             return EXIT_USAGE
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

@@ -240,6 +240,7 @@ class OutputDir:
 
     def _save(self) -> None:
         try:
+            self.path.mkdir(parents=True, exist_ok=True)
             write_json(self.record_path, {"stage": self.stage, "entries": sorted(self.entries),
                                           "version": RECORD_VERSION})
         except OSError as exc:
@@ -247,6 +248,8 @@ class OutputDir:
 
     def foreign(self) -> list[Path]:
         """Top-level entries this stage did not write (a user's notes, another tool's files)."""
+        if not self.path.is_dir():
+            return []
         return sorted(e for e in self.path.iterdir()
                       if e.name not in self.entries and not _is_internal(e) and not _is_nested_output(e))
 
@@ -270,6 +273,8 @@ class OutputDir:
 
     def remove_stale_temps(self) -> int:
         """Temporaries of dead runs anywhere inside the recorded entries (e.g. `logreg/.model.joblib.tmp-*`)."""
+        if not self.path.is_dir():
+            return 0
         removed = remove_stale_temps(self.path)
         for name in self.entries:
             top = self.path / name
@@ -284,7 +289,8 @@ class OutputDir:
             with contextlib.suppress(FileNotFoundError):
                 remove_path(self.path / name)
         self.entries.clear()
-        self._save()
+        if self.path.is_dir():
+            self._save()
 
 
 def _read_record(out: Path, stage: str) -> set[str] | None:
@@ -301,11 +307,28 @@ def _read_record(out: Path, stage: str) -> set[str] | None:
     return {str(e) for e in entries}
 
 
+def _probe_writable(folder: Path, flag: str, out: Path) -> None:
+    probe = temp_sibling(folder / "probe", "tmp")
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write into {folder} ({flag} {out}): {exc.strerror or exc}") from None
+
+
+def _nearest_existing(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path(".")
+
+
 def claim_output(out: str | os.PathLike, *, stage: str, inputs: Iterable[tuple[str, Any]] = (),
                  flag: str = "--out") -> OutputDir:
     """Take `out` as `stage`'s output folder, or refuse with one line before any work is done.
 
-    Accepted: a new folder, an empty one, or one whose record says `stage` wrote it (its foreign
+    Accepted: a new folder (created with the first entry the stage records, so a refused command
+    leaves nothing behind), an empty one, or one whose record says `stage` wrote it (its foreign
     entries are kept and never touched). Refused: a file, a non-empty folder without a record, a
     folder of another stage, an unwritable folder, and a folder that equals, contains or sits inside
     one of `inputs`. Temporaries of dead runs are removed.
@@ -314,10 +337,12 @@ def claim_output(out: str | os.PathLike, *, stage: str, inputs: Iterable[tuple[s
     check_apart(out, inputs, flag)
     if out.exists() and not out.is_dir():
         raise UserError(f"{flag} {out} is a file, not a folder; name a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise user_os_error(exc, f"create {flag}") from None
+    if not out.exists():
+        parent = _nearest_existing(out.parent)
+        if not parent.is_dir():
+            raise UserError(f"cannot create {flag} {out}: {parent} is a file")
+        _probe_writable(parent, flag, out)
+        return OutputDir(out, stage, set())
     entries = _read_record(out, stage)
     remove_stale_temps(out)
     if entries is None:
@@ -346,14 +371,8 @@ def claim_output_file(out: str | os.PathLike, *, inputs: Iterable[tuple[str, Any
     if suffixes and out.suffix.lower() not in suffixes:
         raise UserError(f"{flag} {out} must end in {' or '.join(suffixes)}")
     check_apart(out, inputs, flag)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise user_os_error(exc, f"create the folder of {flag}") from None
-    probe = temp_sibling(out, "tmp")
-    try:
-        probe.touch()
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"cannot write into {out.parent} ({flag} {out}): {exc.strerror or exc}") from None
+    parent = _nearest_existing(out.parent)
+    if not parent.is_dir():
+        raise UserError(f"cannot create {flag} {out}: {parent} is a file")
+    _probe_writable(parent, flag, out)
     return out

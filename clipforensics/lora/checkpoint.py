@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -22,7 +20,7 @@ import torch
 from torch import nn
 
 from clipforensics.core.errors import UserError
-from clipforensics.core.io import atomic_path
+from clipforensics.core.io import OutputDir, atomic_path
 from clipforensics.lora.model import Detector, keep_base_exact
 from clipforensics.lora.train import Optimization, TrainRun, TrainState, untrained_state
 
@@ -38,15 +36,23 @@ def save_checkpoint(run: TrainRun, optim: Optimization, state: TrainState) -> No
         torch.save(payload, tmp)
 
 
+CHECKPOINT_KEYS = ("identity", "epoch", "trainable", "history", "best_epoch", "best")
+
+
 def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint this code wrote, or a UserError (an empty, truncated or foreign file is not one)."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
-        raise UserError(f"{path} is not a readable checkpoint ({str(exc).splitlines()[0]}); remove it or "
-                        "pass --overwrite") from None
-    if checkpoint.get("version") != CHECKPOINT_VERSION:
-        raise UserError(f"{path} has checkpoint version {checkpoint.get('version')}; this code reads "
+    except Exception as exc:  # torch.load fails in many ways on a damaged file (EOF, zip, pickle, ...)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UserError(f"{path} is not a readable checkpoint ({first}); pass --overwrite to start again") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("version") != CHECKPOINT_VERSION:
+        version = checkpoint.get("version") if isinstance(checkpoint, dict) else None
+        raise UserError(f"{path} has checkpoint version {version}; this code reads "
                         f"{CHECKPOINT_VERSION} (pass --overwrite to start again)")
+    missing = [key for key in CHECKPOINT_KEYS if key not in checkpoint]
+    if missing:
+        raise UserError(f"{path} lacks {', '.join(missing)}; pass --overwrite to start again")
     return checkpoint
 
 
@@ -58,32 +64,37 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
 
 
-def claim_checkpoint(run: TrainRun) -> dict[str, Any] | None:
-    """The checkpoint to resume, if --out holds one made with these settings.
+def claim_checkpoint(run: TrainRun, run_dir: OutputDir) -> dict[str, Any] | None:
+    """The checkpoint to resume, if the run folder holds one made with these settings.
 
-    A run made with other settings is refused, or with --overwrite removed (the folder is known to be a run);
-    other files in --out are refused unless --overwrite, and then left alone.
+    A run made with other settings, or a damaged checkpoint, is refused, or with --overwrite replaced: only
+    the files this stage wrote are removed. A folder without a checkpoint holds no training to lose (a
+    start that failed): what the stage wrote there is cleared and training starts.
     """
-    path = run.out / CHECKPOINT
-    if not path.exists():
-        if run.out.is_dir() and any(run.out.iterdir()) and not run.settings.overwrite:
-            raise UserError(f"--out {run.out} is not empty and holds no LoRA checkpoint; use another folder or "
-                            "--overwrite")
+    path = run_dir.path / CHECKPOINT
+    if CHECKPOINT not in run_dir.entries or not path.is_file():
+        run_dir.clear()
         return None
-    checkpoint = read_checkpoint(path)
-    old = json.loads(checkpoint["identity"])
+    try:
+        checkpoint = read_checkpoint(path)
+        old = json.loads(checkpoint["identity"])
+    except (UserError, TypeError, ValueError):
+        if not run.settings.overwrite:
+            raise
+        run_dir.clear()
+        return None
     changed = _differences(old, json.loads(json.dumps(run.identity)))
     if not changed:
         return checkpoint
     if not run.settings.overwrite:
         raise UserError(f"{path} was made with other settings ({'; '.join(changed[:4])}); rerun with the same "
                         "settings to resume, or --overwrite to start again")
-    shutil.rmtree(run.out)
+    run_dir.clear()
     return None
 
 
-def resume_or_start(run: TrainRun, optim: Optimization) -> TrainState:
-    checkpoint = claim_checkpoint(run)
+def resume_or_start(run: TrainRun, optim: Optimization, run_dir: OutputDir) -> TrainState:
+    checkpoint = claim_checkpoint(run, run_dir)
     if checkpoint is None:
         return untrained_state(run)
     run.detector.load_trainable_state(checkpoint["trainable"])

@@ -20,6 +20,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from clipforensics.core.errors import UserError
+from clipforensics.data.images import load_rgb
 from clipforensics.lora.model import LoraSettings
 
 ORDER_STREAM, AUGMENT_STREAM = 0, 1
@@ -115,8 +117,13 @@ class TrainImages(Dataset):
     def __getitem__(self, k: int) -> tuple[torch.Tensor, int]:
         i = int(self.order[k])
         rng = epoch_rng(self.seed, self.epoch, AUGMENT_STREAM, k)
-        with Image.open(self.frames.root / self.frames.paths[i]) as img:
-            img = img.convert("RGB")
+        path = self.frames.root / self.frames.paths[i]
+        try:
+            img = load_rgb(path)
+        except Exception as exc:  # any decode failure: one line naming the frame, not a decoder traceback
+            raise UserError(f"training frame {path} cannot be read any more ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''}); it was readable when the "
+                            "base cache was made") from None
         for step in self.steps:
             img = step(img, rng)
         return self.preprocess(img), int(self.frames.labels[i])

@@ -25,22 +25,23 @@ from tqdm import tqdm
 
 from clipforensics import __version__
 from clipforensics.core.errors import UserError
-from clipforensics.core.io import atomic_path, write_json
+from clipforensics.core.io import OutputDir, atomic_path, claim_output, claim_output_file, write_json
 from clipforensics.core.settings import from_dict, to_dict, without_execution_only
 from clipforensics.data.cache import MODEL_IDENTITY_KEYS, FeatureCache, check_identity, read_cache
+from clipforensics.data.fingerprint import check_unchanged
 from clipforensics.data.crossdata import (CrossSettings, TestSet, check_disjoint, dataset_name, load_test_sets,
                                           scores_with_tests)
 from clipforensics.data.layouts import scan
 from clipforensics.data.manifest import ManifestSettings, manifest_hash
 from clipforensics.data.protocol import ProtocolSettings, Splits, make_splits
 from clipforensics.data.provenance import check_lora_overlap, provenance_of
-from clipforensics.data.splitfile import write_split_table
+from clipforensics.data.splitfile import TABLE_NAME, write_split_table
 from clipforensics.data.scores import make_scores, write_scores
 from clipforensics.extract.models import LoadedModel, ModelSettings, load_model, resolve_device, resolve_precision
 from clipforensics.extract.run import ExtractSettings, extract, spread_rows
 from clipforensics.heads.fit import log_splits, run_identity
-from clipforensics.lora.checkpoint import (resume_or_start, save_adapter, save_checkpoint, save_head_tensors,
-                                           save_merged)
+from clipforensics.lora.checkpoint import (CHECKPOINT, resume_or_start, save_adapter, save_checkpoint,
+                                           save_head_tensors, save_merged)
 from clipforensics.lora.data import LabelledImages
 from clipforensics.lora.model import LoraSettings, check_settings, describe_counts, parameter_counts
 from clipforensics.lora.train import (LOG, TrainRun, TrainState, make_optimization, predict, training_precision,
@@ -52,6 +53,8 @@ HEAD_FILE = "head.safetensors"
 RUN_FILE = "lora.json"
 CURVE = "train_curve.png"
 MERGED = "merged.safetensors"
+OUTPUTS = (CHECKPOINT, LOG, ADAPTER_DIR, HEAD_FILE, RUN_FILE, CURVE, MERGED, "scores.csv", "scores.json", TABLE_NAME)
+"""Every entry the stage writes into --out (recorded before training, so --overwrite removes exactly these)."""
 
 
 @dataclass
@@ -93,6 +96,28 @@ def check_data_root(base: Base, manifest_settings: ManifestSettings) -> None:
     if found != expected:
         raise UserError(f"data root {manifest_settings.data_root} does not hold the frames {base.cache.path} was "
                         f"made from (manifest {found} != {expected}); pass the right --data-root")
+    if base.cache.file_stats is not None:
+        check_unchanged(manifest_settings.data_root, base.cache.manifest["path"].tolist(), base.cache.file_stats,
+                        what=f"the base cache {base.cache.path}",
+                        fix="re-extract the base cache (a copy made without keeping file times reads as changed: "
+                            "copy with cp -p or rsync -a)")
+
+
+def claim_outputs(settings: LoraSettings, base: Base, data_root: str, test_caches: tuple[str, ...] = ()) -> OutputDir:
+    """Every place the stage will write, checked before any model is loaded or epoch trained: the run folder
+    (owned, apart from its inputs), the merged checkpoint file and the folder of the re-extracted cache."""
+    inputs = [("--base-cache", str(base.cache.path)), ("--data-root", data_root),
+              *(("--test-cache", c) for c in test_caches)]
+    run_dir = claim_output(settings.out, stage="finetune_lora", inputs=inputs)
+    run_dir.remove_stale_temps()
+    if settings.merge_out:
+        claim_output_file(settings.merge_out, inputs=[*inputs, ("--out", settings.out)],
+                          suffixes=(".safetensors",), flag="--merge-out")
+    if settings.extract:
+        folder = Path(settings.cache_out) if settings.cache_out else base.cache.path.parent
+        claim_output_file(folder / f"{base.cache.path.stem}-lora.h5", inputs=[("--data-root", data_root)],
+                          flag="--cache-out")
+    return run_dir
 
 
 def training_rows(rows: pd.DataFrame, settings: LoraSettings) -> pd.DataFrame:
@@ -136,12 +161,13 @@ def load_elsewhere(base: Base, cross: CrossSettings | None, frames_per_video: in
 
 
 def prepare(settings: LoraSettings, protocol: ProtocolSettings,
-            cross: CrossSettings | None = None) -> tuple[TrainRun, Base, Splits, list[Elsewhere]]:
-    """Everything checked and loaded, cheapest checks first; returns the run, the base, the split rows and the
-    other data sets to test on."""
+            cross: CrossSettings | None = None) -> tuple[TrainRun, Base, Splits, list[Elsewhere], OutputDir]:
+    """Everything checked and loaded, cheapest checks first; returns the run, the base, the split rows, the
+    other data sets to test on and the run folder."""
     check_settings(settings)
     base = Base.read(settings.base_cache)
     manifest_settings = base.manifest_settings(settings.data_root)
+    run_dir = claim_outputs(settings, base, manifest_settings.data_root, cross.test_cache if cross else ())
     check_data_root(base, manifest_settings)
     elsewhere = load_elsewhere(base, cross, protocol.frames_per_video)
     device = resolve_device(settings.device)
@@ -161,13 +187,14 @@ def prepare(settings: LoraSettings, protocol: ProtocolSettings,
     run = TrainRun.build(loaded, settings, manifest_settings.data_root, train, val_rows=rows[rows["split"] == "val"],
                          identity={**run_identity(base.cache, protocol), "splits": splits.digest(), "lora": lora})
     print(describe_counts(parameter_counts(run.detector), settings.targets), file=sys.stderr)
-    return run, base, splits, elsewhere
+    return run, base, splits, elsewhere, run_dir
 
 
-def train_epochs(run: TrainRun) -> TrainState:
+def train_epochs(run: TrainRun, run_dir: OutputDir) -> TrainState:
     """Train (or resume) to the last epoch, validating and checkpointing after each; return the final state."""
     optim = make_optimization(run)
-    state = resume_or_start(run, optim)
+    state = resume_or_start(run, optim, run_dir)
+    run_dir.own(*OUTPUTS)
     epochs = range(state.epoch + 1, run.settings.epochs + 1)
     with tqdm(epochs, desc="LoRA", unit="epoch", dynamic_ncols=True, file=sys.stderr) as bar:
         bar.set_postfix(val_video_auc=f"{state.history[-1]['val_video_auc']:.3f}")
@@ -281,8 +308,8 @@ def write_outputs(run: TrainRun, base: Base, splits: Splits, state: TrainState,
 
 
 def finetune(settings: LoraSettings, protocol: ProtocolSettings, cross: CrossSettings | None = None) -> dict[str, Any]:
-    run, base, splits, elsewhere = prepare(settings, protocol, cross)
-    state = train_epochs(run)
+    run, base, splits, elsewhere, run_dir = prepare(settings, protocol, cross)
+    state = train_epochs(run, run_dir)
     return write_outputs(run, base, splits, state, protocol, elsewhere)
 
 

@@ -99,3 +99,27 @@ def test_extraction_out_that_is_a_folder_or_inside_the_data_root(synthetic_root,
     assert extract_features.main(["--data-root", str(synthetic_root), "--out", str(inside), *TINY]) == 2
     assert "is inside the input --data-root" in one_line_error(capsys)
     assert not inside.exists()
+
+
+# ---------------------------------------------------------------- the LoRA stage
+
+
+LORA_FAST = ["--epochs", "1", "--batch-size", "16", "--rank", "4", "--alpha", "8", "--workers", "0",
+             "--max-train-images", "64", "--no-extract", "--train-fakes", "FaceSwap", "--test-fakes", "NeuralTextures"]
+
+
+def test_lora_overwrite_into_the_cache_folder_deletes_nothing(tiny_cache, tmp_path, capsys):
+    """Issue 11 case 1: --out was the folder of the base cache, an earlier LoRA cache and the user's notes."""
+    import finetune_lora
+
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    base = folder / "base.h5"
+    shutil.copy(tiny_cache, base)
+    (folder / "base-lora-0123456789.h5").write_bytes(b"an earlier LoRA cache")
+    (folder / "notes.txt").write_text("mine")
+    before = tree(folder)
+    for out in (folder, tmp_path):
+        assert finetune_lora.main(["--base-cache", str(base), "--out", str(out), *LORA_FAST, "--overwrite"]) == 2
+        assert "contains the input --base-cache" in one_line_error(capsys)
+    assert tree(folder) == before

@@ -49,13 +49,13 @@ def test_clear_removes_only_recorded_entries(tmp_path):
 
 def test_an_entry_the_stage_did_not_write_is_never_replaced(tmp_path):
     run = claim_output(tmp_path / "run", stage="fit_heads")
-    (run.path / "svm").mkdir()
+    (run.path / "svm").mkdir(parents=True)
     with pytest.raises(UserError, match="svm exists and was not written by fit_heads"):
         run.own("svm")
 
 
 def test_another_stages_folder_and_a_damaged_record_are_refused(tmp_path):
-    claim_output(tmp_path / "a", stage="prepare_frames")
+    claim_output(tmp_path / "a", stage="prepare_frames").own("faces.csv")
     with pytest.raises(UserError, match="holds the output of prepare_frames, not fit_heads"):
         claim_output(tmp_path / "a", stage="fit_heads")
     (tmp_path / "b").mkdir()
@@ -64,9 +64,15 @@ def test_another_stages_folder_and_a_damaged_record_are_refused(tmp_path):
         claim_output(tmp_path / "b", stage="fit_heads")
 
 
+def test_a_refused_or_unfinished_claim_leaves_no_folder_behind(tmp_path):
+    claim_output(tmp_path / "a" / "b", stage="x")
+    assert not (tmp_path / "a").exists()
+
+
 def test_a_nested_output_of_another_stage_is_not_foreign(tmp_path):
     report = claim_output(tmp_path / "report", stage="evaluate")
-    claim_output(tmp_path / "report" / "matrix", stage="matrix")
+    report.own("metrics.json")
+    claim_output(tmp_path / "report" / "matrix", stage="matrix").own("matrix.csv")
     assert claim_output(tmp_path / "report", stage="evaluate").foreign() == []
     report.clear()
     assert (tmp_path / "report" / "matrix" / RECORD).is_file()
