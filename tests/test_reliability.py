@@ -172,7 +172,7 @@ def test_one_class_test_set_from_the_cli(tiny_cache, tmp_path, capsys):
 
 def test_cache_file_is_plain_hdf5_with_the_documented_schema(tiny_cache):
     with h5py.File(tiny_cache) as h5:
-        assert set(h5) == {"image_embeddings", "path", "label", "manipulation", "video", "target", "source",
+        assert set(h5) == {"image_embeddings", "path", "label", "manipulation", "video", "target", "source", "file_stats",
                            "failed", "prompts"}
         for key in ("model", "pretrained", "image_size", "mean", "std", "precision", "manifest_hash",
                     "package_version", "created"):

@@ -67,11 +67,11 @@ def _as_arrays(labels: Any, scores: Any, what: str) -> tuple[np.ndarray, np.ndar
     return y, s
 
 
-def _require_both_classes(y: np.ndarray, what: str) -> None:
+def _require_both_classes(y: np.ndarray, what: str, split: str = "test") -> None:
     n_fake = int(y.sum())
     if n_fake == 0 or n_fake == y.size:
         only = "fake" if n_fake else "real"
-        raise UserError(f"{what} undefined: test set has only {only} rows ({y.size})")
+        raise UserError(f"{what} undefined: {split} set has only {only} rows ({y.size})")
 
 
 # ---------------------------------------------------------------------------- video level
@@ -179,16 +179,19 @@ def _eer_from(c: _Curve, thresholds: np.ndarray | None = None) -> tuple[np.ndarr
     return rate, th[lo] + t * (th[hi] - th[lo])
 
 
-def _point_sweep(labels: Any, scores: Any, what: str) -> tuple[_Sweep, _Curve]:
+def _point_sweep(labels: Any, scores: Any, what: str, split: str = "test") -> tuple[_Sweep, _Curve]:
     y, s = _as_arrays(labels, scores, what)
-    _require_both_classes(y, what)
+    _require_both_classes(y, what, split)
     sweep = _Sweep.of(s, y)
     return sweep, sweep.curve(np.ones((1, y.size)))
 
 
-def roc_auc(labels: Any, scores: Any) -> float:
-    """Area under the ROC curve (ties count half), identical to sklearn's roc_auc_score."""
-    _, curve = _point_sweep(labels, scores, "AUC")
+def roc_auc(labels: Any, scores: Any, split: str = "test") -> float:
+    """Area under the ROC curve (ties count half), identical to sklearn's roc_auc_score.
+
+    `split` names the rows in the message when they hold one class only (validation rows are not a test set).
+    """
+    _, curve = _point_sweep(labels, scores, "AUC", split)
     return float(_auc_from(curve)[0])
 
 
@@ -210,10 +213,10 @@ def roc_curve(labels: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
     return fp / fp[-1], tp / tp[-1]
 
 
-def frame_video_auc(df: pd.DataFrame, agg: str = "mean") -> tuple[float, float]:
+def frame_video_auc(df: pd.DataFrame, agg: str = "mean", split: str = "test") -> tuple[float, float]:
     """(frame AUC, video AUC) of a scores table: the quick summary that selection and the matrix use."""
     videos = video_scores(df, agg)
-    return roc_auc(df["label"], df["score"]), roc_auc(videos["label"], videos["score"])
+    return roc_auc(df["label"], df["score"], split), roc_auc(videos["label"], videos["score"], split)
 
 
 def average_precision(labels: Any, scores: Any) -> float:

@@ -332,7 +332,8 @@ def _weights_source(settings: ModelSettings) -> tuple[str | None, dict[str, Any]
     path = Path(pretrained).expanduser()
     if path.suffix in CHECKPOINT_SUFFIXES or path.exists():
         if not path.is_file():
-            raise UserError(f"checkpoint file not found: {pretrained}")
+            raise UserError(f"checkpoint {pretrained} is a folder, not a checkpoint file" if path.is_dir()
+                            else f"checkpoint file not found: {pretrained}")
         return str(path), {"pretrained": str(path.resolve()), "weights_kind": "file",
                            "weights_fingerprint": file_fingerprint(path), "random_weights": False}
     if not open_clip.get_pretrained_cfg(name, pretrained):

@@ -12,11 +12,12 @@ videos whose folder and parts exist and merges every part into the CSVs at the e
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
 import shutil
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -29,8 +30,10 @@ from tqdm import tqdm
 
 from clipforensics import __version__
 from clipforensics.core.errors import UserError
+from clipforensics.data.layouts import LAYOUTS as DATA_LAYOUTS
 from clipforensics.data.layouts import DATASET_LAYOUTS, copy_label_files, detect_dataset_layout, video_files
-from clipforensics.core.io import exclusive_lock, write_csv, write_json
+from clipforensics.core.io import (OutputDir, claim_output, exclusive_lock, install_dir, remove_stale_temps,
+                                   temp_sibling, write_csv, write_json)
 from clipforensics.core.registry import Registry
 from clipforensics.core.settings import identity_values, option, to_dict
 from clipforensics.data.crops import PREPARE_FILE
@@ -202,6 +205,7 @@ class Plan:
     frames: int
     recipe: CropRecipe
     threads: int  # OpenCV threads per worker: 1 when videos run in parallel
+    parent: int  # pid of the process that holds the lock: a worker whose parent died stops writing
 
     def video_dir(self, job: VideoJob) -> Path:
         return self.out / job.class_name / job.video
@@ -267,43 +271,52 @@ def _tables(job: VideoJob, plan: Plan, sampled: Sampled, result: VideoCrops) -> 
     return face_rows, video
 
 
-def _install(tmp: Path, final: Path) -> None:
-    """Rename a finished folder into place; an old one (a redo) is moved aside first, then removed."""
-    old = final.with_name(f".{final.name}.old-{os.getpid()}")
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _fallbacks(crops: list[FrameCrop]) -> int:
     return sum(crop.face.fallback != track.NO_FALLBACK for crop in crops)
 
 
-def _clear_stale(final: Path) -> None:
-    """Temporary folders of a run that died (the lock guarantees no live run owns them)."""
-    for kind in ("tmp", "old"):
-        for stale in final.parent.glob(f".{glob.escape(final.name)}.{kind}-*"):
-            shutil.rmtree(stale, ignore_errors=True)
+WATCHDOG = "clipforensics-parent-watchdog"
+
+
+def _orphaned(plan: Plan) -> bool:
+    """A worker process whose parent (the run holding the lock) is gone: its writes would be unguarded."""
+    return os.getpid() != plan.parent and os.getppid() != plan.parent
+
+
+def _exit_when_orphaned(plan: Plan) -> None:
+    """In a worker process: end it within 0.2 s of its parent's death (kill -9 included), so no worker keeps
+    writing into --out outside the lock. joblib's workers would otherwise live on for minutes."""
+    if os.getpid() == plan.parent or any(t.name == WATCHDOG for t in threading.enumerate()):
+        return
+
+    def watch() -> None:
+        while not _orphaned(plan):
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, name=WATCHDOG, daemon=True).start()
 
 
 def prepare_video(job: VideoJob, plan: Plan) -> Outcome:
     """Sample, detect, crop and write one video; an unreadable video is an Outcome with a reason."""
+    _exit_when_orphaned(plan)
     if plan.threads:
         cv2.setNumThreads(plan.threads)
     final = plan.video_dir(job)
     final.parent.mkdir(parents=True, exist_ok=True)
-    _clear_stale(final)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    remove_stale_temps(final.parent)
+    tmp = temp_sibling(final)
     try:
         sampled = read_sampled(job.source, plan.frames, plan.threads)
         result = crop_video(sampled.frames, sampled.indices, plan.recipe)
         crops = result.crops
         _write_frames(tmp, sampled, crops, plan.recipe.size)
         face_rows, video = _tables(job, plan, sampled, result)
+        if _orphaned(plan):
+            os._exit(1)
         write_csv(plan.part(job, "faces"), face_rows)
         write_csv(plan.part(job, "video"), video)
-        _install(tmp, final)
+        install_dir(tmp, final)
     except VideoError as exc:
         return Outcome(job, reason=str(exc))
     except cv2.error as exc:
@@ -346,7 +359,8 @@ def _validate(settings: FrameSettings) -> None:
               (settings.margin >= 1.0, f"--margin must be at least 1.0 (the face itself), got {settings.margin}"),
               (settings.detect_max_side >= 64,
                f"--detect-max-side must be at least 64, got {settings.detect_max_side}"),
-              (settings.jobs != 0, "--jobs must be a positive count or -1 (one per core), got 0"),
+              (settings.jobs >= 1 or settings.jobs == -1,
+               f"--jobs must be a positive count or -1 (one per core), got {settings.jobs}"),
               (settings.max_videos is None or settings.max_videos >= 1,
                f"--max-videos must be at least 1, got {settings.max_videos}")]
     for ok, message in checks:
@@ -386,30 +400,33 @@ def crop_recipe(settings: FrameSettings) -> dict:
             "models": {name: file_sha256(model_file(name)) for name in _model_files(settings)}}
 
 
-def _check_out(out: Path, settings: FrameSettings) -> None:
-    """Refuse to resume into an output made with other settings, or into a folder that is not ours."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a directory")
-    record = out / SETTINGS_FILE
-    if settings.overwrite or not out.is_dir():
-        return
-    if record.is_file():
-        previous = json.loads(record.read_text(encoding="utf-8")).get("crops", {})
+TABLES = ("faces.csv", "videos.csv", "failed_videos.csv")
+LOCK = ".prepare_frames.lock"
+
+
+def _claim_out(settings: FrameSettings, videos: list[VideoJob]) -> OutputDir:
+    """The data root to write: ours (or new / empty), apart from the input videos, and made with these settings
+    unless --overwrite; its record lists the class folders and tables this stage writes."""
+    out = claim_output(settings.out, stage="prepare_frames", inputs=[("--videos-root", settings.videos_root)])
+    record = out.path / SETTINGS_FILE
+    if SETTINGS_FILE in out.entries and record.is_file() and not settings.overwrite:
+        try:
+            previous = json.loads(record.read_text(encoding="utf-8")).get("crops", {})
+        except (OSError, ValueError, AttributeError):
+            previous = {}
         changed = [f"{k} {previous.get(k)!r} -> {v!r}" for k, v in crop_recipe(settings).items()
                    if previous.get(k) != v]
         if changed:
-            raise UserError(f"{out} was prepared with other settings ({'; '.join(changed)}); "
+            raise UserError(f"{out.path} was prepared with other settings ({'; '.join(changed)}); "
                             "pass --overwrite to redo every video, or choose another --out")
-    elif any(p.name != ".prepare_frames.lock" for p in out.iterdir()):
-        raise UserError(f"--out {out} is not empty and has no {SETTINGS_FILE}; choose an empty folder "
-                        "(or --overwrite to write into it anyway)")
+    out.own(SETTINGS_FILE, PARTS, *TABLES, *sorted({job.class_name for job in videos}))
+    return out
 
 
 @contextlib.contextmanager
 def _lock(out: Path) -> Iterator[None]:
     """One run per output folder: two would rename over each other's videos."""
-    out.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(out / ".prepare_frames.lock", str(out)):
+    with exclusive_lock(out / LOCK, str(out)):
         yield
 
 
@@ -431,7 +448,8 @@ def _merge(plan: Plan, kind: str, columns: tuple[str, ...], sort: list[str]) -> 
 
 
 def _plan(settings: FrameSettings) -> Plan:
-    return Plan(Path(settings.out), settings.frames, _recipe(settings), threads=0 if settings.jobs == 1 else 1)
+    return Plan(Path(settings.out), settings.frames, _recipe(settings), threads=0 if settings.jobs == 1 else 1,
+                parent=os.getpid())
 
 
 def _run_jobs(todo: list[VideoJob], plan: Plan, jobs: int) -> list[Outcome]:
@@ -453,6 +471,8 @@ def _start(plan: Plan, settings: FrameSettings) -> None:
     """Record the settings before any video, so a crashed run cannot be resumed with other ones."""
     if settings.overwrite:
         shutil.rmtree(plan.out / PARTS, ignore_errors=True)
+    for folder in (plan.out / PARTS).glob("*"):
+        remove_stale_temps(folder)
     write_json(plan.out / SETTINGS_FILE, {"crops": crop_recipe(settings), "settings": to_dict(settings),
                                           "packages": {**package_versions(), "clipforensics": __version__}})
 
@@ -462,7 +482,7 @@ def prepare(settings: FrameSettings) -> Summary:
     _validate(settings)
     videos = find_videos(settings)
     plan = _plan(settings)
-    _check_out(plan.out, settings)
+    out_dir = _claim_out(settings, videos)
     with _lock(plan.out):
         _start(plan, settings)
         todo = [job for job in videos if not plan.is_done(job)]
@@ -471,7 +491,9 @@ def prepare(settings: FrameSettings) -> Summary:
         _write_tables(plan, failed)
         layout = resolve_layout(Path(settings.videos_root), settings.layout)
         if layout in DATASET_LAYOUTS:
-            copy_label_files(Path(settings.videos_root), plan.out, layout)
+            root = Path(settings.videos_root)
+            out_dir.own(*sorted({Path(rel).parts[0] for rel in DATA_LAYOUTS.get(layout).label_files(root)}))
+            copy_label_files(root, plan.out, layout)
     done = [o for o in outcomes if not o.reason]
     if failed and len(failed) == len(videos):
         raise UserError(f"all {len(failed)} videos failed; first: {failed[0].job.source}: {failed[0].reason} "

@@ -53,7 +53,7 @@ def video_auc(feats: Features, proba: np.ndarray) -> float:
     """Validation criterion: AUC of per-video mean probabilities (what the user reports)."""
     table = pd.DataFrame({"video": feats.video, "manipulation": "", "label": feats.y, "split": "val",
                           "score": proba})
-    return frame_video_auc(table)[1]
+    return frame_video_auc(table, split="validation")[1]
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

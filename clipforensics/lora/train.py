@@ -204,7 +204,7 @@ def predict(run: TrainRun, frames: LabelledImages) -> np.ndarray:
 
 def auc_metrics(rows: pd.DataFrame, probs: np.ndarray, prefix: str) -> dict[str, float]:
     """Frame AUC and video AUC (video score = mean of its frames' probabilities)."""
-    frame, video = frame_video_auc(make_scores(rows, probs))
+    frame, video = frame_video_auc(make_scores(rows, probs), split="validation" if prefix == "val" else prefix)
     return {f"{prefix}_frame_auc": frame, f"{prefix}_video_auc": video}
 
 
