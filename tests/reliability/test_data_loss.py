@@ -41,7 +41,7 @@ def test_fit_heads_overwrite_replaces_only_its_own_files(tiny_cache, tmp_path, c
     assert heads(tiny_cache, run, "--real-split", "60/20/20") == 2
     assert "another cache or protocol" in one_line_error(capsys)
     assert heads(tiny_cache, run, "--real-split", "60/20/20", "--heads", "ridge", "--overwrite") == 0
-    assert sorted(p.name for p in run.iterdir()) == sorted([RECORD, "notes.txt", "ridge", "run.json"])
+    assert sorted(p.name for p in run.iterdir()) == sorted([RECORD, "notes.txt", "ridge", "run.json", "splits.csv"])
     assert (run / "notes.txt").read_text() == "mine"
     assert json.loads((run / "run.json").read_text())["protocol"]["real_split"] == "60/20/20"
 

@@ -268,7 +268,7 @@ def test_a_one_class_validation_split_is_called_validation():
     (extract_features, ["--batch-size", "0"], "must be positive"),
     (extract_features, ["--limit", "-5"], "--limit must be at least 1"),
     (fit_heads, ["--heads", ""], "--heads names no head"),
-    (fit_heads, ["--fake-val", "2"], "fake_val must be in [0, 1)"),
+    (fit_heads, ["--frames-per-video", "0"], "frames per video must be at least 1"),
     (evaluate, ["--bootstrap", "-5"], "--bootstrap must be 0 (no intervals) or at least 100"),
     (evaluate, ["--bootstrap", "1"], "--bootstrap must be 0 (no intervals) or at least 100"),
     (evaluate, ["matrix", "--train-fakes", "Bogus"], "--train-fakes / --test-fakes do not apply"),
