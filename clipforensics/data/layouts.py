@@ -37,7 +37,7 @@ from clipforensics.core.errors import UserError
 from clipforensics.core.io import atomic_path
 from clipforensics.core.registry import Registry
 from clipforensics.data.manifest import (COLUMNS, IMAGE_EXTENSIONS, OFFICIAL_SPLIT, STRING_COLUMNS,
-                                         ManifestSettings)
+                                         ManifestSettings, walk)
 from clipforensics.data.manifest import scan as scan_ffpp
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv"})
@@ -81,8 +81,7 @@ def frame_candidates(listed: str) -> list[str]:
 def find(root: Path) -> Found:
     """Every visible video file and every folder that directly holds images, below `root`."""
     found = Found()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    for dirpath, dirnames, filenames in walk(root):
         rel_dir = os.path.relpath(dirpath, root)
         prefix = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
         images = []

@@ -157,12 +157,13 @@ def _walk_error(exc: OSError) -> None:
                     "or remove it from the data root")
 
 
-def _image_files(top: str) -> Iterator[str]:
-    """POSIX paths, relative to `top`, of the visible image files below it.
+def walk(top: str | os.PathLike) -> Iterator[tuple[str, list[str], list[str]]]:
+    """`os.walk` below `top` that follows linked folders but reads every real folder once, skips hidden
+    folders and visits sub-folders in name order.
 
-    Linked folders are followed, but every real folder is read once: a link loop, or a second link to
-    a folder already scanned, would make the same frames appear under two names (two "videos"), so it
-    is refused; so is a folder that cannot be listed.
+    A link loop, or a second link to a folder already read, would make the same frames appear under two
+    names (two "videos"), so it is refused; so is a folder that cannot be listed (its frames would be
+    silently missing).
     """
     seen: dict[tuple[int, int], str] = {}
     for dirpath, dirnames, filenames in os.walk(top, followlinks=True, onerror=_walk_error):
@@ -175,7 +176,13 @@ def _image_files(top: str) -> Iterator[str]:
             raise UserError(f"{dirpath} is the folder {seen[key]} again (a link loop or a second link to it): "
                             "every frame must be reachable by one path; remove the link")
         seen[key] = dirpath
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        yield dirpath, dirnames, filenames
+
+
+def _image_files(top: str) -> Iterator[str]:
+    """POSIX paths, relative to `top`, of the visible image files below it (read by `walk`)."""
+    for dirpath, dirnames, filenames in walk(top):
         rel_dir = os.path.relpath(dirpath, top)
         prefix = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
         for name in filenames:
