@@ -14,11 +14,11 @@ from clipforensics.core.io import RECORD
 from conftest import TINY
 from reliability.helpers import one_line_error, tree
 
-PROTOCOL = ["--heads", "ridge,zeroshot-v2", "--train-fakes", "FaceSwap", "--test-fakes", "NeuralTextures"]
+PROTOCOL = ["--train-fakes", "FaceSwap", "--test-fakes", "NeuralTextures"]
 
 
-def heads(cache, out, *extra) -> int:
-    return fit_heads.main(["--cache", str(cache), "--out", str(out), *PROTOCOL, *extra])
+def heads(cache, out, *extra, names: str = "ridge,zeroshot-v2") -> int:
+    return fit_heads.main(["--cache", str(cache), "--out", str(out), "--heads", names, *PROTOCOL, *extra])
 
 
 def test_fit_heads_refuses_a_folder_it_did_not_write_even_with_overwrite(tiny_cache, tmp_path, capsys):
@@ -40,7 +40,7 @@ def test_fit_heads_overwrite_replaces_only_its_own_files(tiny_cache, tmp_path, c
     capsys.readouterr()
     assert heads(tiny_cache, run, "--real-split", "60/20/20") == 2
     assert "another cache or protocol" in one_line_error(capsys)
-    assert heads(tiny_cache, run, "--real-split", "60/20/20", "--heads", "ridge", "--overwrite") == 0
+    assert heads(tiny_cache, run, "--real-split", "60/20/20", "--overwrite", names="ridge") == 0
     assert sorted(p.name for p in run.iterdir()) == sorted([RECORD, "notes.txt", "ridge", "run.json", "splits.csv"])
     assert (run / "notes.txt").read_text() == "mine"
     assert json.loads((run / "run.json").read_text())["protocol"]["real_split"] == "60/20/20"
