@@ -317,7 +317,7 @@ def test_refusal_of_other_face_models(prepared_run, tmp_path, monkeypatch, capsy
     monkeypatch.setitem(detectors.DETECTORS, "fixed", FixedFace)
     run = copy_run(prepared_run["run"], tmp_path / "run")
     meta = json.loads((run / "head.json").read_text())
-    attrs = json.loads(prepared_run["cache"].with_suffix(".json").read_text())
+    attrs = json.loads(prepared_run["cache"].with_name(prepared_run["cache"].name + ".json").read_text())
     crops = {**attrs["crops"], "models": {name: "0" * 64 for name in attrs["crops"]["models"]}}
     (tmp_path / "moved.json").write_text(json.dumps({**attrs, "crops": crops}))
     edit_json(run / "head.json", cache=str(tmp_path / "moved.h5"), cache_identity={**meta["cache_identity"],

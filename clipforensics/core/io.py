@@ -347,7 +347,7 @@ def claim_output(out: str | os.PathLike, *, stage: str, inputs: Iterable[tuple[s
     remove_stale_temps(out)
     if entries is None:
         try:
-            others = [e for e in sorted(out.iterdir()) if not _is_internal(e)]
+            others = [e for e in sorted(out.iterdir()) if not _is_internal(e) and not _is_nested_output(e)]
         except OSError as exc:
             raise user_os_error(exc, f"list {flag}") from None
         if others:

@@ -69,6 +69,14 @@ def test_a_refused_or_unfinished_claim_leaves_no_folder_behind(tmp_path):
     assert not (tmp_path / "a").exists()
 
 
+def test_a_folder_holding_only_another_stages_output_can_be_claimed(tmp_path):
+    """`make matrix` may write reports/demo/matrix before `make eval` writes reports/demo."""
+    claim_output(tmp_path / "report" / "matrix", stage="matrix").own("matrix.csv")
+    report = claim_output(tmp_path / "report", stage="evaluate")
+    report.own("metrics.json")
+    assert report.foreign() == []
+
+
 def test_a_nested_output_of_another_stage_is_not_foreign(tmp_path):
     report = claim_output(tmp_path / "report", stage="evaluate")
     report.own("metrics.json")
