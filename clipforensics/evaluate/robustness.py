@@ -22,7 +22,7 @@ import pandas as pd
 
 from clipforensics import __version__
 from clipforensics.core.errors import UserError
-from clipforensics.core.io import write_csv, write_json, write_text
+from clipforensics.core.io import OutputDir, claim_output, write_csv, write_json, write_text
 from clipforensics.core.settings import option, to_dict
 from clipforensics.data.cache import FeatureCache, read_cache
 from clipforensics.data.scores import DATASET, read_scores
@@ -130,6 +130,7 @@ def robustness(runs: list[str], settings: RobustnessSettings) -> dict[str, Any]:
     """AUC of every fitted head on every perturbed copy of its cache, clean first, into robustness.* and a report."""
     if not runs:
         raise UserError("give run folders written by fit_heads.py (runs/NAME)")
+    report = claim_output(settings.out, stage="robustness", inputs=[("run", run) for run in runs])
     heads = find_heads(runs)
     caches: dict[str, FeatureCache] = {}
     rows: list[dict[str, Any]] = []
@@ -147,16 +148,18 @@ def robustness(runs: list[str], settings: RobustnessSettings) -> dict[str, Any]:
                          "frame_auc": frame["auc"], "frame_auc_ci": frame["auc_ci"],
                          "video_auc": video["auc"], "video_auc_ci": video["auc_ci"],
                          "n_test_frames": frame["n"], "n_test_videos": frame["n_videos"]})
-    return write_robustness(rows, heads, caches, settings)
+    return write_robustness(rows, heads, caches, settings, report)
+
+
+FILES = ("robustness.json", "robustness.csv", "robustness.md", "robustness.png", "report.html")
 
 
 def write_robustness(rows: list[dict[str, Any]], heads: list[FittedHead], caches: dict[str, FeatureCache],
-                     settings: RobustnessSettings) -> dict[str, Any]:
-    out = Path(settings.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot write to {out}: {exc.strerror}") from None
+                     settings: RobustnessSettings, report: OutputDir) -> dict[str, Any]:
+    """The report files, replacing only the ones an earlier run of this command wrote in the folder."""
+    report.clear()
+    report.own(*FILES)
+    out = report.path
     first = heads[0].meta
     prov = provenance([str(c.path) for c in caches.values()], first.get("protocol"), [h.scores for h in heads])
     metrics = {"provenance": prov, "settings": to_dict(settings), "package_version": __version__,
