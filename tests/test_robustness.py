@@ -57,7 +57,7 @@ def fitted(tmp_path_factory) -> Path:
 
 def test_robustness_curve_level0_equals_clean_and_matches_sklearn(fitted):
     out = fitted / "report"
-    assert evaluate.main(["robustness", str(fitted / "run"), "--out", str(out), "--bootstrap", "50"]) == 0
+    assert evaluate.main(["robustness", str(fitted / "run"), "--out", str(out), "--bootstrap", "100"]) == 0
     rows = {r["copy"]: r for r in json.loads((out / "robustness.json").read_text())["robustness"]}
     assert set(rows) == {"clean", "blur:0", "blur:3"}
     clean = read_scores(fitted / "run" / "logreg" / "scores.csv")
@@ -97,7 +97,7 @@ def test_lora_run_without_copies_is_refused(tmp_path, capsys):
 
 def test_report_opens_with_provenance_naming_the_caches_model_and_fingerprint(fitted):
     out = fitted / "plain-report"
-    assert evaluate.main([str(fitted / "run" / "logreg" / "scores.csv"), "--out", str(out), "--bootstrap", "20"]) == 0
+    assert evaluate.main([str(fitted / "run" / "logreg" / "scores.csv"), "--out", str(out), "--bootstrap", "100"]) == 0
     prov = json.loads((out / "metrics.json").read_text())["provenance"]
     (cache,) = prov["caches"]
     assert cache["model"] == "test-synthetic" and cache["weights_fingerprint"] == "fp-test-123"

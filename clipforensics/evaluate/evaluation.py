@@ -155,9 +155,14 @@ MIN_BOOTSTRAP = 100
 even contain the estimate)."""
 
 
-def check_settings(settings: EvaluateSettings) -> None:
+def check_measure(settings: MeasureSettings) -> None:
+    """The options every measuring command shares (report, matrix, robustness), checked the same way."""
     if settings.bootstrap != 0 and settings.bootstrap < MIN_BOOTSTRAP:
         raise UserError(f"--bootstrap must be 0 (no intervals) or at least {MIN_BOOTSTRAP}, got {settings.bootstrap}")
+
+
+def check_settings(settings: EvaluateSettings) -> None:
+    check_measure(settings)
     if settings.top_k < 0:
         raise UserError(f"--top-k must be 0 or more, got {settings.top_k}")
 

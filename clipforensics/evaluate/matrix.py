@@ -32,7 +32,7 @@ from clipforensics.data.protocol import ProtocolSettings, Splits, make_splits
 from clipforensics.data.provenance import LoraProvenance, check_lora_overlap
 from clipforensics.data.splitfile import TABLE_NAME, union_split_table, write_split_table
 from clipforensics.data.scores import write_scores
-from clipforensics.evaluate.evaluation import MeasureSettings, evaluate_run, split_datasets
+from clipforensics.evaluate.evaluation import MeasureSettings, check_measure, evaluate_run, split_datasets
 from clipforensics.evaluate.result import RunResult
 from clipforensics.heads.fit import features, scored_rows
 from clipforensics.heads.heads import fit_head, resolve_heads
@@ -217,6 +217,7 @@ def cross_manipulation(settings: MatrixSettings, base: ProtocolSettings,
     if base.train_fakes is not None or base.test_fakes is not None:
         raise UserError("evaluate.py matrix trains and tests on every manipulation in the cache; "
                         "--train-fakes / --test-fakes do not apply to it")
+    check_measure(settings)
     cross = cross or CrossSettings()
     out_dir = claim_output(settings.out, stage="matrix",
                            inputs=[("--cache", settings.cache), *(("--train-cache", p) for p in settings.train_cache),

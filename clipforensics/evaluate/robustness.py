@@ -26,7 +26,7 @@ from clipforensics.core.io import OutputDir, claim_output, write_csv, write_json
 from clipforensics.core.settings import option, to_dict
 from clipforensics.data.cache import FeatureCache, read_cache
 from clipforensics.data.scores import DATASET, read_scores
-from clipforensics.evaluate.evaluation import MeasureSettings, evaluate_run
+from clipforensics.evaluate.evaluation import MeasureSettings, check_measure, evaluate_run
 from clipforensics.extract.perturb import parse_name
 from clipforensics.report.html import write_html
 from clipforensics.report.provenance import provenance, provenance_table
@@ -130,6 +130,7 @@ def robustness(runs: list[str], settings: RobustnessSettings) -> dict[str, Any]:
     """AUC of every fitted head on every perturbed copy of its cache, clean first, into robustness.* and a report."""
     if not runs:
         raise UserError("give run folders written by fit_heads.py (runs/NAME)")
+    check_measure(settings)
     report = claim_output(settings.out, stage="robustness", inputs=[("run", run) for run in runs])
     heads = find_heads(runs)
     caches: dict[str, FeatureCache] = {}
