@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from clipforensics.core.errors import UserError
+from clipforensics.core.io import RECORD
 from clipforensics.synthetic import scene
 from clipforensics.synthetic import write as synthetic
 from clipforensics.synthetic.__main__ import build_parser, main
@@ -54,7 +55,7 @@ def test_layout_and_counts(tree: Path) -> None:
         assert all(t != s for t, s in zip(targets, sources))
         for name in names:
             assert sorted(p.name for p in (tree / manipulation / name).iterdir()) == frames
-    assert sorted(p.name for p in tree.iterdir()) == sorted([REAL_CLASS, "README.txt", *ALL])
+    assert sorted(p.name for p in tree.iterdir()) == sorted([RECORD, REAL_CLASS, "README.txt", *ALL])
     assert "SYNTHETIC" in (tree / "README.txt").read_text()
 
 
@@ -158,7 +159,7 @@ def test_cli_writes_tree_and_refuses_non_empty_out(tmp_path: Path, capsys) -> No
     args = ["--out", str(out), "--videos", "3", "--frames", "2", "--size", "48",
             "--manipulations", "FaceSwap,Face2Face"]
     assert main(args) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["Face2Face", "FaceSwap", "README.txt", REAL_CLASS]
+    assert sorted(p.name for p in out.iterdir()) == [RECORD, "Face2Face", "FaceSwap", "README.txt", REAL_CLASS]
     assert len(list(out.rglob("*.png"))) == 3 * 2 * 3
     before = _pngs(out)
 

@@ -234,6 +234,14 @@ class OutputDir:
     stage: str
     entries: set[str] = field(default_factory=set)
 
+    @classmethod
+    def record_built(cls, folder: Path, stage: str) -> "OutputDir":
+        """Record every entry of a folder this process built privately (a temporary sibling about to be
+        installed with `install_dir`): nobody else can have written into it."""
+        owned = cls(folder, stage, {p.name for p in folder.iterdir() if not _is_internal(p)})
+        owned._save()
+        return owned
+
     @property
     def record_path(self) -> Path:
         return self.path / RECORD

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from clipforensics.core.errors import UserError
-from clipforensics.core.io import install_dir, temp_sibling
+from clipforensics.core.io import OutputDir, claim_output, install_dir, remove_stale_temps, temp_sibling
 from clipforensics.core.registry import Registry
 from clipforensics.core.settings import option, split_csv
 from clipforensics.synthetic import celebdf
@@ -120,11 +120,19 @@ def pairs(videos: int, seed: int) -> list[tuple[int, int]]:
     return sorted((g[i], g[(i + 1) % len(g)]) for g in groups for i in range(len(g)))
 
 
+STAGE = "synthetic"
+
+
 def _check_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"--out {out} exists and is not empty; pass --overwrite to replace it")
+    """A new or empty folder, or a data set this generator wrote (replaced whole, so only with --overwrite
+    and only when nothing else was put into it); never a folder of anyone else's files."""
+    owned = claim_output(out, stage=STAGE)
+    if owned.entries and not overwrite:
+        raise UserError(f"--out {out} already holds a generated data set; pass --overwrite to replace it")
+    foreign = owned.foreign()
+    if foreign:
+        raise UserError(f"--out {out} holds files the generator did not write ({', '.join(p.name for p in foreign[:3])}"
+                        "); move them away first: --overwrite replaces the whole folder")
 
 
 def _save(pixels: np.ndarray, path: Path) -> None:
@@ -176,6 +184,7 @@ def write(settings: SyntheticSettings) -> Path:
     out = Path(settings.out)
     _check_out(out, settings.overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out.parent)
     tmp = temp_sibling(out)
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -191,6 +200,7 @@ def write(settings: SyntheticSettings) -> Path:
                 _write_video(tmp, settings, scenes, target, sources)
             details = _pairs_text(settings, sources)
         (tmp / "README.txt").write_text(_readme(settings, details), encoding="utf-8")
+        OutputDir.record_built(tmp, STAGE)
         install_dir(tmp, out)
     finally:
         if tmp.exists():

@@ -123,3 +123,25 @@ def test_lora_overwrite_into_the_cache_folder_deletes_nothing(tiny_cache, tmp_pa
         assert finetune_lora.main(["--base-cache", str(base), "--out", str(out), *LORA_FAST, "--overwrite"]) == 2
         assert "contains the input --base-cache" in one_line_error(capsys)
     assert tree(folder) == before
+
+
+# ---------------------------------------------------------------- the synthetic generator
+
+
+def test_the_generator_never_replaces_a_folder_it_did_not_write(tmp_path, capsys):
+    from clipforensics.synthetic.__main__ import main as synthetic
+
+    args = ["--videos", "2", "--frames", "1", "--size", "48", "--manipulations", "FaceSwap"]
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "thesis.tex").write_text("years of work")
+    assert synthetic(["--out", str(data), *args, "--overwrite"]) == 2
+    assert "is not empty (thesis.tex) and was not written by synthetic" in one_line_error(capsys)
+    ours = tmp_path / "ours"
+    assert synthetic(["--out", str(ours), *args]) == 0
+    (ours / "notes.txt").write_text("mine")
+    assert synthetic(["--out", str(ours), *args, "--overwrite"]) == 2
+    assert "holds files the generator did not write (notes.txt)" in one_line_error(capsys)
+    (ours / "notes.txt").unlink()
+    assert synthetic(["--out", str(ours), *args, "--seed", "3", "--overwrite"]) == 0
+    assert (data / "thesis.tex").read_text() == "years of work"
