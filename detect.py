@@ -10,6 +10,11 @@ row per input), frames.csv (one row per frame), detections.json (both) and a con
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before the heavy imports: Ctrl-C while they load is one line, not a traceback
+    from clipforensics.core.errors import quiet_interrupts
+
+    quiet_interrupts()
+
 import argparse
 
 from clipforensics.core.errors import cli_entry

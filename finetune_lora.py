@@ -11,6 +11,11 @@ heads and the cross-manipulation matrix.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before the heavy imports: Ctrl-C while they load is one line, not a traceback
+    from clipforensics.core.errors import quiet_interrupts
+
+    quiet_interrupts()
+
 import argparse
 
 from clipforensics.core.errors import cli_entry

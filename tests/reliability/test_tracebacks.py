@@ -296,6 +296,15 @@ def test_absurd_options_are_one_line_errors(module, argv, words, tiny_cache, syn
 # ---------------------------------------------------------------- Ctrl-C
 
 
+SCRIPTS = ("prepare_frames.py", "extract_features.py", "fit_heads.py", "finetune_lora.py", "evaluate.py", "detect.py")
+
+
+def test_every_script_quiets_ctrl_c_before_its_imports():
+    for script in SCRIPTS:
+        text = (ROOT / script).read_text()
+        assert text.index("quiet_interrupts()") < text.index("\nimport argparse"), script
+
+
 @pytest.mark.slow
 def test_ctrl_c_during_start_up_is_one_line(tmp_path):
     proc = subprocess.Popen([sys.executable, str(ROOT / "fit_heads.py"), "--cache", str(tmp_path / "c.h5"), "--out",
