@@ -14,9 +14,8 @@ if __name__ == "__main__":  # first, before the heavy imports: Ctrl-C while they
     quiet_interrupts()
 
 import argparse
-import sys
 
-from clipforensics.core.commands import Command, parse_command
+from clipforensics.core.commands import Command, run_command
 from clipforensics.core.errors import cli_entry
 from clipforensics.core.settings import add_arguments, from_namespace
 from clipforensics.data.cache import read_cache
@@ -48,9 +47,7 @@ COMMANDS = {
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    command, ns = parse_command(COMMANDS, "extract", list(sys.argv[1:] if argv is None else argv), __doc__)
-    command.run(ns)
-    return 0
+    return run_command(COMMANDS, "extract", argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ if __name__ == "__main__":  # first, before the heavy imports: Ctrl-C while they
 import argparse
 
 from clipforensics.core.errors import cli_entry
-from clipforensics.core.settings import add_arguments, from_namespace
+from clipforensics.core.settings import from_namespace, settings_parser
 from clipforensics.data.crossdata import CrossSettings
 from clipforensics.data.protocol import ProtocolSettings
 from clipforensics.lora.model import LoraSettings
@@ -27,11 +27,8 @@ from clipforensics.lora.stage import finetune, summary_text
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser, LoraSettings, "LoRA")
-    add_arguments(parser, ProtocolSettings, "protocol")
-    add_arguments(parser, CrossSettings, "other data sets")
-    return parser
+    return settings_parser(__doc__, (LoraSettings, "LoRA"), (ProtocolSettings, "protocol"),
+                           (CrossSettings, "other data sets"))
 
 
 @cli_entry

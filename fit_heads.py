@@ -26,15 +26,13 @@ from clipforensics.heads.fit import FitSettings, fit_heads
 from clipforensics.heads.heads import available_heads
 from clipforensics.heads.layers import sweep
 from clipforensics.data.protocol import ProtocolSettings
-from clipforensics.core.settings import add_arguments, from_namespace
+from clipforensics.core.settings import from_namespace, settings_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = settings_parser(__doc__, (FitSettings, "heads"), (ProtocolSettings, "protocol"),
+                             (CrossSettings, "other data sets"))
     parser.add_argument("--list-heads", action="store_true", help="list the heads this cache supports and exit")
-    add_arguments(parser, FitSettings, "heads")
-    add_arguments(parser, ProtocolSettings, "protocol")
-    add_arguments(parser, CrossSettings, "other data sets")
     return parser
 
 

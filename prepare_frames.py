@@ -16,14 +16,11 @@ import argparse
 
 from clipforensics.core.errors import cli_entry
 from clipforensics.frames.prepare import FrameSettings, prepare
-from clipforensics.core.settings import add_arguments, from_namespace
+from clipforensics.core.settings import from_namespace, settings_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser, FrameSettings, "frames")
-    return parser
+    return settings_parser(__doc__, (FrameSettings, "frames"))
 
 
 @cli_entry

@@ -4,11 +4,14 @@
                 "matrix": Command("cross-manipulation matrix", add_matrix_args, run_matrix)}
     command, ns = parse_command(COMMANDS, "report", argv, description=__doc__)
     command.run(ns)
+
+or, as a script's whole `main`: `return run_command(COMMANDS, "report", argv, __doc__)`.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -42,3 +45,10 @@ def parse_command(commands: dict[str, Command], default: str, argv: list[str],
         argv = [default, *argv]
     ns = build_command_parser(commands, default, description).parse_args(argv)
     return commands[ns.command], ns
+
+
+def run_command(commands: dict[str, Command], default: str, argv: list[str] | None, description: str = "") -> int:
+    """Parse `argv` (the process's own arguments when None) and run the command it names: exit code 0."""
+    command, ns = parse_command(commands, default, list(sys.argv[1:] if argv is None else argv), description)
+    command.run(ns)
+    return 0

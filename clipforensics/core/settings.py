@@ -169,6 +169,15 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None 
         group.add_argument(flag, **kwargs)
 
 
+def settings_parser(description: str, *groups: tuple[type, str]) -> argparse.ArgumentParser:
+    """A script's parser: its docstring as the description (examples keep their layout) and one option
+    group per (settings dataclass, title), in order."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for cls, title in groups:
+        add_arguments(parser, cls, title)
+    return parser
+
+
 def from_namespace(cls: type[T], ns: argparse.Namespace, **overrides: Any) -> T:
     """Build `cls` from parsed arguments (fields absent from `ns` keep their defaults)."""
     values = {f.name: tuple(v) if isinstance(v := getattr(ns, f.name), list) else v
