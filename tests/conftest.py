@@ -15,6 +15,7 @@ from typing import Iterator  # noqa: E402
 import pytest  # noqa: E402
 
 import extract_features  # noqa: E402
+from clipforensics.data.manifest import ManifestSettings  # noqa: E402
 from clipforensics.synthetic.write import generate  # noqa: E402
 
 TINY = ["--model", "tiny-vit", "--pretrained", "none", "--workers", "0", "--batch-size", "16"]
@@ -43,6 +44,18 @@ def tiny_cache(synthetic_root, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cache") / "tiny.h5"
     assert extract_features.main(["--data-root", str(synthetic_root), "--out", str(out), *TINY]) == 0
     return out
+
+
+def touch(root: Path, *relative: str) -> None:
+    """Empty files at these paths under `root`: for code that reads names and layouts, never contents."""
+    for rel in relative:
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+
+
+def manifest_settings(root: Path, **kwargs) -> ManifestSettings:
+    return ManifestSettings(data_root=str(root), **kwargs)
 
 
 @contextlib.contextmanager

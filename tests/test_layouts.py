@@ -9,20 +9,8 @@ import pytest
 
 from clipforensics.core.errors import UserError
 from clipforensics.data.layouts import resolve, scan, video_files
-from clipforensics.data.manifest import COLUMNS, OFFICIAL_SPLIT, ManifestSettings, manifest_hash
-
-
-def touch(root: Path, *relative: str) -> None:
-    """Empty files with image or video names: the layouts never open them."""
-    for rel in relative:
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"")
-
-
-def settings(root: Path, **kwargs) -> ManifestSettings:
-    return ManifestSettings(data_root=str(root), **kwargs)
-
+from clipforensics.data.manifest import COLUMNS, OFFICIAL_SPLIT, manifest_hash
+from conftest import manifest_settings as settings, touch
 
 CELEBDF_LIST = "1 Celeb-real/id0_0001.mp4\n0 Celeb-synthesis/id0_id16_0001.mp4\n1 YouTube-real/00170.mp4\n"
 

@@ -14,19 +14,7 @@ from clipforensics.core.errors import UserError
 from clipforensics.data.manifest import (COLUMNS, ManifestSettings, manifest_hash, sample_frames, scan, video_of,
                                     video_table)
 from clipforensics.core.settings import add_arguments, from_namespace
-
-
-def touch(root: Path, *relative: str) -> None:
-    """Empty files with image names: scan must not open them."""
-    for rel in relative:
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"")
-
-
-def settings(root: Path, **kwargs) -> ManifestSettings:
-    return ManifestSettings(data_root=str(root), **kwargs)
-
+from conftest import manifest_settings as settings, touch
 
 @pytest.fixture
 def nested(tmp_path: Path) -> Path:
