@@ -115,6 +115,17 @@ def listing(rows: Iterable[dict]) -> pd.DataFrame:
     return table.fillna("").astype({c: str for c in LISTING_COLUMNS if c != "label"})
 
 
+def listing_with_splits(rows: Iterable[dict]) -> pd.DataFrame:
+    """The listing, with its official split column only where some video has an official split."""
+    table = listing(rows)
+    return table if (table[OFFICIAL_SPLIT] != "").any() else table.drop(columns=[OFFICIAL_SPLIT])
+
+
+def present(root: Path, *names: str) -> list[str]:
+    """Those of `names` that are files in `root`: a layout's label files."""
+    return [name for name in names if (root / name).is_file()]
+
+
 @dataclass(frozen=True)
 class Layout:
     """How one data set is laid out: what it is, how to detect it, and how its videos are labelled."""
@@ -251,7 +262,7 @@ LAYOUTS.register("celebdf", Layout(
     detect=lambda root: (root / CELEBDF_TEST_LIST).is_file() or all(
         (root / name).is_dir() for name in ("Celeb-real", "Celeb-synthesis")),
     videos=celebdf_videos,
-    label_files=lambda root: [CELEBDF_TEST_LIST] if (root / CELEBDF_TEST_LIST).is_file() else []))
+    label_files=lambda root: present(root, CELEBDF_TEST_LIST)))
 
 
 # ---------------------------------------------------------------- DFDC and DFDC-preview
@@ -262,7 +273,7 @@ DFDC_LABELS = {"real": REAL, "fake": FAKE}
 
 
 def _metadata_files(root: Path) -> list[str]:
-    files = [DFDC_METADATA] if (root / DFDC_METADATA).is_file() else []
+    files = present(root, DFDC_METADATA)
     with os.scandir(root) as entries:
         parts = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
     return files + [f"{part}/{DFDC_METADATA}" for part in parts if (root / part / DFDC_METADATA).is_file()]
@@ -304,8 +315,7 @@ def dfdc_videos(root: Path, found: Found) -> pd.DataFrame:
                          "target": _stem(rel) if label == REAL else "", "source": "", OFFICIAL_SPLIT: split})
     if not rows:
         raise UserError(f"no {DFDC_METADATA} (in {root} or its part folders) and no {DFDC_PREVIEW} in {root}")
-    table = listing(rows)
-    return table if (table[OFFICIAL_SPLIT] != "").any() else table.drop(columns=[OFFICIAL_SPLIT])
+    return listing_with_splits(rows)
 
 
 LAYOUTS.register("dfdc", Layout(
@@ -314,7 +324,7 @@ LAYOUTS.register("dfdc", Layout(
     "method_B/, original_videos/)",
     detect=lambda root: (root / DFDC_PREVIEW).is_file() or bool(_metadata_files(root)),
     videos=dfdc_videos,
-    label_files=lambda root: _metadata_files(root) + ([DFDC_PREVIEW] if (root / DFDC_PREVIEW).is_file() else [])))
+    label_files=lambda root: _metadata_files(root) + present(root, DFDC_PREVIEW)))
 
 
 # ---------------------------------------------------------------- a generic labelled list
@@ -364,8 +374,7 @@ def csv_videos(root: Path, found: Found, labels_file: Path | None = None) -> pd.
         rows.append({"listed": rel, "label": label, "manipulation": row.manipulation.strip() or _CLASS_WORD[label],
                      "name": video, "target": group or (video if label == REAL else ""),
                      "source": group if label == FAKE else "", OFFICIAL_SPLIT: split})
-    result = listing(rows)
-    return result if (result[OFFICIAL_SPLIT] != "").any() else result.drop(columns=[OFFICIAL_SPLIT])
+    return listing_with_splits(rows)
 
 
 LAYOUTS.register("csv", Layout(
@@ -374,7 +383,7 @@ LAYOUTS.register("csv", Layout(
     "root), label (0/real, 1/fake), optional video, manipulation, group, split (train/val/test)",
     detect=lambda root: (root / CSV_FILE).is_file(),
     videos=csv_videos,
-    label_files=lambda root: [CSV_FILE] if (root / CSV_FILE).is_file() else []))
+    label_files=lambda root: present(root, CSV_FILE)))
 
 
 LAYOUTS.register("ffpp", Layout(
