@@ -139,10 +139,14 @@ cache/$(RUN)-perturbed.h5: $(DATA_DEP) .make/$(RUN).perturb | $(STAMP)
 runs/$(RUN)-perturbed/run.json: cache/$(RUN)-perturbed.h5 .make/$(RUN).robust
 	$(RUN_PY) fit_heads.py --cache $< --heads $(ROBUST_HEADS) --out runs/$(RUN)-perturbed $(PROTOCOL) --overwrite
 
-$(REPORT)-robustness/robustness.csv: runs/$(RUN)-perturbed/run.json
-	$(RUN_PY) evaluate.py robustness runs/$(RUN)-perturbed --out $(REPORT)-robustness
+# The LoRA run on the same cache: its re-extracted cache keeps the copies, so its head is scored on them too.
+runs/$(RUN)-perturbed-lora/scores.csv: cache/$(RUN)-perturbed.h5 .make/$(RUN).lora
+	$(RUN_PY) finetune_lora.py --base-cache $< --out runs/$(RUN)-perturbed-lora $(PROTOCOL) --overwrite $(LORA_ARGS)
 
-robustness: $(REPORT)-robustness/robustness.csv  ## extract with PERTURB copies, fit ROBUST_HEADS, AUC vs severity
+$(REPORT)-robustness/robustness.csv: runs/$(RUN)-perturbed/run.json runs/$(RUN)-perturbed-lora/scores.csv
+	$(RUN_PY) evaluate.py robustness runs/$(RUN)-perturbed runs/$(RUN)-perturbed-lora --out $(REPORT)-robustness
+
+robustness: $(REPORT)-robustness/robustness.csv  ## extract with PERTURB copies, fit ROBUST_HEADS and LoRA, AUC vs severity
 
 test: $(STAMP)  ## run the whole test suite
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests

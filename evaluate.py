@@ -4,7 +4,7 @@
     python evaluate.py --predictions other_tool.json --out reports/other
     python evaluate.py matrix --cache cache/NAME.h5 --head logreg --out reports/matrix
     python evaluate.py matrix --cache cache/ffpp.h5 --test-cache cache/celebdf.h5 --out reports/generalisation
-    python evaluate.py robustness runs/NAME --out reports/NAME-robustness
+    python evaluate.py robustness runs/NAME runs/NAME-lora --out reports/NAME-robustness
 
 Thresholds for accuracy / F1 come from the validation rows (EER threshold), never from test rows.
 """
@@ -34,7 +34,8 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_robustness_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="*", help="run folders written by fit_heads.py (runs/NAME) or head folders")
+    parser.add_argument("runs", nargs="*", help="run folders written by fit_heads.py (runs/NAME), head folders "
+                                                "(runs/NAME/logreg) or LoRA run folders (finetune_lora.py --out)")
     add_arguments(parser, RobustnessSettings, "robustness")
 
 
@@ -54,8 +55,8 @@ COMMANDS = {
                       lambda ns: cross_manipulation(from_namespace(MatrixSettings, ns),
                                                     from_namespace(ProtocolSettings, ns),
                                                     from_namespace(CrossSettings, ns))),
-    "robustness": Command("AUC of every fitted head on each perturbed copy of its cache (extract --perturb), "
-                          "no refit", add_robustness_arguments,
+    "robustness": Command("AUC of every fitted head and LoRA run on each perturbed copy of its cache "
+                          "(extract --perturb), no refit", add_robustness_arguments,
                           lambda ns: robustness(ns.runs, from_namespace(RobustnessSettings, ns))),
 }
 

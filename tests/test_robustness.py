@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from safetensors.torch import load_file
 from sklearn.metrics import roc_auc_score
 
 import evaluate
+import extract_features
+import finetune_lora
 import fit_heads
 from clipforensics.data.cache import read_cache, write_cache
 from clipforensics.data.manifest import COLUMNS, manifest_hash
 from clipforensics.data.scores import read_scores
+from clipforensics.synthetic.write import generate
+from conftest import TINY
 
 CLASSES = ("Real_youtube", "FaceSwap", "Deepfakes")
 PROTOCOL = ["--train-fakes", "FaceSwap", "--test-fakes", "FaceSwap,Deepfakes", "--real-split", "50/20/30"]
@@ -87,12 +93,76 @@ def test_cache_without_copies_is_a_one_line_error(tmp_path, capsys):
     assert err.startswith("error:") and "--perturb" in err and len(err.splitlines()) == 1
 
 
-def test_lora_run_without_copies_is_refused(tmp_path, capsys):
-    (tmp_path / "lora").mkdir()
-    (tmp_path / "lora" / "lora.json").write_text(json.dumps({"lora_cache": str(tmp_path / "nope.h5")}))
-    assert evaluate.main(["robustness", str(tmp_path / "lora"), "--out", str(tmp_path / "r")]) == 2
+@pytest.fixture(scope="module")
+def lora_and_heads(tmp_path_factory) -> dict[str, Path]:
+    """A LoRA run and a logreg run on one base cache with copies noise:0 (the identity) and blur:3, in fp32 so
+    the LoRA cache's embeddings are the ones the run scored its own test frames with."""
+    tmp = tmp_path_factory.mktemp("lora-robust")
+    root = generate(tmp / "ff", videos=30, frames=2, size=64, strength=3, manipulations=("FaceSwap", "Deepfakes"),
+                    seed=0)
+    base = tmp / "base.h5"
+    assert extract_features.main(["--data-root", str(root), "--out", str(base), *TINY, "--precision", "fp32",
+                                  "--prompt-sets", "v2", "--perturb", "noise:0", "blur:3"]) == 0
+    lora_run = tmp / "base-lora"
+    assert finetune_lora.main(["--base-cache", str(base), "--out", str(lora_run), "--epochs", "1", "--rank", "4",
+                               "--alpha", "8", "--lr", "3e-3", "--batch-size", "16", "--workers", "0",
+                               *PROTOCOL]) == 0
+    assert fit_heads.main(["--cache", str(base), "--heads", "logreg", "--out", str(tmp / "heads"), *PROTOCOL]) == 0
+    return {"lora": lora_run, "heads": tmp / "heads", "tmp": tmp}
+
+
+def lora_probabilities(run: Path, embeddings: np.ndarray) -> np.ndarray:
+    """The prompt head written out by hand from its saved tensors: softmax(exp(t) * cos(e, class means))."""
+    tensors = load_file(str(run / "head.safetensors"))
+    scale = np.exp(min(float(tensors["logit_scale"]), np.log(100.0)))
+    e = embeddings.astype(np.float64)
+    logits = scale * (e / np.linalg.norm(e, axis=1, keepdims=True)) @ tensors["classes"].double().numpy().T
+    logits -= logits.max(axis=1, keepdims=True)
+    return np.exp(logits[:, 1]) / np.exp(logits).sum(axis=1)
+
+
+def test_lora_run_is_scored_through_its_cache_copies_beside_heads(lora_and_heads):
+    run, out = lora_and_heads["lora"], lora_and_heads["tmp"] / "report"
+    assert evaluate.main(["robustness", str(lora_and_heads["heads"]), str(run), "--out", str(out),
+                          "--bootstrap", "100"]) == 0
+    rows = {(r["run"], r["copy"]): r for r in json.loads((out / "robustness.json").read_text())["robustness"]}
+    assert set(rows) == {(name, copy) for name in ("heads/logreg", run.name) for copy in ("clean", "noise:0", "blur:3")}
+    summary = json.loads((run / "lora.json").read_text())
+    cache = read_cache(summary["lora_cache"], perturbed=True)
+    assert cache.attrs["adapter_sha"] == summary["adapter_sha"] and set(cache.perturbed) == {"noise:0", "blur:3"}
+    own = read_scores(run / "scores.csv")
+    test = own[own.split == "test"]
+    idx = pd.Series(range(len(cache.manifest)), index=cache.manifest.path).loc[test.path].to_numpy()
+    clean = lora_probabilities(run, cache.embeddings[idx])
+    assert np.abs(clean - test.score.to_numpy()).max() < 5e-3  # the run's own test scores, from its cache
+    assert rows[(run.name, "clean")]["frame_auc"] == pytest.approx(roc_auc_score(test.label, clean), abs=1e-6)
+    blurred = lora_probabilities(run, cache.perturbed["blur:3"][idx])
+    assert rows[(run.name, "blur:3")]["frame_auc"] == pytest.approx(roc_auc_score(test.label, blurred), abs=1e-6)
+    assert rows[(run.name, "noise:0")]["frame_auc"] == rows[(run.name, "clean")]["frame_auc"]
+    assert rows[(run.name, "noise:0")]["video_auc"] == rows[(run.name, "clean")]["video_auc"]
+    assert len({rows[(name, "clean")]["n_test_videos"] for name in ("heads/logreg", run.name)}) == 1
+
+
+@pytest.mark.parametrize("damage", ["no copies", "other adapter", "no cache"])
+def test_lora_run_without_its_copies_is_a_one_line_error(lora_and_heads, tmp_path, capsys, damage):
+    run = tmp_path / "lora"
+    shutil.copytree(lora_and_heads["lora"], run)
+    summary = json.loads((run / "lora.json").read_text())
+    if damage == "no copies":
+        cache = read_cache(summary["lora_cache"])
+        summary["lora_cache"] = str(write_cache(tmp_path / "plain.h5", embeddings=cache.embeddings,
+                                                manifest=cache.manifest, attrs=cache.attrs, prompts=cache.prompts,
+                                                failed=cache.failed))
+    elif damage == "other adapter":
+        summary["adapter_sha"] = "0" * 64
+    else:
+        summary["lora_cache"] = None
+    (run / "lora.json").write_text(json.dumps(summary))
+    capsys.readouterr()
+    assert evaluate.main(["robustness", str(run), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "re-extract" in err and "--perturb" in err and len(err.splitlines()) == 1
+    assert err.startswith("error:") and len(err.splitlines()) == 1
+    assert {"no copies": "--perturb", "other adapter": "adapter", "no cache": "--extract"}[damage] in err
 
 
 def test_report_opens_with_provenance_naming_the_caches_model_and_fingerprint(fitted):

@@ -9,6 +9,7 @@ differs, cache gone) is refused with one line, because a detector rebuilt "nearl
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import pickle
 from dataclasses import dataclass
@@ -19,8 +20,6 @@ import joblib
 import numpy as np
 import pandas as pd
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from clipforensics.core.errors import UserError
 from clipforensics.core.io import sidecar
@@ -32,7 +31,7 @@ from clipforensics.evaluate.metrics import choose_threshold
 from clipforensics.frames.align import ALIGNMENTS
 from clipforensics.frames.crops import CropRecipe
 from clipforensics.frames.detectors import DETECTORS, file_sha256, model_file
-from clipforensics.extract.models import (DTYPES, LoadedModel, ModelSettings, cast_model, load_model, resolve_device,
+from clipforensics.extract.models import (LoadedModel, ModelSettings, cast_model, load_model, resolve_device,
                                           resolve_precision)
 
 RUN_PRECISION = "run"
@@ -283,19 +282,10 @@ def rebuild_head(run: Path, request: Request) -> Rebuilt:
                    protocol.get("frames_per_video"), str(meta.get("name", run.name)))
 
 
-def _lora_scores(head: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
-    """Softmax over the LoRA head's [real, fake] logits, as the LoRA stage scored its frames."""
-    @torch.no_grad()
-    def score(embeddings: np.ndarray) -> np.ndarray:
-        logits = head(torch.from_numpy(np.asarray(embeddings, dtype=np.float32)))
-        return torch.softmax(logits.float(), dim=1)[:, 1].numpy().astype(np.float64)
-    return score
-
-
 def rebuild_lora(run: Path, request: Request) -> Rebuilt:
     # Imported here: peft is only needed for LoRA runs.
-    from clipforensics.lora.checkpoint import load_adapter
-    from clipforensics.lora.model import LORA_HEADS, LoraSettings
+    from clipforensics.lora.checkpoint import load_adapter, load_head_tensors
+    from clipforensics.lora.model import LoraSettings, fake_probability
     from clipforensics.lora.stage import ADAPTER_DIR, HEAD_FILE, RUN_FILE, sha256
     from clipforensics.lora.train import training_precision
 
@@ -320,18 +310,13 @@ def rebuild_lora(run: Path, request: Request) -> Rebuilt:
     precision = run_precision(recorded, request, device, f"the LoRA run {run}")
     base_model = load_model(model_settings(attrs, run), request.device, "fp32")
     check_model(base_model, attrs, run)
-    try:
-        head = LORA_HEADS.get(settings.head)(base_model, settings)
-        head.load_state_dict(load_file(run / HEAD_FILE))
-    except (FileNotFoundError, SafetensorError, RuntimeError, KeyError) as exc:
-        raise UserError(f"cannot rebuild the head of {run} from {HEAD_FILE} ({str(exc).splitlines()[0]})") from None
+    head = load_head_tensors(run / HEAD_FILE)
     try:
         merged = load_adapter(base_model.model, run / ADAPTER_DIR).merge_and_unload()
     except (ValueError, RuntimeError, KeyError) as exc:
         raise UserError(f"cannot load the adapter of {run} ({str(exc).splitlines()[0]})") from None
     loaded = loaded_with(base_model, merged, precision)
-    head.eval()
-    return Rebuilt("lora", run, loaded, attrs, _lora_scores(head.cpu().float()), threshold, threshold_note, crop,
+    return Rebuilt("lora", run, loaded, attrs, functools.partial(fake_probability, head), threshold, threshold_note, crop,
                    crop_note, (meta.get("protocol") or {}).get("frames_per_video"), run.name,
                    [f"LoRA best epoch {meta.get('best_epoch')}, adapter sha256 {str(meta['adapter_sha'])[:16]}"])
 

@@ -1,20 +1,22 @@
-"""Robustness: every fitted head scored, without refitting, on each perturbed copy of its cache.
+"""Robustness: every fitted head and LoRA run scored, without refitting, on each perturbed copy of its cache.
 
-    python evaluate.py robustness runs/NAME --out reports/NAME-robustness
+    python evaluate.py robustness runs/NAME runs/NAME-lora --out reports/NAME-robustness
 
-A run folder's heads (runs/NAME/<head>/model.joblib + head.json) are loaded as fitted; their scores.csv
-gives the rows and splits they were scored on. For each copy under /perturbed/<kind:level> of the head's
-cache, the test rows' scores are recomputed from the copy's embeddings (validation rows stay clean: the
+A run folder's heads (runs/NAME/<head>/model.joblib + head.json) are loaded as fitted; a LoRA run folder
+(lora.json) contributes its saved head on the cache its merged model re-extracted, which keeps the base
+cache's copies. Their scores.csv gives the rows and splits they were scored on. For each copy under
+/perturbed/<kind:level> of the scorer's cache, the test rows' scores are recomputed from the copy's embeddings (validation rows stay clean: the
 threshold is the one a deployed detector would carry) and the table goes through the same evaluator as
 `evaluate.py` (evaluate_run: frame and video AUC with bootstrap intervals over videos).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import joblib
 import numpy as np
@@ -22,6 +24,7 @@ import pandas as pd
 
 from clipforensics import __version__
 from clipforensics.core.errors import UserError
+from clipforensics.core.registry import Registry
 from clipforensics.core.io import OutputDir, claim_output, write_csv, write_json, write_text
 from clipforensics.core.settings import option, to_dict
 from clipforensics.data.cache import FeatureCache, read_cache
@@ -35,7 +38,7 @@ from clipforensics.report.tables import to_markdown
 
 CLEAN = "clean"
 HEAD_FILES = ("model.joblib", "head.json", "scores.csv")
-LORA_FILE = "lora.json"
+LORA_FILES = ("lora.json", "head.safetensors", "scores.csv")
 
 
 @dataclass
@@ -44,50 +47,104 @@ class RobustnessSettings(MeasureSettings):
 
 
 @dataclass
-class FittedHead:
-    """One fitted head of a run folder, with the rows it scored and the cache it read."""
+class FittedScorer:
+    """One trained scorer of a run folder, as it was saved: the rows it scored, the cache whose copies it reads,
+    and the scores it gives an embedding (a sklearn head, or a LoRA run's head on its merged model's cache)."""
 
     name: str
     folder: Path
-    head: Any
+    score: Callable[[np.ndarray], np.ndarray]
+    cache: str
     meta: dict[str, Any]
     scores: pd.DataFrame
+    check_cache: Callable[[FeatureCache], None]
+    no_copies: str  # how to get a cache with perturbed copies for this kind of run
 
 
-def _lora_refusal(folder: Path) -> UserError:
-    """A LoRA run's scorer is its merged model; its perturbed scores can only come from a cache of copies."""
-    summary = json.loads((folder / LORA_FILE).read_text())
-    cache = summary.get("lora_cache")
-    if cache and Path(cache).is_file() and read_cache(cache, perturbed=True).perturbed:
-        return UserError(f"{folder}: a LoRA run is scored on copies through heads fitted on its cache: "
-                         f"run fit_heads.py --cache {cache} and pass that run folder")
-    return UserError(f"{folder}: the LoRA run's cache {cache or '(none: run with --extract)'} has no perturbed "
-                     "copies; re-extract it with extract_features.py --perturb, fit heads on it, pass that run")
+def _missing(folder: Path, files: tuple[str, ...], fix: str) -> None:
+    missing = [f for f in files if not (folder / f).is_file()]
+    if missing:
+        raise UserError(f"{folder}: missing {', '.join(missing)}; {fix}")
 
 
-def find_heads(runs: list[str]) -> list[FittedHead]:
-    """Every fitted head under the given run folders (or head folders), in order."""
-    found: list[FittedHead] = []
+def _fitted_heads(folder: Path) -> list[FittedScorer]:
+    """A fit_heads run folder (every head in it) or one head folder; heads are scored by predict_proba."""
+    heads = [folder] if (folder / "head.json").is_file() else sorted(p for p in folder.iterdir()
+                                                                       if (p / "head.json").is_file())
+    if not heads:
+        raise UserError(f"{folder} holds no fitted head (runs/NAME/<head>/model.joblib + head.json) "
+                        "nor a LoRA run (lora.json)")
+    found = []
+    for h in heads:
+        _missing(h, HEAD_FILES, "refit the run with fit_heads.py")
+        meta = json.loads((h / "head.json").read_text())
+        if meta.get("layer") is not None:
+            raise UserError(f"{h}: fitted on block tokens (--layer {meta['layer']}); perturbed copies store "
+                            "final embeddings only")
+
+        def same_cache(cache: FeatureCache, h: Path = h, expected: Any = meta.get("cache_identity")) -> None:
+            if expected and cache.identity() != expected:
+                raise UserError(f"{h}: {cache.path} is not the cache the head was fitted on (re-extracted?)")
+
+        head = joblib.load(h / "model.joblib")
+        found.append(FittedScorer(f"{h.parent.name}/{h.name}", h, head.predict_proba, meta["cache"], meta,
+                                  read_scores(h / "scores.csv"), same_cache,
+                                  "re-extract it with extract_features.py --perturb (e.g. --perturb jpeg:90,50 "
+                                  "blur:1,2) and refit"))
+    return found
+
+
+def _lora_run(folder: Path) -> list[FittedScorer]:
+    """A finetune_lora run folder: its head on the embeddings of its merged model, i.e. on the cache the run
+    re-extracted (which carries the base cache's perturbed copies)."""
+    from clipforensics.lora.checkpoint import load_head_tensors  # peft and open_clip: only for LoRA runs
+    from clipforensics.lora.model import fake_probability
+    from clipforensics.lora.stage import HEAD_FILE
+
+    _missing(folder, LORA_FILES, "rerun finetune_lora.py with the same settings to finish the run")
+    meta = json.loads((folder / "lora.json").read_text())
+    cache = meta.get("lora_cache")
+    if not cache:
+        raise UserError(f"{folder}: the LoRA run was made with --no-extract, so no cache holds its merged model's "
+                        "embeddings; rerun it with --extract")
+    if not Path(cache).is_file():
+        raise UserError(f"{folder}: the LoRA run's cache {cache} is gone; rerun finetune_lora.py with the same "
+                        "settings to re-extract it")
+
+    def own_cache(c: FeatureCache) -> None:
+        if c.attrs.get("adapter_sha") != meta.get("adapter_sha"):
+            raise UserError(f"{folder}: {c.path} was not extracted with this run's adapter (sha256 "
+                            f"{str(c.attrs.get('adapter_sha'))[:16]} != {str(meta.get('adapter_sha'))[:16]})")
+
+    head = load_head_tensors(folder / HEAD_FILE)
+    return [FittedScorer(folder.name, folder, functools.partial(fake_probability, head), cache, meta,
+                         read_scores(folder / "scores.csv"), own_cache,
+                         "train the LoRA run on a base cache extracted with --perturb (its re-extracted cache "
+                         "keeps the same copies)")]
+
+
+@dataclass(frozen=True)
+class RunKind:
+    marker: str | None  # the file that makes a folder this kind of run; None: the kind a folder is otherwise
+    read: Callable[[Path], list[FittedScorer]]
+
+
+RUN_KINDS: Registry[RunKind] = Registry("run kind")
+"""Each kind of run folder robustness scores: the first whose marker is in the folder reads it."""
+RUN_KINDS.register("lora", RunKind(LORA_FILES[0], _lora_run))
+RUN_KINDS.register("heads", RunKind(None, _fitted_heads))
+
+
+def find_scorers(runs: list[str]) -> list[FittedScorer]:
+    """Every trained scorer under the given run folders (heads, head folders or LoRA runs), in order."""
+    found: list[FittedScorer] = []
     for run in runs:
         folder = Path(run)
         if not folder.is_dir():
             raise UserError(f"run folder not found: {folder}")
-        if (folder / LORA_FILE).is_file():
-            raise _lora_refusal(folder)
-        heads = [folder] if (folder / "head.json").is_file() else sorted(p for p in folder.iterdir()
-                                                                           if (p / "head.json").is_file())
-        if not heads:
-            raise UserError(f"{folder} holds no fitted head (runs/NAME/<head>/model.joblib + head.json)")
-        for h in heads:
-            missing = [f for f in HEAD_FILES if not (h / f).is_file()]
-            if missing:
-                raise UserError(f"{h}: missing {', '.join(missing)}; refit the run with fit_heads.py")
-            meta = json.loads((h / "head.json").read_text())
-            if meta.get("layer") is not None:
-                raise UserError(f"{h}: fitted on block tokens (--layer {meta['layer']}); perturbed copies store "
-                                "final embeddings only")
-            name = f"{h.parent.name}/{h.name}"
-            found.append(FittedHead(name, h, joblib.load(h / "model.joblib"), meta, read_scores(h / "scores.csv")))
+        kinds = (RUN_KINDS.get(name) for name in RUN_KINDS.names())
+        kind = next(k for k in kinds if k.marker is None or (folder / k.marker).is_file())
+        found += kind.read(folder)
     return found
 
 
@@ -106,23 +163,24 @@ def _cache_rows(cache: FeatureCache, scores: pd.DataFrame, name: str) -> tuple[p
     return scores, index.loc[scores["path"]].to_numpy()
 
 
-def copy_scores(head: FittedHead, cache: FeatureCache, copy: str | None) -> pd.DataFrame:
+def copy_scores(scorer: FittedScorer, cache: FeatureCache, copy: str | None) -> pd.DataFrame:
     """The run's scores table with its test rows rescored on one perturbed copy (None: the clean embeddings)."""
-    table, rows = _cache_rows(cache, head.scores, head.name)
+    table, rows = _cache_rows(cache, scorer.scores, scorer.name)
     test = (table["split"] == "test").to_numpy()
     X = (cache.perturbed[copy] if copy is not None else cache.embeddings)[rows[test]].astype(np.float32)
     table = table.copy()
-    table.loc[test, "score"] = head.head.predict_proba(X)
+    table.loc[test, "score"] = scorer.score(X)
     return table
 
 
-def _load_cache(path: str, cached: dict[str, FeatureCache], name: str) -> FeatureCache:
+def _load_cache(scorer: FittedScorer, cached: dict[str, FeatureCache]) -> FeatureCache:
+    path = scorer.cache
     if path not in cached:
         cache = read_cache(path, perturbed=True)
         if not cache.perturbed:
-            raise UserError(f"{path} has no perturbed copies; re-extract it with extract_features.py --perturb "
-                            "(e.g. --perturb jpeg:90,50 blur:1,2) and refit")
+            raise UserError(f"{scorer.name}: {path} has no perturbed copies; {scorer.no_copies}")
         cached[path] = cache
+    scorer.check_cache(cached[path])
     return cached[path]
 
 
@@ -132,13 +190,11 @@ def robustness(runs: list[str], settings: RobustnessSettings) -> dict[str, Any]:
         raise UserError("give run folders written by fit_heads.py (runs/NAME)")
     check_measure(settings)
     report = claim_output(settings.out, stage="robustness", inputs=[("run", run) for run in runs])
-    heads = find_heads(runs)
+    heads = find_scorers(runs)
     caches: dict[str, FeatureCache] = {}
     rows: list[dict[str, Any]] = []
     for head in heads:
-        cache = _load_cache(head.meta["cache"], caches, head.name)
-        if head.meta.get("cache_identity") and cache.identity() != head.meta["cache_identity"]:
-            raise UserError(f"{head.name}: {cache.path} is not the cache the head was fitted on (re-extracted?)")
+        cache = _load_cache(head, caches)
         copies = sorted(cache.perturbed, key=lambda n: (parse_name(n).kind, parse_name(n).severity))
         for copy in [None, *copies]:
             result = evaluate_run(head.name, copy_scores(head, cache, copy), settings)
@@ -155,7 +211,7 @@ def robustness(runs: list[str], settings: RobustnessSettings) -> dict[str, Any]:
 FILES = ("robustness.json", "robustness.csv", "robustness.md", "robustness.png", "report.html")
 
 
-def write_robustness(rows: list[dict[str, Any]], heads: list[FittedHead], caches: dict[str, FeatureCache],
+def write_robustness(rows: list[dict[str, Any]], heads: list[FittedScorer], caches: dict[str, FeatureCache],
                      settings: RobustnessSettings, report: OutputDir) -> dict[str, Any]:
     """The report files, replacing only the ones an earlier run of this command wrote in the folder."""
     report.clear()

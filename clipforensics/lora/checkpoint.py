@@ -16,12 +16,13 @@ from typing import Any, Mapping
 
 import peft
 import safetensors.torch
+from safetensors import SafetensorError, safe_open
 import torch
 from torch import nn
 
 from clipforensics.core.errors import UserError
 from clipforensics.core.io import OutputDir, atomic_path
-from clipforensics.lora.model import Detector, keep_base_exact
+from clipforensics.lora.model import SAVED_HEADS, Detector, keep_base_exact
 from clipforensics.lora.train import Optimization, TrainRun, TrainState, untrained_state
 
 CHECKPOINT = "checkpoint.pt"
@@ -131,6 +132,21 @@ def save_tensors(tensors: Mapping[str, torch.Tensor], path: Path, metadata: Mapp
 def save_head_tensors(head: nn.Module, path: Path, meta: Mapping[str, Any]) -> Path:
     """The head's tensors (prompt class means or linear weights, temperature), with what it is in the metadata."""
     return save_tensors(head.state_dict(), path, {key: json.dumps(value) for key, value in meta.items()})
+
+
+def load_head_tensors(path: Path) -> nn.Module:
+    """The head a run saved, rebuilt from head.safetensors (its metadata names the kind), in eval mode on the CPU;
+    a missing or damaged file, or one of another kind, is a UserError."""
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            kind = json.loads((fh.metadata() or {}).get("head", "null"))
+        state = safetensors.torch.load_file(str(path))
+        head = SAVED_HEADS.get(str(kind))(state)
+        head.load_state_dict(state)
+    except (OSError, SafetensorError, ValueError, KeyError, RuntimeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UserError(f"{path} is not a readable LoRA head ({first})") from None
+    return head.float().eval()
 
 
 def save_merged(detector: Detector, path: Path) -> Path:

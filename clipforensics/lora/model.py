@@ -133,6 +133,20 @@ def _linear_head(loaded: LoadedModel, settings: LoraSettings) -> nn.Module:
     return LinearHead(int(loaded.identity["embed_dim"]))
 
 
+SAVED_HEADS: Registry[Callable[[Mapping[str, torch.Tensor]], nn.Module]] = Registry("saved head")
+"""Each LoRA head rebuilt from its saved tensors alone (head.safetensors): scoring embeddings that are already
+in a cache needs no model."""
+SAVED_HEADS.register("prompt", lambda state: PromptHead(state["classes"], float(state["logit_scale"])))
+SAVED_HEADS.register("linear", lambda state: LinearHead(int(state["linear.weight"].shape[1])))
+
+
+@torch.no_grad()
+def fake_probability(head: nn.Module, embeddings: np.ndarray) -> np.ndarray:
+    """Softmax over the head's [real, fake] logits, as the LoRA stage scores its frames, on the CPU in fp32."""
+    logits = head(torch.from_numpy(np.asarray(embeddings, dtype=np.float32)))
+    return torch.softmax(logits.float(), dim=1)[:, 1].numpy().astype(np.float64)
+
+
 class Detector(nn.Module):
     """CLIP's image tower with LoRA, then a head: logits [real, fake] per image."""
 

@@ -20,7 +20,7 @@ def robustness_table(rows: list[dict[str, Any]]) -> Table:
                        _ci(r["video_auc"], r["video_auc_ci"]))) for r in rows)
     return Table(columns=("run", "test copy", "frame AUC [95% CI]", "video AUC [95% CI]"), rows=cells,
                  right=(False, False, True, True),
-                 note="Heads as fitted (no refit); test rows scored on each perturbed copy, validation rows clean "
+                 note="Heads and LoRA runs as trained (no refit); test rows scored on each perturbed copy, validation rows clean "
                       "(the threshold a deployed detector carries). Intervals resample test videos.")
 
 
