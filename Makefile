@@ -28,6 +28,7 @@ LORA_ARGS  ?= --epochs 4 --max-train-images 480 --batch-size 32 --rank 8 --alpha
 LAYER_HEADS ?= logreg,svm
 PERTURB     ?= jpeg:90,50,20 blur:1,2,4 noise:0.05,0.1
 ROBUST_HEADS ?= logreg,svm
+FPV         ?= 1,2,all
 VIDEOS      ?=
 FRAMES_OUT  ?= data/frames
 FRAMES_ARGS ?= --frames 32
@@ -61,7 +62,7 @@ else
 DATA_DEP := $(DATA)
 endif
 
-.PHONY: help setup data frames extract heads lora eval matrix report demo layers robustness test bench clean
+.PHONY: help setup data frames extract heads lora eval matrix report demo layers robustness full-report test bench clean
 
 help:  ## list targets and variables
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -69,7 +70,7 @@ help:  ## list targets and variables
 	@echo "           TEST=$(TEST) SPLIT=$(SPLIT) HEADS=$(HEADS) MATRIX_HEAD=$(MATRIX_HEAD) READ=$(READ)"
 	@echo "           THREADS=$(THREADS) LORA_ARGS='$(LORA_ARGS)'"
 	@echo "           EXTRACT_ARGS='$(EXTRACT_ARGS)' VIDEOS=$(VIDEOS) FRAMES_OUT=$(FRAMES_OUT)"
-	@echo "           LAYER_HEADS=$(LAYER_HEADS) PERTURB='$(PERTURB)' ROBUST_HEADS=$(ROBUST_HEADS)"
+	@echo "           LAYER_HEADS=$(LAYER_HEADS) PERTURB='$(PERTURB)' ROBUST_HEADS=$(ROBUST_HEADS) FPV=$(FPV)"
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -113,7 +114,7 @@ $(REPORT)/matrix/matrix.csv: $(CACHE) .make/$(RUN).matrix
 matrix: $(REPORT)/matrix/matrix.csv  ## cross-manipulation AUC matrix of MATRIX_HEAD
 
 $(REPORT)-all/metrics.json: $(RUNDIR)/run.json $(LORADIR)/scores.csv
-	$(RUN_PY) evaluate.py $(RUNDIR)/*/scores.csv $(LORADIR)/scores.csv --out $(REPORT)-all
+	$(RUN_PY) evaluate.py $(RUNDIR)/*/scores.csv $(LORADIR)/scores.csv --frames-per-video $(FPV) --out $(REPORT)-all
 
 report: $(REPORT)-all/metrics.json  ## one report comparing the frozen heads with the LoRA run
 
@@ -147,6 +148,12 @@ $(REPORT)-robustness/robustness.csv: runs/$(RUN)-perturbed/run.json runs/$(RUN)-
 	$(RUN_PY) evaluate.py robustness runs/$(RUN)-perturbed runs/$(RUN)-perturbed-lora --out $(REPORT)-robustness
 
 robustness: $(REPORT)-robustness/robustness.csv  ## extract with PERTURB copies, fit ROBUST_HEADS and LoRA, AUC vs severity
+
+# The demo's report with the layer sweep and the robustness evaluation folded in (as they wrote them).
+$(REPORT)-full/metrics.json: $(RUNDIR)/run.json $(LORADIR)/scores.csv runs/$(RUN)-layers/layer_sweep.csv $(REPORT)-robustness/robustness.csv
+	$(RUN_PY) evaluate.py $(RUNDIR)/*/scores.csv $(LORADIR)/scores.csv --frames-per-video $(FPV) --include runs/$(RUN)-layers $(REPORT)-robustness --out $(REPORT)-full
+
+full-report: $(REPORT)-full/metrics.json  ## one report.html: heads, LoRA, paired tests, frames per video, layer sweep, robustness
 
 test: $(STAMP)  ## run the whole test suite
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests

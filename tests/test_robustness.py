@@ -27,7 +27,7 @@ CLASSES = ("Real_youtube", "FaceSwap", "Deepfakes")
 PROTOCOL = ["--train-fakes", "FaceSwap", "--test-fakes", "FaceSwap,Deepfakes", "--real-split", "50/20/30"]
 
 
-def synthetic_cache(path: Path, copies: bool, videos: int = 90, frames: int = 4, dim: int = 16) -> Path:
+def synthetic_cache(path: Path, copies: bool, videos: int = 90, frames: int = 4, dim: int = 16, layers: int = 0) -> Path:
     """Embeddings with a strong fake direction; copy 'blur:0' is the clean matrix, 'blur:3' wipes most of
     the signal out under noise (a heavy blur on a strong artifact)."""
     rng = np.random.default_rng(0)
@@ -42,13 +42,13 @@ def synthetic_cache(path: Path, copies: bool, videos: int = 90, frames: int = 4,
                      "" if real else vid[4:]) for f in range(frames)]
     manifest = pd.DataFrame(records, columns=list(COLUMNS))
     emb = np.concatenate(blocks).astype(np.float16)
-    extras = {}
+    extras = {f"layers/{k}": np.concatenate([emb, emb * (k + 1)], axis=1) for k in range(layers)}
     if copies:
         heavy = emb.astype(np.float32) * 0.05 + rng.normal(0, 1, emb.shape)
-        extras = {"perturbed/blur:0/image_embeddings": emb, "perturbed/blur:3/image_embeddings": heavy}
+        extras.update({"perturbed/blur:0/image_embeddings": emb, "perturbed/blur:3/image_embeddings": heavy})
     attrs = {"model": "test-synthetic", "pretrained": "none", "weights_fingerprint": "fp-test-123", "init_seed": 0,
              "image_size": 64, "precision": "fp32", "manifest_hash": manifest_hash(manifest),
-             "crops": {"detector": "none"}, "data_root": str(path.parent)}
+             "crops": {"detector": "none"}, "data_root": str(path.parent), "layers": list(range(layers))}
     return write_cache(path, embeddings=emb, manifest=manifest, attrs=attrs, prompts={},
                        failed=pd.DataFrame({"path": [], "reason": []}), extras=extras)
 
@@ -56,7 +56,7 @@ def synthetic_cache(path: Path, copies: bool, videos: int = 90, frames: int = 4,
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("robust")
-    cache = synthetic_cache(root / "c.h5", copies=True)
+    cache = synthetic_cache(root / "c.h5", copies=True, layers=2)
     assert fit_heads.main(["--cache", str(cache), "--heads", "logreg", "--out", str(root / "run"), *PROTOCOL]) == 0
     return root
 
@@ -175,3 +175,28 @@ def test_report_opens_with_provenance_naming_the_caches_model_and_fingerprint(fi
     assert prov["splits"]["test"] == {"videos": 36, "frames": 144} and prov["code_version"]
     html = (out / "report.html").read_text()
     assert html.index("fp-test-123") < html.index("Reading the table") < html.index("frame AUC")
+
+
+def test_sweep_and_robustness_fold_into_the_report_as_written(fitted, capsys):
+    sweep, robust, out = fitted / "sweep", fitted / "robust-for-include", fitted / "full"
+    assert fit_heads.main(["--cache", str(fitted / "c.h5"), "--heads", "logreg", "--layer-sweep", "--out", str(sweep),
+                           *PROTOCOL]) == 0
+    assert evaluate.main(["robustness", str(fitted / "run"), "--out", str(robust), "--bootstrap", "100"]) == 0
+    assert evaluate.main([str(fitted / "run" / "logreg" / "scores.csv"), "--include", str(sweep), str(robust),
+                          "--out", str(out), "--bootstrap", "100"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    written = json.loads((sweep / "layer_sweep.json").read_text())
+    assert metrics["layer_sweep"][str(sweep)]["rows"] == written["rows"]
+    assert [r["layer"] for r in written["rows"]] == ["0", "1", "final"]
+    assert metrics["robustness"][str(robust)] == json.loads((robust / "robustness.json").read_text())
+    html = (out / "report.html").read_text()
+    assert f"video AUC per stored layer (val picks, test beside it): {sweep}" in html
+    assert f"From {robust}." in html and "blur:3" in html
+    assert (out / "layer_sweep_sweep.png").stat().st_size > 0
+    assert (out / "robustness_robust-for-include.png").stat().st_size > 0
+    capsys.readouterr()
+    assert evaluate.main([str(fitted / "run" / "logreg" / "scores.csv"), "--include", str(fitted / "run"),
+                          "--out", str(fitted / "bad")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --include") and "layer_sweep.json" in err and len(err.splitlines()) == 1
+    assert not (fitted / "bad").exists()

@@ -25,6 +25,7 @@ from clipforensics.report.comparisons import frames_table, paired_table, plot_fr
 from clipforensics.report.errors import error_analysis, safe_name
 from clipforensics.report.figures import plot_confusion, plot_roc
 from clipforensics.report.html import write_html
+from clipforensics.report.included import Included, fold_in, read_included
 from clipforensics.report.provenance import provenance, provenance_table, reading_table
 from clipforensics.report.tables import Table, results_table, to_markdown
 from clipforensics.data.scores import DATASET, read_scores, read_settings
@@ -52,6 +53,9 @@ class EvaluateSettings(MeasureSettings, DataSettings):
     top_k: int = option(10, "videos listed in the error analysis")
     frames_per_video: tuple[str, ...] = option((), "also video AUC using only N evenly spread frames per test video, "
                                                    "for each N (e.g. 1,2,4,8,16,all)", metavar="COUNTS")
+    include: tuple[str, ...] = option((), "fold other analyses into this report, as written: a layer sweep's run "
+                                          "folder (fit_heads.py --layer-sweep) or a robustness report folder",
+                                      metavar="DIR", spaced=True)
 
 
 def _run_name(path: Path, settings: dict[str, Any], taken: set[str]) -> str:
@@ -169,7 +173,8 @@ def check_settings(settings: EvaluateSettings) -> None:
 
 def claim_report(settings: EvaluateSettings, inputs: list[Path]) -> OutputDir:
     """The report folder, checked before any work; a rerun replaces the report files it wrote before."""
-    report = claim_output(settings.out, stage="evaluate", inputs=[("scores file", p) for p in inputs])
+    report = claim_output(settings.out, stage="evaluate", inputs=[*(("scores file", p) for p in inputs),
+                                                                  *(("--include", d) for d in settings.include)])
     report.clear()
     return report
 
@@ -191,13 +196,14 @@ def evaluate(score_files: list[str], settings: EvaluateSettings) -> dict[str, An
     expanded = [(result_name, table, meta, dataset) for name, df, meta in loaded
                 for result_name, dataset, table in split_datasets(name, df)]
     _same_test_set(expanded)
+    included = read_included(settings.include)
     report = claim_report(settings, [path for path, _ in files])
     results = []
     for name, df, meta, dataset in expanded:
         results.append(evaluate_run(name, df, settings, dataset_root(meta, dataset, settings.data_root)))
         results[-1].dataset = dataset
         print_notes(results[-1], (df["split"] == "val").any())
-    return write_outputs(results, [(name, df, meta) for name, df, meta, _ in expanded], settings, report)
+    return write_outputs(results, [(name, df, meta) for name, df, meta, _ in expanded], settings, report, included)
 
 
 def comparisons(results: list[RunResult], settings: EvaluateSettings, metrics: dict[str, Any],
@@ -225,10 +231,11 @@ REPORT_FILES = ("metrics.json", "metrics.md", "roc_frame.png", "roc_video.png", 
 
 
 def write_outputs(results: list[RunResult], loaded: list, settings: EvaluateSettings,
-                  report_dir: OutputDir) -> dict[str, Any]:
+                  report_dir: OutputDir, included: list[Included] = ()) -> dict[str, Any]:
     out = report_dir.path
     report_dir.own(*REPORT_FILES, *(f"{kind}_{safe_name(r.name)}.{ext}" for r in results
-                                    for kind, ext in (("confusion", "png"), ("errors", "csv"), ("errors", "png"))))
+                                    for kind, ext in (("confusion", "png"), ("errors", "csv"), ("errors", "png"))),
+                   *(item.figure for item in included))
     metas = [meta for _, _, meta in loaded]
     prov = provenance([m["cache"] for m in metas if m.get("cache")],
                       next((m["protocol"] for m in metas if m.get("protocol")), None), [df for _, df, _ in loaded])
@@ -239,13 +246,14 @@ def write_outputs(results: list[RunResult], loaded: list, settings: EvaluateSett
                  for r, (_, _, meta) in zip(results, loaded)},
     }
     extra_tables, extra_images = comparisons(results, settings, metrics, out)
+    folded_tables, folded_images = fold_in(included, metrics, out)
     write_json(out / "metrics.json", metrics)
-    tables = [results_table(results), *extra_tables]
+    tables = [results_table(results), *extra_tables, *folded_tables]
     table = "\n".join(to_markdown(t) for t in tables)
     write_text(out / "metrics.md", table + "\n")
     images = [("ROC, frame level", plot_roc(results, out / "roc_frame.png", "frame", settings.video_agg)),
               ("ROC, video level", plot_roc(results, out / "roc_video.png", "video", settings.video_agg))]
-    images += extra_images
+    images += extra_images + folded_images
     for r in results:
         confusion = plot_confusion(r, out / f"confusion_{safe_name(r.name)}.png")
         images.append((f"confusion matrices: {r.name}", confusion))

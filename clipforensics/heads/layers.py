@@ -23,8 +23,8 @@ from clipforensics.data.provenance import check_lora_overlap
 from clipforensics.data.scores import make_scores
 from clipforensics.evaluate.metrics import bootstrap_ci, frame_video_auc, roc_auc, video_scores
 from clipforensics.heads.heads import Features, fit_head
-from clipforensics.report.figures import new_figure, save_figure
-from clipforensics.report.tables import frame_table, to_markdown
+from clipforensics.report.layers import plot_sweep, sweep_report_table, sweep_table
+from clipforensics.report.tables import to_markdown
 
 FINAL = "final"
 PROMPT_HEADS = ("zeroshot-", "prompt-features")
@@ -115,52 +115,14 @@ def sweep(cache_path: str, heads: tuple[str, ...], protocol: ProtocolSettings, o
     return table
 
 
-def sweep_table(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """Layer x test set: val AUC (which picks), then each test set's video AUC [CI] and frame AUC."""
-    best = max(range(len(records)), key=lambda i: records[i]["val_video_auc"])
-    rows = []
-    for i, r in enumerate(records):
-        row: dict[str, Any] = {"layer": r["layer"], "head": r["head"], "val video AUC": r["val_video_auc"],
-                               "picked by val": "yes" if i == best else ""}
-        for test_set, m in r["test"].items():
-            lo, hi = m["video_auc_ci"]
-            row[f"{test_set} video AUC"] = f"{m['video_auc']:.3f} [{lo:.2f}, {hi:.2f}]"
-            row[f"{test_set} frame AUC"] = m["frame_auc"]
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
 def write_sweep(run_dir: OutputDir, table: pd.DataFrame, records: list[dict[str, Any]],
                 identity: dict[str, Any]) -> None:
     """The sweep's files in the run folder (fit_heads' own: only these names are replaced)."""
     run_dir.own(*SWEEP_FILES)
     out = run_dir.path
     write_text(out / "layer_sweep.csv", table.to_csv(index=False))
-    note = ("Validation video AUC picks the layer (row 'picked by val'); test AUCs are shown beside it, "
-            "never used to choose.")
-    write_text(out / "layer_sweep.md", to_markdown(frame_table(table)) + "\n" + note + "\n")
+    report_table = sweep_report_table(records)
+    write_text(out / "layer_sweep.md", to_markdown(report_table))
     write_json(out / "layer_sweep.json", {**identity, "rows": records})
     plot_sweep(records, out / "layer_sweep.png")
-    print(to_markdown(frame_table(table)))
-
-
-def plot_sweep(records: list[dict[str, Any]], out_png: Path) -> Path:
-    heads = list(dict.fromkeys(r["head"] for r in records))
-    fig = new_figure(4.5 * len(heads), 3.6)
-    axes = np.atleast_1d(fig.subplots(1, len(heads)))
-    best = max(records, key=lambda r: r["val_video_auc"])
-    for ax, head in zip(axes, heads):
-        mine = [r for r in records if r["head"] == head]
-        x = np.arange(len(mine))
-        ax.plot(x, [r["val_video_auc"] for r in mine], "k--o", label="val video AUC (picks)")
-        for test_set in mine[0]["test"]:
-            auc = np.array([r["test"][test_set]["video_auc"] for r in mine])
-            ci = np.array([r["test"][test_set]["video_auc_ci"] for r in mine])
-            line, = ax.plot(x, auc, marker="o", label=f"test {test_set}")
-            ax.fill_between(x, ci[:, 0], ci[:, 1], color=line.get_color(), alpha=0.12)
-        if best["head"] == head:
-            ax.axvline([r["layer"] for r in mine].index(best["layer"]), color="grey", linestyle=":")
-        ax.set_xticks(x, [r["layer"] for r in mine])
-        ax.set(xlabel="block (final = projected embedding)", ylabel="video AUC", title=head, ylim=(0, 1.02))
-        ax.legend(fontsize=7, loc="lower right")
-    return save_figure(fig, out_png)
+    print(to_markdown(report_table))
