@@ -10,6 +10,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from safetensors.torch import load_file
 from sklearn.metrics import roc_auc_score
 
@@ -17,9 +18,12 @@ import evaluate
 import extract_features
 import finetune_lora
 import fit_heads
+from clipforensics.core.errors import UserError
 from clipforensics.data.cache import read_cache, write_cache
 from clipforensics.data.manifest import COLUMNS, manifest_hash
 from clipforensics.data.scores import read_scores
+from clipforensics.lora.checkpoint import load_head_tensors, save_head_tensors
+from clipforensics.lora.model import LORA_HEADS, SAVED_HEADS, LinearHead, PromptHead, fake_probability
 from clipforensics.synthetic.write import generate
 from conftest import TINY
 
@@ -200,3 +204,21 @@ def test_sweep_and_robustness_fold_into_the_report_as_written(fitted, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --include") and "layer_sweep.json" in err and len(err.splitlines()) == 1
     assert not (fitted / "bad").exists()
+
+
+@pytest.mark.parametrize("kind", ["prompt", "linear"])
+def test_every_lora_head_rebuilds_from_its_saved_tensors_alone(tmp_path, kind):
+    torch.manual_seed(0)
+    head = (PromptHead(torch.randn(2, 16), 4.2) if kind == "prompt" else LinearHead(16))
+    with torch.no_grad():
+        for p in head.parameters():
+            p.add_(torch.randn_like(p))
+    path = save_head_tensors(head, tmp_path / "head.safetensors", {"head": kind})
+    rebuilt = load_head_tensors(path)
+    assert type(rebuilt) is type(head) and set(LORA_HEADS.names()) == set(SAVED_HEADS.names())
+    emb = np.random.default_rng(0).normal(size=(32, 16)).astype(np.float32)
+    expected = torch.softmax(head(torch.from_numpy(emb)), dim=1)[:, 1].detach().numpy()
+    assert np.allclose(fake_probability(rebuilt, emb), expected, atol=1e-7)
+    (tmp_path / "bad.safetensors").write_bytes(b"not a tensor file")
+    with pytest.raises(UserError, match="not a readable LoRA head"):
+        load_head_tensors(tmp_path / "bad.safetensors")
