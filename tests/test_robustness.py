@@ -222,3 +222,11 @@ def test_every_lora_head_rebuilds_from_its_saved_tensors_alone(tmp_path, kind):
     (tmp_path / "bad.safetensors").write_bytes(b"not a tensor file")
     with pytest.raises(UserError, match="not a readable LoRA head"):
         load_head_tensors(tmp_path / "bad.safetensors")
+
+
+def test_a_run_given_twice_is_refused(fitted, capsys):
+    capsys.readouterr()
+    run = fitted / "run"
+    assert evaluate.main(["robustness", str(run), str(run / "logreg"), "--out", str(fitted / "twice")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "given twice" in err and len(err.splitlines()) == 1 and not (fitted / "twice").exists()

@@ -144,7 +144,11 @@ def find_scorers(runs: list[str]) -> list[FittedScorer]:
             raise UserError(f"run folder not found: {folder}")
         kinds = (RUN_KINDS.get(name) for name in RUN_KINDS.names())
         kind = next(k for k in kinds if k.marker is None or (folder / k.marker).is_file())
-        found += kind.read(folder)
+        for scorer in kind.read(folder):
+            twice = next((f for f in found if f.folder.resolve() == scorer.folder.resolve()), None)
+            if twice:
+                raise UserError(f"{scorer.folder} is given twice (as {twice.name}); pass each run once")
+            found.append(scorer)
     return found
 
 
