@@ -30,26 +30,45 @@ RECORD = ".clipforensics-output.json"
 """The record an output folder carries of its own entries (top-level names, files or folders)."""
 RECORD_VERSION = 1
 _TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?:(?P<host>[A-Za-z0-9_]+)-)?(?P<pid>\d+)"
-                   r"(?P<suffix>\.[A-Za-z0-9]+)?$")
+                   r"(?:-(?P<start>\d+))?(?P<suffix>\.[A-Za-z0-9]+)?$")
 
 
 def _host() -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())[:40] or "host"
 
 
+def _start_time(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot, field 22 of /proc/PID/stat); None where the
+    process is gone or there is no /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 1:].split()  # the command name in (...) may hold spaces
+    return fields[19] if len(fields) > 19 else None
+
+
 def temp_sibling(final: str | os.PathLike, kind: str = "tmp", suffix: str = "") -> Path:
-    """`.NAME.tmp-HOST-PID[suffix]` beside `final`: hidden, tied to this process, recognisable after a kill.
+    """`.NAME.tmp-HOST-PID-START[suffix]` beside `final`: hidden, tied to this process, recognisable after a kill.
 
     The host is part of the name because folders may be shared between machines (shard jobs): only a
-    temporary of this machine can be judged dead by its process id.
+    temporary of this machine can be judged dead. The process's start time is part of it because a
+    process id alone is reused: pid_max is often 32768 and threads draw from the same counter, so on a busy
+    machine a killed run's id may belong to a new process by the time the next run looks, and the dead
+    run's temporary would be kept as live (START is left out where /proc is missing).
     """
     final = Path(final)
-    return final.with_name(f".{final.name}.{kind}-{_host()}-{os.getpid()}{suffix}")
+    pid = os.getpid()
+    start = _start_time(pid)
+    return final.with_name(f".{final.name}.{kind}-{_host()}-{pid}{f'-{start}' if start else ''}{suffix}")
 
 
-def _pid_alive(pid: int, host: str | None) -> bool:
+def _pid_alive(pid: int, host: str | None, start: str | None = None) -> bool:
+    """Whether the process that wrote a temporary may still be writing it (another host's: assumed so)."""
     if host is not None and host != _host():
         return True
+    if start is not None:  # the same id with another start time is another process: the writer is gone
+        return _start_time(pid) == start
     if pid == os.getpid():
         return True
     try:
@@ -69,7 +88,7 @@ def stale_temps(folder: str | os.PathLike) -> list[Path]:
     found = []
     for entry in folder.iterdir():
         match = _TEMP.match(entry.name)
-        if match and not _pid_alive(int(match["pid"]), match["host"]):
+        if match and not _pid_alive(int(match["pid"]), match["host"], match["start"]):
             found.append(entry)
     return found
 

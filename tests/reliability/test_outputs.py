@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -144,6 +145,33 @@ def test_temporaries_of_dead_runs_are_removed_and_live_ones_kept(tmp_path):
     (tmp_path / temp_sibling("c.h5").name.replace(str(os.getpid()), str(pid))).write_text("this machine, dead")
     assert remove_stale_temps(tmp_path) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, elsewhere.name, "user.tmp-12"])
+
+
+def start_time(pid: int) -> str:
+    """Field 22 of /proc/PID/stat, read here independently of core.io."""
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().rsplit(")", 1)[1].split()[19]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="start times come from /proc")
+def test_a_temporary_whose_process_id_now_names_another_process_is_stale(tmp_path, monkeypatch):
+    """A killed run's process id may belong to a new process by the time the next run looks (pids wrap,
+    threads draw from the same counter): its temporary must not pass for that process's live one."""
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        start = start_time(other.pid)
+        with monkeypatch.context() as m:
+            m.setattr(os, "getpid", lambda: other.pid)
+            live = temp_sibling(tmp_path / "run.json", "tmp", ".json")
+        assert re.fullmatch(rf"\.run\.json\.tmp-\w+-{other.pid}-{start}\.json", live.name), live.name
+        earlier = live.with_name(live.name.replace(f"-{start}.", f"-{int(start) - 1}."))
+        live.write_text("the live process is writing")
+        earlier.write_text("half: written under the same id by a process killed before this one started")
+        assert remove_stale_temps(tmp_path) == 1
+        assert [p.name for p in tmp_path.iterdir()] == [live.name]
+    finally:
+        other.stdin.close()
+        other.wait()
 
 
 def test_install_dir_replaces_a_finished_folder_in_one_step(tmp_path):
