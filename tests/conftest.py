@@ -8,6 +8,11 @@ import subprocess
 import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# One intra-op thread per process (this one and every script a test starts, which inherit it), set before torch
+# loads. The tiny model's small ops gain nothing from a second thread, and on 2 cores shared with other work an
+# OpenMP thread waiting for its descheduled partner stalls every op: under a 2-process busy load the LoRA module
+# fixtures took 51 s with torch's default 2 threads and 7 s with 1. A value set by the caller is kept.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from pathlib import Path  # noqa: E402
 from typing import Iterator  # noqa: E402
