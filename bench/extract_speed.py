@@ -18,6 +18,13 @@ or 1280x720 full frames tiled from them), repeated by hard links to the count ne
     .venv/bin/python bench/extract_speed.py                       # ~4 min on 2 cores
     .venv/bin/python bench/extract_speed.py --format jpeg --device cuda --workers 16 --batch-size 256
     .venv/bin/python bench/extract_speed.py --model tiny-vit --budget 20 --skip-rss   # smoke run
+
+--layer-cost measures instead what storing block tokens costs (issue 15; goal <= 1.15): the same command
+(a) on the same frames, once for the final embedding only and once with `--layers all`, alternated
+(A B, B A, ...) over --rounds, medians compared; and the two caches' size on disk.
+
+    .venv/bin/python bench/extract_speed.py --layer-cost                    # ~3 min on 2 cores
+    .venv/bin/python bench/extract_speed.py --layer-cost --device cuda --format jpeg --workers 16 --layer-images 20480
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import json
 import math
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,9 +51,11 @@ from PIL import Image  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 import extract_features  # noqa: E402
+from clipforensics.data.cache import read_attrs  # noqa: E402
 from clipforensics.data.manifest import ManifestSettings, scan  # noqa: E402
 from clipforensics.extract import models  # noqa: E402
 from clipforensics.extract import run as extraction  # noqa: E402
+from clipforensics.extract.chunks import ChunkStore  # noqa: E402
 from clipforensics.extract.models import LoadedModel, ModelSettings, load_model  # noqa: E402
 from clipforensics.extract.reader import ImageFiles, collate_images  # noqa: E402
 from clipforensics.synthetic.write import generate  # noqa: E402
@@ -62,7 +72,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--format", default="png", choices=("png", "jpeg"), help="file format of the frames")
     p.add_argument("--full-frames", action="store_true", help="1280x720 frames instead of 256 px face crops")
     p.add_argument("--budget", type=float, default=200, help="seconds the measurements are sized to (about)")
-    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds of (c), (a), (b); the best counts")
+    p.add_argument("--rounds", type=int, default=0,
+                   help="interleaved rounds of (c), (a), (b), the best counts (0: 2); with --layer-cost of the "
+                        "pair, medians compared (0: 5)")
     p.add_argument("--batch-size", type=int, default=0, help="batch of (a), (c), (d) (0: 64 on CPU, 256 on CUDA)")
     p.add_argument("--workers", type=int, default=0, help="decode workers of (a) (0: one per core, at most 16)")
     p.add_argument("--max-images", type=int, default=40960, help="cap on the images of one measurement")
@@ -70,6 +82,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rss-model", default="tiny-vit", help="model of the RSS pair (memory is about the pipeline)")
     p.add_argument("--rss-n", type=int, default=1024, help="RSS is measured at N and 4N images")
     p.add_argument("--skip-rss", action="store_true", help="only the throughput rows")
+    p.add_argument("--layer-cost", action="store_true",
+                   help="only time (a) with --layers all against final embeddings only, and the caches' sizes")
+    p.add_argument("--layer-images", type=int, default=0,
+                   help="images per --layer-cost run (0: sized from a warm-up run to fit --budget)")
     p.add_argument("--verbose", action="store_true", help="show progress bars of the code under test")
     p.add_argument("--child", nargs=3, metavar=("DATA", "LIMIT", "DEVICE"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -168,18 +184,21 @@ def pipeline_argv(args, data: Path, out: str, model: str, limit: int, device: st
             "--device", device, "--limit", str(limit), "--overwrite"]
 
 
-def pipeline(args, data: Path, out: Path, n: int, device: str) -> dict[str, float]:
-    """(a): wall seconds of extract_features.main and of its parts."""
+def pipeline(args, data: Path, out: Path, n: int, device: str, more: tuple[str, ...] = ()) -> dict[str, float]:
+    """(a): wall seconds of extract_features.main (with the options `more`) and of its parts."""
     parts: dict[str, float] = {}
     with contextlib.ExitStack() as stack:
         for owner, name in ((extraction, "load_agreed"), (extraction, "embed_prompts"),
-                            (extraction, "_run_chunks"), (LoadedModel, "encode_images")):
+                            (extraction, "_run_chunks"), (LoadedModel, "encode_images"),
+                            (ChunkStore, "save"), (extraction, "_assemble")):
             stack.enter_context(stopwatch(owner, name, parts))
         stack.enter_context(quiet(not args.verbose))
-        seconds, rc = timed(extract_features.main, pipeline_argv(args, data, str(out), args.model, n, device))
+        argv = pipeline_argv(args, data, str(out), args.model, n, device) + list(more)
+        seconds, rc = timed(extract_features.main, argv)
     assert rc == 0, "extract_features.main failed (rerun with --verbose)"
     ends = parts.pop("encode_images calls")  # steady state: from the first batch's result to the last's
     steady = (n - args.batch_size) / (ends[-1] - ends[0]) if len(ends) > 1 else float("nan")
+    parts = {k: v for k, v in parts.items() if not k.endswith(" calls")}
     return {**parts, "wall": seconds, "work": seconds - parts["load_agreed"], "steady": steady}
 
 
@@ -247,14 +266,90 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def settle(args) -> torch.device:
+    """The device, and the batch and worker counts its runs use when not given."""
+    device = models.resolve_device(args.device)
+    args.batch_size = args.batch_size or (256 if device.type == "cuda" else 64)
+    args.workers = args.workers or min(16, os.cpu_count() or 1)
+    args.rounds = args.rounds or (5 if args.layer_cost else 2)
+    return device
+
+
+# ---------------------------------------------------------------- layer storage (issue 15)
+
+LAYERS_ALL = ("--layers", "all")
+LAYER_GOAL = 1.15  # time(--layers all) / time(final embedding only), same run
+
+
+def layer_cost(args) -> None:
+    """extract_features.py on the same frames with and without --layers all, alternated; medians compared.
+
+    A warm-up pair first (kernels, page cache, `auto`'s calibration, which is remembered) sizes the runs
+    when --layer-images is 0: then `--rounds` pairs take about --budget seconds."""
+    device = settle(args)
+    dev, where_text = str(device), where(device)
+    sides = {"final only": (), "--layers all": LAYERS_ALL}
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ, {"XDG_CACHE_HOME": f"{tmp}/xdg"}):
+        tmp = Path(tmp)
+        say("warm-up pair ...")
+        probe = make_data(tmp / "probe", args.format, args.full_frames, args.batch_size)
+        warm = {name: pipeline(args, probe, tmp / "warm.h5", args.batch_size, dev, more)
+                for name, more in sides.items()}
+        n = args.layer_images
+        if not n:
+            per_image = sum(w["work"] for w in warm.values()) / args.batch_size  # one image, both sides
+            n = int(args.budget / (args.rounds * per_image)) // args.batch_size * args.batch_size
+            n = max(args.batch_size, min(args.max_images, n))
+        say(f"N = {n} images per run, {args.rounds} rounds of both; generating frames ...")
+        data = make_data(tmp / "data", args.format, args.full_frames, n)
+        runs: dict[str, list[dict]] = {name: [] for name in sides}
+        for r in range(args.rounds):  # alternated A B, B A, ...: load and drift hit both sides alike
+            for name in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
+                say(f"round {r + 1}/{args.rounds}: {name} ...")
+                out = tmp / ("layers.h5" if sides[name] else "final.h5")
+                result = pipeline(args, data, out, n, dev, sides[name])
+                result["MiB"] = out.stat().st_size / 2**20
+                runs[name].append(result)
+        precision = read_attrs(tmp / "final.h5")["precision"]
+    load_end = os.getloadavg()[0]
+
+    def med(name: str, key: str) -> float:
+        return statistics.median(x.get(key, 0.0) for x in runs[name])
+    base, full = runs["final only"], runs["--layers all"]
+    ratio = med("--layers all", "work") / med("final only", "work")
+    fmt = lambda xs: ", ".join(f"{x:.3g}" for x in xs)  # noqa: E731
+    rows = []
+    for name in sides:
+        rows.append([f"(a) {name}", n, f"{n / med(name, 'work'):.3g}", f"{med(name, 'work'):.2f}",
+                     f"{med(name, '_run_chunks'):.2f}", f"{med(name, 'encode_images'):.2f}",
+                     f"{med(name, 'save'):.2f}", f"{med(name, '_assemble'):.2f}", f"{med(name, 'MiB'):.1f}",
+                     f"work s: {fmt(x['work'] for x in runs[name])}"])
+    same_round = [b["work"] / a["work"] for a, b in zip(base, full)]
+    rows.append(["ratio --layers all / final only", "", "", f"**{ratio:.3f}**",
+                 f"{med('--layers all', '_run_chunks') / med('final only', '_run_chunks'):.3f}",
+                 f"{med('--layers all', 'encode_images') / med('final only', 'encode_images'):.3f}", "", "",
+                 f"{med('--layers all', 'MiB') / med('final only', 'MiB'):.1f}",
+                 f"goal <= {LAYER_GOAL}: {met(ratio, LAYER_GOAL, False)}; same round: {fmt(same_round)}"])
+    print(markdown_table(["run", "images", "images/s", "work s", "image loop s", "forward s (encode_images)",
+                          "chunk saves s", "assemble s", "cache MiB", "note"], rows))
+    frames = f"{'1280x720' if args.full_frames else f'{CROP} px'} {args.format.upper()}"
+    print(f"\n{where_text}, {load_end:.1f} at end; {args.model}, random weights, --precision auto "
+          f"= {precision}, batch {args.batch_size}, {args.workers} workers, {frames} synthetic frames. Medians of "
+          f"{args.rounds} rounds, each running both sides (order alternated). work = the whole command without "
+          "the one-off model build; image loop = decode, forward (with hooks), chunk saves; forward = "
+          "encode_images calls (copy, normalise, forward, block tokens, results back); assemble = the cache "
+          "file written from the chunks.")
+    print(f"\ncommand: `{command_line()}`")
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     if args.child:
         return child(args)
-    device = models.resolve_device(args.device)
+    if args.layer_cost:
+        return layer_cost(args)
+    device = settle(args)
     dev = str(device)
-    args.batch_size = args.batch_size or (256 if device.type == "cuda" else 64)
-    args.workers = args.workers or min(16, os.cpu_count() or 1)
     where_text = where(device)
     with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ, {"XDG_CACHE_HOME": f"{tmp}/xdg"}):
         tmp = Path(tmp)

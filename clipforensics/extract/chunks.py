@@ -138,11 +138,17 @@ class ChunkCollector:
             del self.pending[k]
 
 
+def _joined(parts: list[np.ndarray], ok: np.ndarray) -> np.ndarray:
+    """The chunks' rows of the images that decoded; a boolean index copies even when it keeps every row,
+    and with 12 layers of block tokens that copy is a tenth of the assembly's time."""
+    joined = np.concatenate(parts)
+    return joined if ok.all() else joined[ok]
+
+
 def assemble(out: Path, store: ChunkStore, n_chunks: int, manifest: pd.DataFrame, attrs: dict[str, Any],
              prompts: Callable[[], dict[str, cache_mod.PromptEmbeddings]], file_stats: np.ndarray) -> Path:
     """Join every chunk into the cache (failed images listed apart), then drop the parts."""
     chunks = [store.load(k) for k in range(n_chunks)]
-    embeddings = np.concatenate([c[0] for c in chunks])
     reasons = np.array([r for c in chunks for r in c[1]], dtype=object)
     ok = reasons == ""
     failed = pd.DataFrame({"path": manifest["path"][~ok].to_numpy(), "reason": reasons[~ok]})
@@ -150,10 +156,11 @@ def assemble(out: Path, store: ChunkStore, n_chunks: int, manifest: pd.DataFrame
         store.remove()
         raise UserError(f"all {len(manifest)} images failed to decode (first: {failed.iloc[0].path}: "
                         f"{failed.iloc[0].reason})")
-    extras = {name: np.concatenate([c[2][name] for c in chunks])[ok] for name in chunks[0][2]}
+    embeddings = _joined([c[0] for c in chunks], ok)
+    extras = {name: _joined([c[2][name] for c in chunks], ok) for name in chunks[0][2]}
     attrs = {**attrs, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     try:
-        cache_mod.write_cache(out, embeddings=embeddings[ok], manifest=manifest[ok].reset_index(drop=True),
+        cache_mod.write_cache(out, embeddings=embeddings, manifest=manifest[ok].reset_index(drop=True),
                               attrs=attrs, prompts=prompts(), failed=failed, extras=extras, file_stats=file_stats[ok])
         write_json(sidecar(out), {**attrs, "n_images": int(ok.sum()), "n_failed": int((~ok).sum())})
     except OSError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
+import numpy as np
 import torch
 
 from clipforensics.core.errors import UserError
@@ -51,7 +52,11 @@ def layer_key(k: int) -> str:
 
 
 class BlockTaps:
-    """Forward hooks that keep the class token of chosen blocks while `capture()` is open."""
+    """Forward hooks that keep the class token of chosen blocks while `capture()` is open.
+
+    The tokens stay on the model's device until `tokens()` moves them all in one copy: a copy per block
+    would make the host wait for the device at every block of every batch (on a GPU, the next block's
+    kernels could not be queued while the current ones run)."""
 
     def __init__(self, model: torch.nn.Module, layers: tuple[int, ...]) -> None:
         self.blocks, self.layers = vision_blocks(model), layers
@@ -61,16 +66,25 @@ class BlockTaps:
     def _hook(self, k: int):
         def keep(_module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> None:
             token = output[:, 0] if self.batch_first else output[0]
-            self.taken[k] = token.float().cpu()
+            self.taken[k] = token.clone()  # a copy: a view would keep the block's whole output alive
         return keep
 
     @contextlib.contextmanager
-    def capture(self) -> Iterator[dict[int, torch.Tensor]]:
+    def capture(self) -> Iterator[None]:
         """Hooks live only inside the block, so other forwards (perturbed copies, prompts) are not tapped."""
         self.taken = {}
         handles = [self.blocks[k].register_forward_hook(self._hook(k)) for k in self.layers]
         try:
-            yield self.taken
+            yield
         finally:
             for h in handles:
                 h.remove()
+
+    @torch.inference_mode()
+    def tokens(self) -> dict[int, np.ndarray]:
+        """The last capture's tokens by block, float32 on the CPU, moved in one copy."""
+        if not self.taken:
+            return {}
+        stacked = torch.stack([self.taken[k] for k in self.layers]).float().cpu().numpy()
+        self.taken = {}
+        return dict(zip(self.layers, stacked))

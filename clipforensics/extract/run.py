@@ -265,9 +265,9 @@ def _run_chunks(job: Job, chunks: Iterable[int]) -> None:
 def encode_batch(job: Job, taps: BlockTaps | None, images: torch.Tensor) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The final embeddings (block tokens tapped in the same forward), then each perturbed copy's."""
     clean = images[:, 0] if job.perturbations else images
-    with taps.capture() if taps else contextlib.nullcontext({}) as taken:
+    with taps.capture() if taps else contextlib.nullcontext():
         embeddings = job.loaded.encode_images(clean).numpy()
-    extras = {layer_key(k): t.numpy() for k, t in taken.items()}
+    extras = {layer_key(k): t for k, t in taps.tokens().items()} if taps else {}
     for j, p in enumerate(job.perturbations):
         extras[perturbation_key(p)] = job.loaded.encode_images(images[:, 1 + j]).numpy()
     return embeddings, extras
