@@ -46,7 +46,8 @@ class ExtractSettings(RuntimeSettings):
     batch_size: int = option(64, "images per forward pass")
     prompt_sets: tuple[str, ...] = option(tuple(PROMPT_SETS), "prompt sets to embed (comma list)")
     limit: int | None = option(None, "use at most N images, spread evenly over the manifest (trial runs)")
-    chunk_size: int = option(512, "rows per resumable chunk: a crash redoes at most one chunk")
+    chunk_size: int = option(512, "rows per resumable chunk: a crash redoes at most two (the one being saved, "
+                                  "the one being filled)")
     overwrite: bool = option(False, "replace an existing cache (or unfinished parts) made with other settings")
     shard: str | None = option(None, "do only shard K of N (K/N, e.g. for SLURM arrays); then run "
                                      "`extract_features.py merge` with the same options", metavar="K/N")
@@ -253,9 +254,9 @@ def _run_chunks(job: Job, chunks: Iterable[int]) -> None:
     remaining = sum(len(b) for b in batches)
     if len(todo) < len(chunks):
         print(f"resuming: {len(chunks) - len(todo)} of {len(chunks)} chunks already done", file=sys.stderr)
-    collector = ChunkCollector(job.store, n, settings.chunk_size)
     taps = BlockTaps(loaded.model, job.layers) if job.layers else None
-    with tqdm(total=remaining, unit="img", desc="extract", dynamic_ncols=True, file=sys.stderr) as bar:
+    with ChunkCollector(job.store, n, settings.chunk_size) as collector, \
+            tqdm(total=remaining, unit="img", desc="extract", dynamic_ncols=True, file=sys.stderr) as bar:
         for images, idx, reasons in loader:
             embeddings, extras = encode_batch(job, taps, images)
             collector.add(idx, embeddings, reasons, extras)
