@@ -336,9 +336,9 @@ def layer_cost(args) -> None:
     print(f"\n{where_text}, {load_end:.1f} at end; {args.model}, random weights, --precision auto "
           f"= {precision}, batch {args.batch_size}, {args.workers} workers, {frames} synthetic frames. Medians of "
           f"{args.rounds} rounds, each running both sides (order alternated). work = the whole command without "
-          "the one-off model build; image loop = decode, forward (with hooks), chunk saves; forward = "
-          "encode_images calls (copy, normalise, forward, block tokens, results back); assemble = the cache "
-          "file written from the chunks.")
+          "the one-off model build; image loop = decode, forward (with hooks), gathering chunks; forward = "
+          "encode_images calls (copy, normalise, forward, block tokens, results back); chunk saves = the "
+          "writer thread's time, overlapping the loop; assemble = the cache file written from the chunks.")
     print(f"\ncommand: `{command_line()}`")
 
 
