@@ -24,7 +24,8 @@ or 1280x720 full frames tiled from them), repeated by hard links to the count ne
 (A B, B A, ...) over --rounds, medians compared; and the two caches' size on disk.
 
     .venv/bin/python bench/extract_speed.py --layer-cost                    # ~3 min on 2 cores
-    .venv/bin/python bench/extract_speed.py --layer-cost --device cuda --format jpeg --workers 16 --layer-images 20480
+    .venv/bin/python bench/extract_speed.py --layer-cost --device cuda --format jpeg --workers 16 --batch-size 64 \
+        --layer-images 20480 --rounds 3
 """
 
 from __future__ import annotations
