@@ -3,7 +3,7 @@
 #
 # Stage targets are real files. Each stage's variables are also written to a small stamp under
 # .make/ (only when they change), so changing HEADS refits the heads and re-evaluates without
-# re-extracting, changing MODEL re-extracts, and touching nothing reruns nothing (`make -q demo`).
+# re-extracting, changing MODEL re-extracts, and touching nothing reruns nothing (`make -q report matrix` exits 0).
 
 PYTHON ?= python3
 VENV   := .venv
