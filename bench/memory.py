@@ -117,7 +117,7 @@ def _instrument(script: str, tracker: PeakTracker) -> None:
         tracker.wrap(fit, "fit_head", label=lambda name, *a, **k: name)
     elif script == "evaluate.py":
         from clipforensics.evaluate import evaluation
-        from clipforensics.evaluate import metrics
+        from clipforensics.measure import metrics
         for attr in ("load_run", "write_outputs", "plot_roc", "plot_confusion", "error_analysis", "write_html"):
             tracker.wrap(evaluation, attr)
         tracker.wrap(evaluation, "evaluate_run")

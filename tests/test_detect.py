@@ -24,7 +24,7 @@ import prepare_frames
 from clipforensics.detect.explain import relevance_share
 from clipforensics.detect.inputs import FAILED, OK, Item, Prepared
 from clipforensics.detect.score import Batcher, score_stream
-from clipforensics.evaluate.metrics import choose_threshold
+from clipforensics.measure.metrics import choose_threshold
 from clipforensics.extract.models import ModelSettings, load_model
 from clipforensics.frames import detectors
 from clipforensics.synthetic.write import generate

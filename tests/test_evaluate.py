@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 import evaluate
 import fit_heads
 from clipforensics.core.commands import parse_command
-from clipforensics.evaluate.metrics import bootstrap_replicates, video_scores
+from clipforensics.measure.metrics import bootstrap_replicates, video_scores
 
 MATRIX_BOOT = 200
 PROTOCOL = ["--train-fakes", "FaceSwap", "--test-fakes", "NeuralTextures,Deepfakes"]

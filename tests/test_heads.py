@@ -12,7 +12,7 @@ import extract_features
 import fit_heads
 from clipforensics.data.cache import read_cache
 from clipforensics.heads.heads import HEADS, Features, ZeroShotHead, available_heads, make_head
-from clipforensics.evaluate.metrics import roc_auc
+from clipforensics.measure.metrics import roc_auc
 from clipforensics.synthetic.write import generate
 from conftest import TINY
 

@@ -28,7 +28,7 @@ from clipforensics.lora.train import TrainRun, make_optimization, train_epoch
 from clipforensics.data.manifest import ManifestSettings, scan
 from clipforensics.data.cache import check_identity, read_cache
 from clipforensics.core.errors import UserError
-from clipforensics.evaluate.metrics import roc_auc, video_scores
+from clipforensics.measure.metrics import roc_auc, video_scores
 from clipforensics.extract import models
 from clipforensics.extract.models import ModelSettings, load_model
 from clipforensics.extract.prompts import PROMPT_SETS, PromptSet

@@ -18,7 +18,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from clipforensics.evaluate import metrics
+from clipforensics.measure import metrics
 from clipforensics.core.errors import UserError
 
 

@@ -14,8 +14,8 @@ from PIL import Image
 from sklearn.metrics import roc_curve
 
 from clipforensics.core.errors import UserError
-from clipforensics.evaluate import metrics
-from clipforensics.evaluate.result import RunResult
+from clipforensics.measure import metrics
+from clipforensics.measure.result import RunResult
 from clipforensics.report import errors, figures, html, tables
 
 MANIPS = ("Deepfakes", "Face2Face", "FaceSwap")

@@ -9,7 +9,7 @@ import pytest
 import evaluate
 import fit_heads
 from clipforensics.core.errors import UserError
-from clipforensics.evaluate.metrics import choose_threshold
+from clipforensics.measure.metrics import choose_threshold
 from clipforensics.lora.train import TrainState
 
 PROTOCOL = ["--train-fakes", "FaceSwap", "--test-fakes", "NeuralTextures"]

@@ -13,6 +13,7 @@ So no frame content of a test video was ever trained on or used for selection.
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -297,3 +298,10 @@ def split_summary(df: pd.DataFrame) -> pd.DataFrame:
     table = df.assign(split=split).groupby(["split", "manipulation"], observed=True, sort=True).agg(
         label=("label", "first"), videos=("video", "nunique"), frames=("path", "size"))
     return table.reset_index()
+
+
+def log_splits(splits: Splits) -> None:
+    """What the protocol decided, on stderr: videos and frames per split, and any group it moved."""
+    print(split_summary(splits.rows).to_string(index=False), file=sys.stderr)
+    for line in splits.notes():
+        print(line, file=sys.stderr)

@@ -14,6 +14,9 @@ from typing import Any, Mapping
 import pandas as pd
 
 from clipforensics.core.errors import UserError
+from clipforensics.core.settings import to_dict
+from clipforensics.data.cache import FeatureCache
+from clipforensics.data.protocol import ProtocolSettings
 
 ATTR_PROTOCOL = "lora_protocol"
 ATTR_TRAIN = "lora_train_videos"
@@ -85,3 +88,9 @@ def check_lora_overlap(attrs: Mapping[str, Any], rows: pd.DataFrame, cache: str)
         raise UserError(f"{cache} comes from a LoRA run whose training or epoch selection saw the groups of "
                         f"{' and '.join(bad)}: use the LoRA run's protocol{hint}, or the base cache")
     return provenance
+
+
+def run_identity(cache: FeatureCache, protocol: ProtocolSettings) -> dict[str, Any]:
+    """What a run folder is tied to: the cache's identity and the protocol."""
+    return {"cache": str(cache.path.resolve()), "cache_identity": cache.identity(),
+            "protocol": to_dict(protocol)}

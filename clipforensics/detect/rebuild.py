@@ -27,7 +27,7 @@ from clipforensics.core.registry import Registry
 from clipforensics.core.settings import from_dict
 from clipforensics.data.cache import check_identity, read_attrs
 from clipforensics.data.crops import PREPARE_FILE, read_crop_recipe
-from clipforensics.evaluate.metrics import choose_threshold
+from clipforensics.measure.metrics import choose_threshold
 from clipforensics.frames.align import ALIGNMENTS
 from clipforensics.frames.crops import CropRecipe
 from clipforensics.frames.detectors import DETECTORS, file_sha256, model_file

@@ -31,7 +31,7 @@ from clipforensics.detect.inputs import FRAMES, OK, Item, Preparer, Sampling, ex
 from clipforensics.detect.rebuild import RUN_PRECISION, Rebuilt, Request, rebuild
 from clipforensics.detect.score import Batcher, Scored, score_stream
 from clipforensics.detect.sheet import contact_sheet
-from clipforensics.evaluate.metrics import AGGREGATORS
+from clipforensics.measure.metrics import AGGREGATORS
 from clipforensics.extract.models import PRECISIONS
 
 DETECTIONS_CSV, DETECTIONS_JSON, FRAMES_CSV = "detections.csv", "detections.json", "frames.csv"

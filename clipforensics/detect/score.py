@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from clipforensics.detect.inputs import OK, Prepared
-from clipforensics.evaluate.metrics import AGGREGATORS
+from clipforensics.measure.metrics import AGGREGATORS
 
 FAKE, REAL = "fake", "real"
 

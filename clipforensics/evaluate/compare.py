@@ -18,9 +18,9 @@ from scipy.stats import rankdata
 
 from clipforensics.core.errors import UserError
 from clipforensics.core.sampling import spread
-from clipforensics.evaluate.metrics import (_auc_from, _draw_counts, _Sweep, bootstrap_ci, roc_auc,
+from clipforensics.measure.metrics import (_auc_from, _draw_counts, _Sweep, bootstrap_ci, roc_auc,
                                             threshold_metrics, video_scores)
-from clipforensics.evaluate.result import RunResult
+from clipforensics.measure.result import RunResult
 
 ALL = "all"
 

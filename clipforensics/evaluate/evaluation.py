@@ -16,11 +16,11 @@ from clipforensics import __version__
 from clipforensics.core.io import OutputDir, claim_output, write_json, write_text
 from clipforensics.core.errors import UserError
 from clipforensics.data.manifest import KNOWN_MANIPULATIONS, DataSettings
-from clipforensics.evaluate.metrics import (AGGREGATORS, FEW_VIDEOS, THRESHOLD_RULES, choose_threshold, evaluate_split,
+from clipforensics.measure.metrics import (AGGREGATORS, FEW_VIDEOS, THRESHOLD_RULES, choose_threshold, evaluate_split,
                                             per_manipulation)
 from clipforensics.evaluate.compare import (frames_per_video, paired_comparisons, parse_counts,
                                             threshold_transfer)
-from clipforensics.evaluate.result import RunResult
+from clipforensics.measure.result import RunResult
 from clipforensics.report.comparisons import frames_table, paired_table, plot_frames, transfer_table
 from clipforensics.report.errors import error_analysis, safe_name
 from clipforensics.report.figures import plot_confusion, plot_roc

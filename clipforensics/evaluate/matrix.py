@@ -33,7 +33,7 @@ from clipforensics.data.provenance import LoraProvenance, check_lora_overlap
 from clipforensics.data.splitfile import TABLE_NAME, union_split_table, write_split_table
 from clipforensics.data.scores import write_scores
 from clipforensics.evaluate.evaluation import MeasureSettings, check_measure, evaluate_run, split_datasets
-from clipforensics.evaluate.result import RunResult
+from clipforensics.measure.result import RunResult
 from clipforensics.heads.fit import features, scored_rows
 from clipforensics.heads.heads import fit_head, resolve_heads
 from clipforensics.report.figures import plot_matrix

@@ -19,8 +19,8 @@ from clipforensics.data.crossdata import CrossSettings, check_disjoint, dataset_
 from clipforensics.core.errors import UserError
 from clipforensics.heads.heads import Features, FitResult, fit_head, resolve_heads
 from clipforensics.heads.layers import layer_view, refuse_prompt_heads
-from clipforensics.data.protocol import ProtocolSettings, Splits, make_splits, split_summary
-from clipforensics.data.provenance import check_lora_overlap
+from clipforensics.data.protocol import ProtocolSettings, Splits, log_splits, make_splits
+from clipforensics.data.provenance import check_lora_overlap, run_identity
 from clipforensics.data.splitfile import TABLE_NAME, write_split_table
 from clipforensics.data.scores import write_scores
 from clipforensics.core.settings import option, to_dict
@@ -52,13 +52,6 @@ def split_rows(cache: FeatureCache, protocol: ProtocolSettings) -> pd.DataFrame:
     return make_splits(cache.manifest, protocol).rows
 
 
-def log_splits(splits: Splits) -> None:
-    """What the protocol decided, on stderr: videos and frames per split, and any group it moved."""
-    print(split_summary(splits.rows).to_string(index=False), file=sys.stderr)
-    for line in splits.notes():
-        print(line, file=sys.stderr)
-
-
 def features(cache: FeatureCache, rows: pd.DataFrame, split: str) -> Features:
     return Features.of(cache.embeddings, rows[rows["split"] == split])
 
@@ -67,12 +60,6 @@ def scored_rows(cache: FeatureCache, rows: pd.DataFrame) -> tuple[pd.DataFrame, 
     """The rows a head scores (validation picks the threshold, test is measured) and their features."""
     scored = rows[rows["split"].isin(SCORED_SPLITS)]
     return scored, cache.embeddings[scored.index.to_numpy()].astype("float32")
-
-
-def run_identity(cache: FeatureCache, protocol: ProtocolSettings) -> dict[str, Any]:
-    """What a run folder is tied to: the cache's identity and the protocol."""
-    return {"cache": str(cache.path.resolve()), "cache_identity": cache.identity(),
-            "protocol": to_dict(protocol)}
 
 
 def _read_run(run_dir: OutputDir) -> dict[str, Any] | None:

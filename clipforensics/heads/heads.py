@@ -24,7 +24,7 @@ from sklearn.svm import LinearSVC
 from clipforensics.data.cache import PromptEmbeddings
 from clipforensics.core.errors import UserError
 from clipforensics.core.registry import Registry
-from clipforensics.evaluate.metrics import frame_video_auc
+from clipforensics.measure.metrics import frame_video_auc
 from clipforensics.extract.prompts import class_means
 
 ZEROSHOT_PREFIX = "zeroshot-"

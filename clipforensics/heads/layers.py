@@ -21,7 +21,7 @@ from clipforensics.data.cache import FeatureCache, read_cache
 from clipforensics.data.protocol import ProtocolSettings, make_splits
 from clipforensics.data.provenance import check_lora_overlap
 from clipforensics.data.scores import make_scores
-from clipforensics.evaluate.metrics import bootstrap_ci, frame_video_auc, roc_auc, video_scores
+from clipforensics.measure.metrics import bootstrap_ci, frame_video_auc, roc_auc, video_scores
 from clipforensics.heads.heads import Features, fit_head
 from clipforensics.report.layers import plot_sweep, sweep_report_table, sweep_table
 from clipforensics.report.tables import to_markdown

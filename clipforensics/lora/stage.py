@@ -33,13 +33,12 @@ from clipforensics.data.crossdata import (CrossSettings, TestSet, check_disjoint
                                           scores_with_tests)
 from clipforensics.data.layouts import scan
 from clipforensics.data.manifest import ManifestSettings, manifest_hash
-from clipforensics.data.protocol import ProtocolSettings, Splits, make_splits
-from clipforensics.data.provenance import check_lora_overlap, provenance_of
+from clipforensics.data.protocol import ProtocolSettings, Splits, log_splits, make_splits
+from clipforensics.data.provenance import check_lora_overlap, provenance_of, run_identity
 from clipforensics.data.splitfile import TABLE_NAME, write_split_table
 from clipforensics.data.scores import make_scores, write_scores
 from clipforensics.extract.models import LoadedModel, ModelSettings, load_model, resolve_device, resolve_precision
 from clipforensics.extract.run import ExtractSettings, extract, spread_rows
-from clipforensics.heads.fit import log_splits, run_identity
 from clipforensics.lora.checkpoint import (CHECKPOINT, resume_or_start, save_adapter, save_checkpoint,
                                            save_head_tensors, save_merged)
 from clipforensics.lora.data import LabelledImages

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from clipforensics.core.errors import UserError
 from clipforensics.core.io import write_csv
 from clipforensics.data.scores import make_scores
-from clipforensics.evaluate.metrics import frame_video_auc
+from clipforensics.measure.metrics import frame_video_auc
 from clipforensics.extract.models import DTYPES, LoadedModel, resolve_precision
 from clipforensics.extract.reader import ImageFiles, collate_images
 from clipforensics.lora.data import (LabelledImages, TrainImages, augmentations, epoch_order, epoch_seed,

@@ -18,7 +18,7 @@ from clipforensics.core.errors import UserError
 from clipforensics.core.io import write_csv
 from clipforensics.data.images import load_rgb
 from clipforensics.data.scores import check_scores_table
-from clipforensics.evaluate.result import RunResult
+from clipforensics.measure.result import RunResult
 from clipforensics.report.figures import new_figure, save_figure
 
 THUMB_PX = 112

@@ -22,8 +22,8 @@ from matplotlib.patches import Rectangle
 from clipforensics.core.errors import UserError
 from clipforensics.core.io import atomic_path
 from clipforensics.data.scores import check_scores_table
-from clipforensics.evaluate import metrics
-from clipforensics.evaluate.result import RunResult
+from clipforensics.measure import metrics
+from clipforensics.measure.result import RunResult
 from clipforensics.report.tables import DECISION_LEVELS
 
 DPI = 110

@@ -15,8 +15,8 @@ from typing import Any, Iterator
 import pandas as pd
 
 from clipforensics.core.errors import UserError
-from clipforensics.evaluate.metrics import FEW_VIDEOS
-from clipforensics.evaluate.result import RunResult
+from clipforensics.measure.metrics import FEW_VIDEOS
+from clipforensics.measure.result import RunResult
 
 SUB_ROW = "↳ "
 DECISION_LEVELS = ("frame", "video")
