@@ -18,12 +18,12 @@ if __name__ == "__main__":  # first, before the heavy imports: Ctrl-C while they
 import argparse
 
 from clipforensics.core.errors import cli_entry
-from clipforensics.core.settings import add_arguments, from_namespace
+from clipforensics.core.settings import add_arguments, from_namespace, settings_parser
 from clipforensics.detect.run import DetectSettings, detect
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = settings_parser(__doc__)
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders of frames, video files, "
                         "or folders holding them")
     add_arguments(parser, DetectSettings, "detection")
