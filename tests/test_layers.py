@@ -16,6 +16,7 @@ import fit_heads
 from clipforensics.data.cache import read_cache
 from clipforensics.data.scores import read_scores
 from clipforensics.extract.models import ModelSettings, load_model
+from clipforensics.extract.perturb import parse_name, parse_perturbations
 from clipforensics.extract.reader import ImageFiles, collate_images
 from conftest import TINY
 
@@ -73,11 +74,31 @@ def test_identity_level_copies_equal_the_clean_embedding(layered):
     (["--layers", "first"], "--layers takes"),
     (["--perturb", "jpeg:0"], "out of range"),
     (["--perturb", "sharpen:2"], "unknown perturbation"),
+    (["--layers", ""], "names no block"),
+    (["--perturb", "jpeg:"], "gives no level"),
+    (["--perturb", "blur:inf"], "out of range"),
+    (["--perturb", "noise:0.1,,0.2"], "not a number"),
 ])
 def test_bad_layer_and_perturbation_specs_are_one_line_errors(synthetic_root, tmp_path, capsys, args, message):
     code = extract_features.main(["--data-root", str(synthetic_root), "--out", str(tmp_path / "x.h5"), *TINY,
                                   "--limit", "4", *args])
-    assert code == 2 and message in capsys.readouterr().err
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and message in errors[0]
+
+
+def test_levels_that_print_alike_keep_distinct_names():
+    """'%g' prints blur 1 and blur 1.0000001 alike: one name for two copies would lose one of them in the cache."""
+    copies = parse_perturbations(["blur:1", "blur:1.0000001", "noise:0.02"])
+    assert [p.name for p in copies] == ["blur:1", "blur:1.0000001", "noise:0.02"]
+    assert [parse_name(p.name) for p in copies] == list(copies)
+
+
+def test_rerun_with_another_perturb_seed_is_refused_not_nothing_to_do(layered, synthetic_root, capsys):
+    code = extract_features.main(["--data-root", str(synthetic_root), "--out", str(layered), *TINY, "--limit",
+                                  str(ROWS), "--precision", "fp32", "--layers", "all", "--perturb", "blur:0,2",
+                                  "noise:0", "resize:1", "jpeg:30", "--perturb-seed", "3"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--perturb-seed 0, not 3" in err and "nothing to do" not in err
 
 
 def test_head_on_one_layer_and_a_concatenation(layered, tmp_path):

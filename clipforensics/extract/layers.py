@@ -29,8 +29,10 @@ def vision_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
 
 def parse_layers(spec: str | None, n_blocks: int) -> tuple[int, ...]:
     """'all' -> every block, 'last' -> the final one, '0,4,8' -> those (negative counts from the end)."""
-    if spec is None or spec == "":
+    if spec is None:
         return ()
+    if not spec.strip():
+        raise UserError("--layers names no block; write all, last or indices like 0,4,8")
     if spec == "all":
         return tuple(range(n_blocks))
     if spec == "last":

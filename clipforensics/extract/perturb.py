@@ -12,6 +12,7 @@ Severity grows with blur radius and noise std, and as JPEG quality and resize fa
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -33,6 +34,7 @@ class Kind:
     levels_help: str
     more_severe_when_lower: bool
     identity: float | None
+    example: str
 
 
 def _jpeg(img: Image.Image, quality: float, _rng: np.random.Generator) -> Image.Image:
@@ -61,10 +63,11 @@ def _noise(img: Image.Image, std: float, rng: np.random.Generator) -> Image.Imag
 
 
 KINDS: Registry[Kind] = Registry("perturbation")
-KINDS.register("jpeg", Kind(_jpeg, lambda q: 1 <= q <= 100 and q == int(q), "JPEG quality 1..100", True, None))
-KINDS.register("blur", Kind(_blur, lambda r: r >= 0, "Gaussian blur radius in pixels >= 0", False, 0.0))
-KINDS.register("resize", Kind(_resize, lambda f: 0 < f <= 1, "downscale factor in (0, 1]", True, 1.0))
-KINDS.register("noise", Kind(_noise, lambda s: 0 <= s <= 1, "noise std on the 0..1 scale", False, 0.0))
+KINDS.register("jpeg", Kind(_jpeg, lambda q: 1 <= q <= 100 and q == int(q), "JPEG quality 1..100", True, None,
+                            "90,70"))
+KINDS.register("blur", Kind(_blur, lambda r: r >= 0, "Gaussian blur radius in pixels >= 0", False, 0.0, "1,2"))
+KINDS.register("resize", Kind(_resize, lambda f: 0 < f <= 1, "downscale factor in (0, 1]", True, 1.0, "0.5"))
+KINDS.register("noise", Kind(_noise, lambda s: 0 <= s <= 1, "noise std on the 0..1 scale", False, 0.0, "0.02"))
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,10 @@ class Perturbation:
 
     @property
     def name(self) -> str:
-        """'jpeg:50', 'blur:1.5': the copy's name in the cache (/perturbed/<name>/image_embeddings)."""
-        return f"{self.kind}:{self.level:g}"
+        """'jpeg:50', 'blur:1.5': the copy's name in the cache (/perturbed/<name>/image_embeddings). The short
+        form only where it reads back as the same level: two levels never share a name (one copy would be lost)."""
+        short = f"{self.level:g}"
+        return f"{self.kind}:{short if float(short) == self.level else repr(self.level)}"
 
     @property
     def severity(self) -> float:
@@ -102,12 +107,15 @@ def parse_perturbations(specs: tuple[str, ...] | list[str]) -> tuple[Perturbatio
         else:
             levels = spec
         kind = KINDS.get(kind_name)
-        for text in filter(None, levels.split(",")):
+        if not levels.strip(", "):
+            raise UserError(f"--perturb {spec!r} gives no level ({kind.levels_help}); write e.g. {kind_name}:"
+                            f"{kind.example}")
+        for text in levels.split(","):
             try:
                 level = float(text)
             except ValueError:
                 raise UserError(f"--perturb {kind_name}: {text!r} is not a number ({kind.levels_help})") from None
-            if not kind.valid(level):
+            if not math.isfinite(level) or not kind.valid(level):
                 raise UserError(f"--perturb {kind_name}:{text} is out of range ({kind.levels_help})")
             p = Perturbation(kind_name, level)
             if p not in out:

@@ -116,7 +116,7 @@ def extract(manifest_settings: ManifestSettings, model_settings: ModelSettings,
                     prompt_sets=list(settings.prompt_sets), preprocessing=preprocessing(loaded),
                     frames_hash=stats_hash(manifest["path"].tolist(), stats))
     identity["crops"] = read_crop_recipe(manifest_settings.data_root)  # prepare.json: the crops are identity
-    layers = parse_layers(settings.layers, len(vision_blocks(loaded.model))) if settings.layers else ()
+    layers = parse_layers(settings.layers, len(vision_blocks(loaded.model))) if settings.layers is not None else ()
     identity.update(layers=list(layers), perturbations=[p.name for p in perturbations])
     if perturbations:
         identity["perturb_seed"] = settings.perturb_seed
@@ -229,6 +229,9 @@ def _already_done(job: Job) -> bool:
         if (attrs.get(key) or []) != job.identity[key]:
             raise UserError(f"existing cache {out} holds {what} {attrs.get(key) or []}, not {job.identity[key]}; "
                             "use --overwrite to replace it")
+    if job.perturbations and attrs.get("perturb_seed") != job.identity["perturb_seed"]:
+        raise UserError(f"existing cache {out} made its noise copies with --perturb-seed {attrs.get('perturb_seed')}, "
+                        f"not {job.identity['perturb_seed']}; use --overwrite to replace it")
     stored = cache_mod.read_file_stats(out)
     if stored is not None:
         paths, stats = stored
