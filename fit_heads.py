@@ -24,7 +24,7 @@ from clipforensics.data.crossdata import CrossSettings
 from clipforensics.core.errors import cli_entry
 from clipforensics.heads.fit import FitSettings, fit_heads
 from clipforensics.heads.heads import available_heads
-from clipforensics.heads.layers import sweep
+from clipforensics.heads.layers import check_sweep_options, sweep
 from clipforensics.data.protocol import ProtocolSettings
 from clipforensics.core.settings import from_namespace, settings_parser
 
@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     settings, protocol = from_namespace(FitSettings, ns), from_namespace(ProtocolSettings, ns)
     if settings.layer_sweep:
-        sweep(settings.cache, settings.heads, protocol, Path(settings.out))
+        check_sweep_options(settings.layer, ns.test_cache)
+        sweep(settings.cache, settings.heads, protocol, Path(settings.out), overwrite=settings.overwrite)
     else:
         fit_heads(settings, protocol, from_namespace(CrossSettings, ns))
     return 0

@@ -131,3 +131,48 @@ def test_layer_refusals(layered, tiny_cache, tmp_path, capsys):
     assert "re-extract with --layers" in capsys.readouterr().err
     assert fit_heads.main(["--cache", str(layered), "--layer", "0", *base, "--heads", "zeroshot-v2"]) == 2
     assert "needs the final" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--layer", "concat:"], "names no layer"),
+    (["--layer", "concat:0,0"], "appears twice"),
+    (["--layer-sweep", "--heads", "zeroshot-v2"], "prompt heads only"),
+    (["--layer-sweep", "--layer", "0"], "drop --layer"),
+    (["--layer-sweep", "--test-cache", "other.h5"], "drop --test-cache"),
+])
+def test_layer_options_a_fit_cannot_honour_are_refused_not_dropped(layered, tmp_path, capsys, args, message):
+    heads = [] if "--heads" in args else ["--heads", "logreg"]
+    code = fit_heads.main(["--cache", str(layered), *heads, "--out", str(tmp_path / "r"), *PROTOCOL, *args])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and message in errors[0]
+    assert not (tmp_path / "r" / "layer_sweep.json").exists()
+
+
+def test_sweep_of_all_heads_fits_every_trained_head(layered, tmp_path):
+    out = tmp_path / "sweep"
+    assert fit_heads.main(["--cache", str(layered), "--heads", "all", "--layer-sweep", "--out", str(out),
+                           *PROTOCOL]) == 0
+    assert json.loads((out / "layer_sweep.json").read_text())["heads"] == ["logreg", "svm", "ridge", "real-only"]
+
+
+def test_heads_of_a_layer_and_of_the_final_embedding_never_share_a_run(layered, tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["--cache", str(layered), "--out", str(out), *PROTOCOL]
+    assert fit_heads.main([*base, "--heads", "logreg", "--layer", "0"]) == 0
+    assert fit_heads.main([*base, "--heads", "svm"]) == 2
+    assert "differs in layer" in capsys.readouterr().err
+    assert json.loads((out / "run.json").read_text())["layer"] == "0" and not (out / "svm").exists()
+
+
+def test_a_sweep_and_a_run_share_a_folder_only_from_one_cache_and_protocol(layered, tiny_cache, tmp_path, capsys):
+    out = tmp_path / "study"
+    sweep = ["--cache", str(layered), "--heads", "logreg", "--layer-sweep", "--out", str(out)]
+    assert fit_heads.main([*sweep, *PROTOCOL]) == 0
+    written = (out / "layer_sweep.json").read_text()
+    assert fit_heads.main(["--cache", str(layered), "--heads", "logreg", "--out", str(out), *PROTOCOL]) == 0
+    assert (out / "layer_sweep.json").read_text() == written  # fitting heads beside it keeps the sweep
+    assert fit_heads.main([*sweep, *PROTOCOL, "--real-split", "60/20/20"]) == 2
+    assert "differs in splits" in capsys.readouterr().err
+    assert fit_heads.main(["--cache", str(tiny_cache), "--heads", "logreg", "--out", str(out), *PROTOCOL,
+                           "--overwrite"]) == 0
+    assert not (out / "layer_sweep.json").exists()

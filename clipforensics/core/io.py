@@ -310,12 +310,13 @@ class OutputDir:
                     removed += remove_stale_temps(folder)
         return removed
 
-    def clear(self) -> None:
-        """Remove every recorded entry (a redo with --overwrite); foreign entries stay."""
-        for name in sorted(self.entries):
+    def clear(self, keep: Iterable[str] = ()) -> None:
+        """Remove every recorded entry but `keep` (a redo with --overwrite); foreign entries stay."""
+        kept = self.entries & set(keep)
+        for name in sorted(self.entries - kept):
             with contextlib.suppress(FileNotFoundError):
                 remove_path(self.path / name)
-        self.entries.clear()
+        self.entries = kept
         if self.path.is_dir():
             self._save()
 

@@ -18,7 +18,7 @@ from clipforensics.data.cache import FeatureCache, read_cache
 from clipforensics.data.crossdata import CrossSettings, check_disjoint, dataset_name, load_test_sets, scores_with_tests
 from clipforensics.core.errors import UserError
 from clipforensics.heads.heads import Features, FitResult, fit_head, resolve_heads
-from clipforensics.heads.layers import layer_view, refuse_prompt_heads
+from clipforensics.heads.layers import SWEEP_FILES, layer_view, refuse_other_study, refuse_prompt_heads
 from clipforensics.data.protocol import ProtocolSettings, Splits, log_splits, make_splits
 from clipforensics.data.provenance import check_lora_overlap, run_identity
 from clipforensics.data.splitfile import TABLE_NAME, write_split_table
@@ -27,6 +27,7 @@ from clipforensics.core.settings import option, to_dict
 
 RUN_FILE = "run.json"
 SCORED_SPLITS = ("val", "test")
+RUN_BOOKKEEPING = ("fit", "package_version", "finished")  # run.json keys beside the identity
 
 
 @dataclass
@@ -83,17 +84,26 @@ def claim_run_dir(out: Path, identity: dict[str, Any], overwrite: bool, caches: 
     inputs = [("--cache", caches[0]), *(("--test-cache", c) for c in caches[1:])]
     run_dir = claim_output(out, stage="fit_heads", inputs=inputs)
     run_dir.remove_stale_temps()
+    refuse_other_study(run_dir, "layer_sweep.json", identity, overwrite)
     old = _read_run(run_dir)
     if old is None or not old.get("finished"):
-        run_dir.clear()
+        run_dir.clear(keep=SWEEP_FILES)  # a layer sweep of this cache and protocol is a result: it stays
         return run_dir
-    same = {k: old.get(k) for k in identity} == json.loads(json.dumps(identity))
-    if not same and not overwrite:
-        raise UserError(f"{out} holds a run made from another cache or protocol ({old.get('cache')}); "
-                        "use another --out or --overwrite")
-    if not same:
+    differs = identity_differences(old, identity)
+    if differs and not overwrite:
+        raise UserError(f"{out} holds a run made from another cache or protocol ({old.get('cache')}; differs in "
+                        f"{', '.join(differs)}); use another --out or --overwrite")
+    if differs:
         run_dir.clear()
     return run_dir
+
+
+def identity_differences(old: dict[str, Any], identity: dict[str, Any]) -> list[str]:
+    """Identity keys on which a recorded run and this one differ, read both ways: a key only the old run has
+    (a --layer or --test-cache it was fitted with) differs too, else heads of two kinds would share a folder."""
+    new = json.loads(json.dumps(identity))
+    keys = set(new) | (set(old) - set(RUN_BOOKKEEPING))
+    return sorted(k for k in keys if old.get(k) != new.get(k))
 
 
 def save_head(out_dir: Path, result: FitResult, meta: dict[str, Any]) -> None:

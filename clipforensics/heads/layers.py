@@ -8,6 +8,7 @@ AUC of every layer beside its validation AUC, but only validation picks the laye
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,14 @@ from clipforensics.data.protocol import ProtocolSettings, make_splits
 from clipforensics.data.provenance import check_lora_overlap
 from clipforensics.data.scores import make_scores
 from clipforensics.measure.metrics import bootstrap_ci, frame_video_auc, roc_auc, video_scores
-from clipforensics.heads.heads import Features, fit_head
+from clipforensics.heads.heads import Features, fit_head, resolve_heads
 from clipforensics.report.layers import plot_sweep, sweep_report_table, sweep_table
 from clipforensics.report.tables import to_markdown
 
 FINAL = "final"
 PROMPT_HEADS = ("zeroshot-", "prompt-features")
 SWEEP_FILES = ("layer_sweep.csv", "layer_sweep.md", "layer_sweep.json", "layer_sweep.png")
+SWEEP_IDENTITY = ("cache", "cache_identity", "splits")  # what a sweep and a fit_heads run in one folder must share
 
 
 def parse_layer_choice(spec: str, stored: list[int]) -> list[int]:
@@ -42,9 +44,13 @@ def parse_layer_choice(spec: str, stored: list[int]) -> list[int]:
         raise UserError(f"--layer takes K, last or concat:K,L; got {spec!r}") from None
     if len(keys) > 1 and not spec.startswith("concat:"):
         raise UserError(f"--layer {spec}: write concat:{spec} to fit on several layers at once")
+    if not keys:
+        raise UserError(f"--layer {spec!r} names no layer; write K, last or concat:K,L")
+    if len(set(keys)) < len(keys):
+        raise UserError(f"--layer {spec}: a layer appears twice; concatenate distinct layers")
     missing = [k for k in keys if k not in stored]
-    if missing or not keys:
-        raise UserError(f"--layer {spec}: the cache stores layers {stored}, not {missing or spec}")
+    if missing:
+        raise UserError(f"--layer {spec}: the cache stores layers {stored}, not {missing}")
     return keys
 
 
@@ -86,16 +92,60 @@ def _measure(scores: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
     return out
 
 
+def sweep_heads(heads: tuple[str, ...], cache: FeatureCache) -> list[str]:
+    """The trained heads among `heads` ('all': every trained head); prompt heads are left out, and a list of
+    prompt heads only is refused rather than swept with a head nobody asked for."""
+    names = [h for h in resolve_heads(heads, cache.prompts) if not h.startswith(PROMPT_HEADS)]
+    if not names:
+        raise UserError(f"--layer-sweep fits trained heads (logreg, svm, ridge, real-only) on block tokens; "
+                        f"--heads {','.join(heads)} names prompt heads only, which need the final embedding")
+    return names
+
+
+def refuse_other_study(run_dir: OutputDir, recorded: str, identity: dict[str, Any], overwrite: bool) -> bool:
+    """Refuse a folder whose `recorded` file (layer_sweep.json, run.json) was made from another cache or protocol
+    unless --overwrite, which clears what fit_heads wrote there (True then): a sweep and a run of two studies never
+    share a folder, and neither silently replaces the other."""
+    path = run_dir.path / recorded
+    if recorded not in run_dir.entries or not path.is_file():
+        return False
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = None
+    old = old if isinstance(old, dict) else {}
+    new = json.loads(json.dumps(identity))
+    differs = [k for k in SWEEP_IDENTITY if old.get(k) != new.get(k)]
+    if differs and not overwrite:
+        raise UserError(f"{run_dir.path} holds {recorded} made from another cache or protocol ({old.get('cache')}; "
+                        f"differs in {', '.join(differs)}); use another --out or --overwrite")
+    if differs:
+        run_dir.clear()
+    return bool(differs)
+
+
+def check_sweep_options(layer: str | None, test_caches: tuple[str, ...] | list[str]) -> None:
+    """Options a sweep cannot honour are refused, not dropped: it fits every layer on this cache alone."""
+    if layer is not None:
+        raise UserError("--layer-sweep fits every stored layer; drop --layer (or drop --layer-sweep)")
+    if test_caches:
+        raise UserError("--layer-sweep scores this cache's test rows only; drop --test-cache")
+
+
 def sweep(cache_path: str, heads: tuple[str, ...], protocol: ProtocolSettings, out: Path,
-          n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+          n_boot: int = 1000, seed: int = 0, overwrite: bool = False) -> pd.DataFrame:
     """Fit each trained head on each stored layer (and the final embedding); one row per (layer, head)."""
     run_dir = claim_output(out, stage="fit_heads", inputs=[("--cache", cache_path)])
     cache = read_cache(cache_path, layers=True)
     if not cache.layers:
         raise UserError(f"{cache_path} stores no block tokens; re-extract with --layers all")
-    names = [h for h in heads if not h.startswith(PROMPT_HEADS) and h != "all"] or ["logreg"]
+    names = sweep_heads(heads, cache)
     splits = make_splits(cache.manifest, protocol)
     check_lora_overlap(cache.attrs, splits.rows, str(cache.path))
+    identity = {"cache": str(cache.path.resolve()), "cache_identity": cache.identity(), "splits": splits.digest()}
+    for recorded in ("layer_sweep.json", "run.json"):
+        if refuse_other_study(run_dir, recorded, identity, overwrite):
+            break
     rows = splits.rows
     scored = rows[rows["split"].isin(("val", "test"))]
     records = []
@@ -110,8 +160,7 @@ def sweep(cache_path: str, heads: tuple[str, ...], protocol: ProtocolSettings, o
                             "fit_seconds": result.seconds, "test": _measure(scores, n_boot, seed)})
             print(f"layer {layer:>5} {name:>10}: val video AUC {val_video:.3f}", file=sys.stderr)
     table = sweep_table(records)
-    write_sweep(run_dir, table, records, {"cache": str(cache.path.resolve()), "cache_identity": cache.identity(),
-                                      "splits": splits.digest(), "heads": names})
+    write_sweep(run_dir, table, records, {**identity, "heads": names})
     return table
 
 
