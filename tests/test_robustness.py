@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -108,9 +109,14 @@ def lora_and_heads(tmp_path_factory) -> dict[str, Path]:
     assert extract_features.main(["--data-root", str(root), "--out", str(base), *TINY, "--precision", "fp32",
                                   "--prompt-sets", "v2", "--perturb", "noise:0", "blur:3"]) == 0
     lora_run = tmp / "base-lora"
-    assert finetune_lora.main(["--base-cache", str(base), "--out", str(lora_run), "--epochs", "1", "--rank", "4",
-                               "--alpha", "8", "--lr", "3e-3", "--batch-size", "16", "--workers", "0",
-                               *PROTOCOL]) == 0
+    here = Path.cwd()
+    os.chdir(tmp)  # relative paths, as typed at a prompt: readers later run from other folders
+    try:
+        assert finetune_lora.main(["--base-cache", base.name, "--out", lora_run.name, "--epochs", "1", "--rank", "4",
+                                   "--alpha", "8", "--lr", "3e-3", "--batch-size", "16", "--workers", "0",
+                                   *PROTOCOL]) == 0
+    finally:
+        os.chdir(here)
     assert fit_heads.main(["--cache", str(base), "--heads", "logreg", "--out", str(tmp / "heads"), *PROTOCOL]) == 0
     return {"lora": lora_run, "heads": tmp / "heads", "tmp": tmp}
 
@@ -230,3 +236,44 @@ def test_a_run_given_twice_is_refused(fitted, capsys):
     assert evaluate.main(["robustness", str(run), str(run / "logreg"), "--out", str(fitted / "twice")]) == 2
     err = capsys.readouterr().err.strip()
     assert "given twice" in err and len(err.splitlines()) == 1 and not (fitted / "twice").exists()
+
+
+@pytest.mark.parametrize("damage", ["head.json not JSON", "head.json a list", "model.joblib garbage",
+                                    "model.joblib not a head", "lora.json not JSON"])
+def test_damaged_run_records_are_one_line_errors(fitted, tmp_path, capsys, damage):
+    run = tmp_path / "run"
+    if damage.startswith("lora.json"):
+        run.mkdir()
+        for name in ("lora.json", "head.safetensors", "scores.csv"):
+            (run / name).write_text("{not json")
+    else:
+        shutil.copytree(fitted / "run", run)
+        head = run / "logreg"
+        if damage == "head.json not JSON":
+            (head / "head.json").write_text("{not json")
+        elif damage == "head.json a list":
+            (head / "head.json").write_text("[]")
+        elif damage == "model.joblib garbage":
+            (head / "model.joblib").write_bytes(b"garbage")
+        else:
+            joblib.dump({"C": 1.0}, head / "model.joblib")
+    capsys.readouterr()
+    assert evaluate.main(["robustness", str(run), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and len(err.splitlines()) == 1 and damage.split()[0] in err
+
+
+def test_two_runs_of_one_name_are_refused_not_merged(fitted, tmp_path, capsys):
+    """Rows, curves and each run's source are keyed by its name: two runs named alike would hide one."""
+    other = tmp_path / "elsewhere" / "run"
+    shutil.copytree(fitted / "run", other)
+    capsys.readouterr()
+    assert evaluate.main(["robustness", str(fitted / "run"), str(other), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "both named run/logreg" in err and len(err.splitlines()) == 1 and not (tmp_path / "r").exists()
+
+
+def test_lora_run_records_its_cache_by_absolute_path(lora_and_heads):
+    """robustness (and fit_heads on the LoRA cache) may run from another folder than training did."""
+    summary = json.loads((lora_and_heads["lora"] / "lora.json").read_text())
+    assert Path(summary["lora_cache"]).is_absolute() and Path(summary["lora_cache"]).is_file()

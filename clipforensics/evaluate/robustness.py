@@ -67,6 +67,29 @@ def _missing(folder: Path, files: tuple[str, ...], fix: str) -> None:
         raise UserError(f"{folder}: missing {', '.join(missing)}; {fix}")
 
 
+def _read_meta(path: Path, required: str, fix: str) -> dict[str, Any]:
+    """A run's JSON record (head.json, lora.json), refused by name when damaged rather than half-read."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path} is not readable ({type(exc).__name__}: {exc}); {fix}") from None
+    if not isinstance(meta, dict) or not meta.get(required):
+        raise UserError(f"{path} is not a run record (no {required!r}); {fix}")
+    return meta
+
+
+def _load_head(path: Path) -> Any:
+    """The fitted sklearn head; a damaged or foreign file is one line (joblib raises many kinds of errors)."""
+    try:
+        head = joblib.load(path)
+    except Exception as exc:  # noqa: BLE001 - unpickling can fail with any exception type
+        raise UserError(f"{path} is not a readable fitted head ({type(exc).__name__}); refit the run with "
+                        "fit_heads.py") from None
+    if not callable(getattr(head, "predict_proba", None)):
+        raise UserError(f"{path} holds no fitted head (a {type(head).__name__}); refit the run with fit_heads.py")
+    return head
+
+
 def _fitted_heads(folder: Path) -> list[FittedScorer]:
     """A fit_heads run folder (every head in it) or one head folder; heads are scored by predict_proba."""
     heads = [folder] if (folder / "head.json").is_file() else sorted(p for p in folder.iterdir()
@@ -77,7 +100,7 @@ def _fitted_heads(folder: Path) -> list[FittedScorer]:
     found = []
     for h in heads:
         _missing(h, HEAD_FILES, "refit the run with fit_heads.py")
-        meta = json.loads((h / "head.json").read_text())
+        meta = _read_meta(h / "head.json", "cache", "refit the run with fit_heads.py")
         if meta.get("layer") is not None:
             raise UserError(f"{h}: fitted on block tokens (--layer {meta['layer']}); perturbed copies store "
                             "final embeddings only")
@@ -86,7 +109,7 @@ def _fitted_heads(folder: Path) -> list[FittedScorer]:
             if expected and cache.identity() != expected:
                 raise UserError(f"{h}: {cache.path} is not the cache the head was fitted on (re-extracted?)")
 
-        head = joblib.load(h / "model.joblib")
+        head = _load_head(h / "model.joblib")
         found.append(FittedScorer(f"{h.parent.name}/{h.name}", h, head.predict_proba, meta["cache"], meta,
                                   read_scores(h / "scores.csv"), same_cache,
                                   "re-extract it with extract_features.py --perturb (e.g. --perturb jpeg:90,50 "
@@ -102,14 +125,15 @@ def _lora_run(folder: Path) -> list[FittedScorer]:
     from clipforensics.lora.stage import HEAD_FILE
 
     _missing(folder, LORA_FILES, "rerun finetune_lora.py with the same settings to finish the run")
-    meta = json.loads((folder / "lora.json").read_text())
+    meta = _read_meta(folder / "lora.json", "adapter_sha", "rerun finetune_lora.py with the same settings")
     cache = meta.get("lora_cache")
     if not cache:
         raise UserError(f"{folder}: the LoRA run was made with --no-extract, so no cache holds its merged model's "
                         "embeddings; rerun it with --extract")
     if not Path(cache).is_file():
-        raise UserError(f"{folder}: the LoRA run's cache {cache} is gone; rerun finetune_lora.py with the same "
-                        "settings to re-extract it")
+        where = "" if Path(cache).is_absolute() else f" (relative to the folder training ran in, not {Path.cwd()})"
+        raise UserError(f"{folder}: the LoRA run's cache {cache} is not found{where}; run from that folder, or rerun "
+                        "finetune_lora.py with the same settings to re-extract it")
 
     def own_cache(c: FeatureCache) -> None:
         if c.attrs.get("adapter_sha") != meta.get("adapter_sha"):
@@ -148,6 +172,10 @@ def find_scorers(runs: list[str]) -> list[FittedScorer]:
             twice = next((f for f in found if f.folder.resolve() == scorer.folder.resolve()), None)
             if twice:
                 raise UserError(f"{scorer.folder} is given twice (as {twice.name}); pass each run once")
+            namesake = next((f for f in found if f.name == scorer.name), None)
+            if namesake:  # rows, curves and sources are keyed by name: one would hide the other
+                raise UserError(f"{namesake.folder} and {scorer.folder} are both named {scorer.name}; "
+                                "give runs whose folders have distinct names")
             found.append(scorer)
     return found
 

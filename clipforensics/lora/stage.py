@@ -291,13 +291,14 @@ def write_outputs(run: TrainRun, base: Base, splits: Splits, state: TrainState,
     provenance = provenance_of(to_dict(protocol), splits.digest(), rows, str(out.resolve())).attrs()
     cache = reextract(run, base, merged, adapter_sha, provenance) if s.extract else None
     other_caches = {other.test.name: str(reextract(run, other.base, merged, adapter_sha, provenance,
-                                                   other.data_root)) for other in elsewhere} if s.extract else {}
+                                                   other.data_root).resolve())
+                    for other in elsewhere} if s.extract else {}
     summary = {"base": {"cache": str(base.cache.path.resolve()), **base.cache.identity(),
                         "weights_kind": base.attrs.get("weights_kind"), "data_root": base.attrs.get("data_root")},
                "protocol": to_dict(protocol), "settings": to_dict(s), "data_root": str(run.data_root),
                "parameters": counts, "best_epoch": state.best_epoch, "best": state.best_row,
                "untrained": state.history[0], "adapter_sha": adapter_sha, "merged": str(merged),
-               "lora_cache": str(cache) if cache else None,
+               "lora_cache": str(cache.resolve()) if cache else None,  # readers may run from another folder
                "test_sets": [other.test.record() for other in elsewhere], "test_set_caches": other_caches,
                "training_seconds": sum(row["seconds"] for row in state.history),
                "versions": {"clipforensics": __version__, "torch": torch.__version__, "peft": peft.__version__,
