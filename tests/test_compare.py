@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from clipforensics.core.errors import UserError
 from clipforensics.evaluate.compare import (delong, first_frames_spread, frames_per_video, paired_difference,
-                                            placements, threshold_transfer)
+                                            parse_counts, placements, threshold_transfer)
 from clipforensics.evaluate.evaluation import MeasureSettings, evaluate_run
 
 
@@ -89,6 +90,13 @@ def test_frames_per_video_all_equals_the_video_auc_and_counts_spread():
     assert one.groupby("video").size().eq(3).all()
     assert sorted(one[one.video == "test/000"]["path"].str[-7:-4].astype(int)) == [0, 3, 6]
     assert rows[0]["frames_used"] == run.scores["video"].nunique()
+
+
+def test_frame_counts_are_each_taken_once_in_increasing_order():
+    """The curve is drawn in the order of the counts: '2,1,all,1' must not draw 2 -> 1 -> all -> 1."""
+    assert parse_counts(("2", "1", "all", "1", "all")) == [1, 2, "all"]
+    with pytest.raises(UserError, match="at least 1"):
+        parse_counts(("0",))
 
 
 def test_threshold_transfer_names_the_oracle_and_it_is_the_best_accuracy():

@@ -25,6 +25,7 @@ from clipforensics.data.manifest import COLUMNS, manifest_hash
 from clipforensics.data.scores import read_scores
 from clipforensics.lora.checkpoint import load_head_tensors, save_head_tensors
 from clipforensics.lora.model import LORA_HEADS, SAVED_HEADS, LinearHead, PromptHead, fake_probability
+from clipforensics.report.robustness import panel_points
 from clipforensics.synthetic.write import generate
 from conftest import TINY
 
@@ -277,3 +278,35 @@ def test_lora_run_records_its_cache_by_absolute_path(lora_and_heads):
     """robustness (and fit_heads on the LoRA cache) may run from another folder than training did."""
     summary = json.loads((lora_and_heads["lora"] / "lora.json").read_text())
     assert Path(summary["lora_cache"]).is_absolute() and Path(summary["lora_cache"]).is_file()
+
+
+def test_each_level_keeps_its_tick_when_runs_hold_other_copies():
+    """A run whose cache holds jpeg:50 only is drawn at the '50' tick, not at the first level of another run."""
+    def row(run: str, kind: str, level: float | None) -> dict:
+        severity = None if level is None else -level
+        return {"run": run, "kind": kind, "level": level, "severity": severity, "copy": kind}
+    rows = [row("a", "clean", None), row("a", "jpeg", 90.0), row("a", "jpeg", 50.0), row("a", "blur", 2.0),
+            row("b", "clean", None), row("b", "jpeg", 50.0)]
+    ticks, points = panel_points(rows, "jpeg")
+    assert ticks == ["clean", "90", "50"]
+    assert [at for at, _ in points["a"]] == [0, 1, 2] and [at for at, _ in points["b"]] == [0, 2]
+    assert [r["level"] for _, r in points["b"]] == [None, 50.0]
+    assert panel_points(rows, "blur")[0] == ["clean", "2"]
+
+
+@pytest.mark.parametrize("kind, rows", [
+    ("layer_sweep", [1, 2]),
+    ("layer_sweep", [{"layer": "0", "head": "logreg"}]),
+    ("robustness", [{"run": "x"}]),
+])
+def test_included_rows_of_another_shape_are_refused_before_writing(fitted, tmp_path, capsys, kind, rows):
+    folder = tmp_path / "analysis"
+    folder.mkdir()
+    key = "rows" if kind == "layer_sweep" else "robustness"
+    (folder / f"{kind}.json").write_text(json.dumps({key: rows}))
+    capsys.readouterr()
+    assert evaluate.main([str(fitted / "run" / "logreg" / "scores.csv"), "--include", str(folder),
+                          "--out", str(tmp_path / "r"), "--bootstrap", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --include") and "another shape" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r").exists()

@@ -28,10 +28,10 @@ ALL = "all"
 # ---------------------------------------------------------------------------- frames per video
 
 def parse_counts(spec: tuple[str, ...]) -> list[int | str]:
-    out: list[int | str] = []
+    """'4,1,all,1' -> [1, 4, 'all']: each count once, increasing, so the table and the curve read left to right."""
+    counts: set[int] = set()
     for part in spec:
         if part == ALL:
-            out.append(ALL)
             continue
         try:
             n = int(part)
@@ -39,8 +39,8 @@ def parse_counts(spec: tuple[str, ...]) -> list[int | str]:
             raise UserError(f"--frames-per-video takes counts like 1,2,4,8,all; got {part!r}") from None
         if n < 1:
             raise UserError("--frames-per-video counts must be at least 1")
-        out.append(n)
-    return out
+        counts.add(n)
+    return [*sorted(counts), *([ALL] if ALL in spec else [])]
 
 
 def first_frames_spread(test: pd.DataFrame, count: int | str) -> pd.DataFrame:

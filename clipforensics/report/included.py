@@ -29,16 +29,26 @@ class Analysis:
     marker: str
     rows: str
     caption: str
-    draw: Callable[[list[dict[str, Any]], Path], tuple[Table, Path]]
+    table: Callable[[list[dict[str, Any]]], Table]
+    figure: Callable[[list[dict[str, Any]], Path], Path]
 
 
 ANALYSES: Registry[Analysis] = Registry("analysis")
 ANALYSES.register("layer_sweep", Analysis(
     "layer_sweep.json", "rows", "video AUC per stored layer (val picks, test beside it)",
-    lambda rows, png: (sweep_report_table(rows), plot_sweep(rows, png))))
+    sweep_report_table, plot_sweep))
 ANALYSES.register("robustness", Analysis(
     "robustness.json", "robustness", "AUC vs perturbation severity, per perturbation kind (95% CI)",
-    lambda rows, png: (robustness_table(rows), plot_robustness(rows, png))))
+    robustness_table, plot_robustness))
+
+UNREADABLE_ROWS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+"""What a row of the wrong shape raises while its table or figure is drawn (a damaged or foreign JSON)."""
+
+
+def _rows_error(item: "Included", exc: Exception) -> UserError:
+    path = item.folder / ANALYSES.get(item.kind).marker
+    return UserError(f"--include {item.folder}: {path.name} holds rows of another shape "
+                     f"({type(exc).__name__}: {exc})")
 
 
 @dataclass(frozen=True)
@@ -72,7 +82,12 @@ def read_included(folders: tuple[str, ...] | list[str]) -> list[Included]:
             raise UserError(f"--include {folder}: {path.name} is not readable ({type(exc).__name__}: {exc})") from None
         if not isinstance(rows, list) or not rows:
             raise UserError(f"--include {folder}: {path.name} holds no rows")
-        found.append(Included(kind, folder, record))
+        item = Included(kind, folder, record)
+        try:
+            ANALYSES.get(kind).table(rows)  # drawn again in the report; here so a bad file is refused before it
+        except UNREADABLE_ROWS as exc:
+            raise _rows_error(item, exc) from None
+        found.append(item)
     figures = [item.figure for item in found]
     if len(set(figures)) < len(figures):
         raise UserError("--include: two folders of the same kind share a name; give folders with distinct names")
@@ -85,7 +100,11 @@ def fold_in(included: list[Included], metrics: dict[str, Any], out: Path) -> tup
     for item in included:
         analysis = ANALYSES.get(item.kind)
         metrics.setdefault(item.kind, {})[str(item.folder)] = item.record
-        table, png = analysis.draw(item.record[analysis.rows], out / item.figure)
+        rows = item.record[analysis.rows]
+        try:
+            table, png = analysis.table(rows), analysis.figure(rows, out / item.figure)
+        except UNREADABLE_ROWS as exc:
+            raise _rows_error(item, exc) from None
         tables.append(dataclasses.replace(table, note=f"From {item.folder}. {table.note}".strip()))
         images.append((f"{analysis.caption}: {item.folder}", png))
     return tables, images

@@ -10,6 +10,8 @@ import numpy as np
 from clipforensics.report.figures import new_figure, save_figure
 from clipforensics.report.tables import Row, Table, num, one_line
 
+CLEAN = "clean"  # the kind of the unperturbed rows (evaluate/robustness.py writes it)
+
 
 def _ci(point: float, ci: list[float] | None) -> str:
     return num(point) if not ci else f"{num(point)} [{ci[0]:.2f}, {ci[1]:.2f}]"
@@ -24,24 +26,36 @@ def robustness_table(rows: list[dict[str, Any]]) -> Table:
                       "(the threshold a deployed detector carries). Intervals resample test videos.")
 
 
+def panel_points(rows: list[dict[str, Any]], kind: str) -> tuple[list[str], dict[str, list[tuple[int, dict]]]]:
+    """One panel's tick labels and each run's (position, row) points, clean at 0.
+
+    The positions are the levels of `kind` any run was scored on, so runs whose caches hold other copies
+    still put each level at its own tick (a run without a level skips it, never shifts onto another)."""
+    levels = sorted({(r["severity"], r["level"]) for r in rows if r["kind"] == kind != CLEAN})
+    position = {lvl: i + 1 for i, (_, lvl) in enumerate(levels)}
+    points: dict[str, list[tuple[int, dict]]] = {}
+    for r in rows:
+        if r["kind"] == CLEAN or r["kind"] == kind:
+            points.setdefault(r["run"], []).append((0 if r["kind"] == CLEAN else position[r["level"]], r))
+    return [CLEAN, *(f"{lvl:g}" for _, lvl in levels)], {run: sorted(p, key=lambda xp: xp[0])
+                                                          for run, p in points.items()}
+
+
 def plot_robustness(rows: list[dict[str, Any]], out_png: Path, level: str = "video") -> Path:
     """One panel per perturbation kind: AUC against severity (clean at the left), one curve per run."""
-    kinds = list(dict.fromkeys(r["kind"] for r in rows if r["kind"] != "clean"))
-    runs = list(dict.fromkeys(r["run"] for r in rows))
+    kinds = list(dict.fromkeys(r["kind"] for r in rows if r["kind"] != CLEAN))
     fig = new_figure(3.6 * max(1, len(kinds)), 3.6)
     axes = np.atleast_1d(fig.subplots(1, max(1, len(kinds)), squeeze=False)[0])
-    for ax, kind in zip(axes, kinds or ["clean"]):
-        for run in runs:
-            clean = [r for r in rows if r["run"] == run and r["kind"] == "clean"]
-            points = clean + sorted((r for r in rows if r["run"] == run and r["kind"] == kind),
-                                    key=lambda r: r["severity"])
-            x = np.arange(len(points))
-            line, = ax.plot(x, [p[f"{level}_auc"] for p in points], marker="o", label=run)
-            cis = [p[f"{level}_auc_ci"] for p in points]
+    for ax, kind in zip(axes, kinds or [CLEAN]):
+        ticks, runs = panel_points(rows, kind)
+        for run, points in runs.items():
+            x = np.array([at for at, _ in points])
+            line, = ax.plot(x, [p[f"{level}_auc"] for _, p in points], marker="o", label=run)
+            cis = [p[f"{level}_auc_ci"] for _, p in points]
             if all(cis):
                 ci = np.array(cis)
                 ax.fill_between(x, ci[:, 0], ci[:, 1], color=line.get_color(), alpha=0.12)
-        ax.set_xticks(x, ["clean" if p["kind"] == "clean" else f"{p['level']:g}" for p in points])
+        ax.set_xticks(np.arange(len(ticks)), ticks)
         ax.set(xlabel=f"{kind} (more severe →)", ylim=(0, 1.02))
     axes[0].set_ylabel(f"{level} AUC")
     axes[0].legend(fontsize=7, loc="lower left")
