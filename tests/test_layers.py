@@ -78,6 +78,7 @@ def test_identity_level_copies_equal_the_clean_embedding(layered):
     (["--perturb", "jpeg:"], "gives no level"),
     (["--perturb", "blur:inf"], "out of range"),
     (["--perturb", "noise:0.1,,0.2"], "not a number"),
+    (["--perturb", "noise:0.1", "--perturb-seed", "-1"], "non-negative"),
 ])
 def test_bad_layer_and_perturbation_specs_are_one_line_errors(synthetic_root, tmp_path, capsys, args, message):
     code = extract_features.main(["--data-root", str(synthetic_root), "--out", str(tmp_path / "x.h5"), *TINY,

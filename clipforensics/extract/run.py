@@ -107,6 +107,8 @@ def extract(manifest_settings: ManifestSettings, model_settings: ModelSettings,
     if settings.batch_size < 1 or settings.chunk_size < 1 or settings.workers < 0:
         raise UserError("--batch-size and --chunk-size must be positive, --workers non-negative")
     perturbations = parse_perturbations(settings.perturb)
+    if settings.perturb_seed < 0:  # numpy's seed sequences take non-negative integers only
+        raise UserError(f"--perturb-seed must be a non-negative integer, not {settings.perturb_seed}")
     shard = Shard() if merge else current_shard(settings.shard)
     manifest = spread_rows(scan(manifest_settings), settings.limit)
     stats = frame_stats(manifest_settings.data_root, manifest["path"].tolist())
