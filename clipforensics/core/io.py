@@ -293,6 +293,18 @@ class OutputDir:
             self.entries.update(new)
             self._save()
 
+    def read_record(self, name: str) -> dict[str, Any] | None:
+        """A JSON object this stage wrote in the folder (run.json, layer_sweep.json), or None when it is not
+        ours, missing or unreadable: an earlier run's record only decides whether this run may reuse the folder."""
+        path = self.path / name
+        if name not in self.entries or not path.is_file():
+            return None
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
+
     def file(self, relative: str) -> Path:
         """The path of `relative` (e.g. "logreg/scores.csv"), its top-level entry recorded first."""
         self.own(Path(relative).parts[0])

@@ -63,17 +63,6 @@ def scored_rows(cache: FeatureCache, rows: pd.DataFrame) -> tuple[pd.DataFrame, 
     return scored, cache.embeddings[scored.index.to_numpy()].astype("float32")
 
 
-def _read_run(run_dir: OutputDir) -> dict[str, Any] | None:
-    path = run_dir.path / RUN_FILE
-    if RUN_FILE not in run_dir.entries or not path.is_file():
-        return None
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return old if isinstance(old, dict) else None
-
-
 def claim_run_dir(out: Path, identity: dict[str, Any], overwrite: bool, caches: list[str]) -> OutputDir:
     """The run folder, owned by this stage and tied to one cache and protocol.
 
@@ -85,7 +74,7 @@ def claim_run_dir(out: Path, identity: dict[str, Any], overwrite: bool, caches: 
     run_dir = claim_output(out, stage="fit_heads", inputs=inputs)
     run_dir.remove_stale_temps()
     refuse_other_study(run_dir, "layer_sweep.json", identity, overwrite)
-    old = _read_run(run_dir)
+    old = run_dir.read_record(RUN_FILE)
     if old is None or not old.get("finished"):
         run_dir.clear(keep=SWEEP_FILES)  # a layer sweep of this cache and protocol is a result: it stays
         return run_dir
@@ -139,7 +128,7 @@ def fit_heads(settings: FitSettings, protocol: ProtocolSettings,
         identity["layer"] = settings.layer
     run_dir = claim_run_dir(Path(settings.out), identity, settings.overwrite,
                             [settings.cache, *(cross.test_cache if cross else ())])
-    finished = list((_read_run(run_dir) or {}).get("finished", []))
+    finished = list((run_dir.read_record(RUN_FILE) or {}).get("finished", []))
     run_info = {**identity, "fit": to_dict(settings), "package_version": __version__}
     write_json(run_dir.file(RUN_FILE), {**run_info, "finished": finished})
     run_dir.own(TABLE_NAME)

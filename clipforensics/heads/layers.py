@@ -106,14 +106,9 @@ def refuse_other_study(run_dir: OutputDir, recorded: str, identity: dict[str, An
     """Refuse a folder whose `recorded` file (layer_sweep.json, run.json) was made from another cache or protocol
     unless --overwrite, which clears what fit_heads wrote there (True then): a sweep and a run of two studies never
     share a folder, and neither silently replaces the other."""
-    path = run_dir.path / recorded
-    if recorded not in run_dir.entries or not path.is_file():
+    if recorded not in run_dir.entries or not (run_dir.path / recorded).is_file():
         return False
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        old = None
-    old = old if isinstance(old, dict) else {}
+    old = run_dir.read_record(recorded) or {}
     new = json.loads(json.dumps(identity))
     differs = [k for k in SWEEP_IDENTITY if old.get(k) != new.get(k)]
     if differs and not overwrite:
