@@ -152,6 +152,10 @@ def test_lora_run_is_scored_through_its_cache_copies_beside_heads(lora_and_heads
     assert rows[(run.name, "noise:0")]["frame_auc"] == rows[(run.name, "clean")]["frame_auc"]
     assert rows[(run.name, "noise:0")]["video_auc"] == rows[(run.name, "clean")]["video_auc"]
     assert len({rows[(name, "clean")]["n_test_videos"] for name in ("heads/logreg", run.name)}) == 1
+    caches = {c["path"]: c for c in json.loads((out / "robustness.json").read_text())["provenance"]["caches"]}
+    lora_cache = caches[str(Path(summary["lora_cache"]))]
+    assert lora_cache["perturbations"] == ["noise:0", "blur:3"] and lora_cache["perturb_seed"] == 0
+    assert lora_cache["adapter_sha"] == summary["adapter_sha"] and "layers" not in lora_cache
 
 
 @pytest.mark.parametrize("damage", ["no copies", "other adapter", "no cache"])

@@ -19,6 +19,8 @@ from clipforensics.report.tables import Row, Table, one_line
 
 CACHE_KEYS = ("model", "pretrained", "weights_fingerprint", "image_size", "mean", "std", "precision", "crops",
               "data_root", "n_images", "manifest_hash", "created")
+STUDY_KEYS = ("layers", "perturbations", "perturb_seed", "adapter_sha", "lora_run")
+"""Shown only where the cache has them: block tokens, perturbed copies and their seed, the LoRA run it came from."""
 PROTOCOL_KEYS = ("train_fakes", "test_fakes", "real_split", "seed", "frames_per_video")
 
 
@@ -39,7 +41,8 @@ def cache_record(path: str) -> dict[str, Any]:
         attrs = read_attrs(path)
     except UserError as exc:
         return {"path": path, "missing": str(exc)}
-    return {"path": path, **{k: attrs.get(k) for k in CACHE_KEYS if k in attrs}}
+    return {"path": path, **{k: attrs.get(k) for k in CACHE_KEYS if k in attrs},
+            **{k: attrs[k] for k in STUDY_KEYS if attrs.get(k) not in (None, [], "")}}
 
 
 def split_counts(tables: Iterable[pd.DataFrame]) -> dict[str, dict[str, int]]:
