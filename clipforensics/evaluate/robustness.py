@@ -33,10 +33,9 @@ from clipforensics.evaluate.evaluation import MeasureSettings, check_measure, ev
 from clipforensics.extract.perturb import parse_name
 from clipforensics.report.html import write_html
 from clipforensics.report.provenance import provenance, provenance_table
-from clipforensics.report.robustness import plot_robustness, robustness_table
+from clipforensics.report.robustness import CLEAN, plot_robustness, robustness_table
 from clipforensics.report.tables import to_markdown
 
-CLEAN = "clean"
 HEAD_FILES = ("model.joblib", "head.json", "scores.csv")
 LORA_FILES = ("lora.json", "head.safetensors", "scores.csv")
 

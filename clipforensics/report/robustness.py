@@ -10,7 +10,7 @@ import numpy as np
 from clipforensics.report.figures import new_figure, save_figure
 from clipforensics.report.tables import Row, Table, num, one_line
 
-CLEAN = "clean"  # the kind of the unperturbed rows (evaluate/robustness.py writes it)
+CLEAN = "clean"  # the copy and kind of the unperturbed rows, as evaluate/robustness.py writes them
 
 
 def _ci(point: float, ci: list[float] | None) -> str:
