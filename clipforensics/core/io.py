@@ -147,6 +147,21 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def read_json_object(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """A JSON object another stage wrote (a run's record, a cache's sidecar), or one line saying which file and
+    `what` it should be: a missing, unreadable or non-object file is never half-read."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing: {what}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} is not readable JSON ({str(exc).splitlines()[0]}): {what}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} does not hold a JSON object: {what}")
+    return data
+
+
 def write_csv(path: str | os.PathLike, df: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from clipforensics.core.errors import UserError
-from clipforensics.core.io import sidecar
+from clipforensics.core.io import read_json_object, sidecar
 from clipforensics.core.registry import Registry
 from clipforensics.core.settings import from_dict
 from clipforensics.data.cache import check_identity, read_attrs
@@ -110,18 +110,6 @@ class Request:
 # ---------------------------------------------------------------- records
 
 
-def read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path} is missing: {what}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} is not readable JSON ({str(exc).splitlines()[0]}): {what}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path} does not hold a JSON object: {what}")
-    return data
-
-
 def cache_attrs(cache: str | None, run: Path) -> dict[str, Any]:
     """The attributes of the cache a run was made from: the .h5 itself, else its .json sidecar."""
     if not cache:
@@ -132,7 +120,7 @@ def cache_attrs(cache: str | None, run: Path) -> dict[str, Any]:
     sides = [sidecar(path), path.with_suffix(".json")]  # NAME.h5.json, or NAME.json as older caches have it
     for side in sides:
         if side.is_file():
-            return read_json(side, f"the attributes of {path}")
+            return read_json_object(side, f"the attributes of {path}")
     raise UserError(f"cannot rebuild {run}: its cache {path} (and {sides[0].name}) is gone, and with it the record "
                     "of the model, weights and preprocessing the run was trained on")
 
@@ -260,7 +248,7 @@ def _head_scores(head: Any) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def rebuild_head(run: Path, request: Request) -> Rebuilt:
-    meta = read_json(run / "head.json", "a fitted head folder holds head.json (written by fit_heads.py)")
+    meta = read_json_object(run / "head.json", "a fitted head folder holds head.json (written by fit_heads.py)")
     attrs = cache_attrs(meta.get("cache"), run)
     check_identity(attrs, meta.get("cache_identity") or {}, what=f"the cache of {run} ({meta.get('cache')})")
     threshold, threshold_note = run_threshold(run / "scores.csv", request)
@@ -289,7 +277,7 @@ def rebuild_lora(run: Path, request: Request) -> Rebuilt:
     from clipforensics.lora.stage import ADAPTER_DIR, HEAD_FILE, RUN_FILE, sha256
     from clipforensics.lora.train import training_precision
 
-    meta = read_json(run / RUN_FILE, f"a LoRA run folder holds {RUN_FILE} (written by finetune_lora.py)")
+    meta = read_json_object(run / RUN_FILE, f"a LoRA run folder holds {RUN_FILE} (written by finetune_lora.py)")
     base = meta.get("base") or {}
     attrs = cache_attrs(base.get("cache"), run)
     check_identity(attrs, base, what=f"the base cache of {run} ({base.get('cache')})")
@@ -316,8 +304,8 @@ def rebuild_lora(run: Path, request: Request) -> Rebuilt:
     except (ValueError, RuntimeError, KeyError) as exc:
         raise UserError(f"cannot load the adapter of {run} ({str(exc).splitlines()[0]})") from None
     loaded = loaded_with(base_model, merged, precision)
-    return Rebuilt("lora", run, loaded, attrs, functools.partial(fake_probability, head), threshold, threshold_note, crop,
-                   crop_note, (meta.get("protocol") or {}).get("frames_per_video"), run.name,
+    return Rebuilt("lora", run, loaded, attrs, functools.partial(fake_probability, head), threshold, threshold_note,
+                   crop, crop_note, (meta.get("protocol") or {}).get("frames_per_video"), run.name,
                    [f"LoRA best epoch {meta.get('best_epoch')}, adapter sha256 {str(meta['adapter_sha'])[:16]}"])
 
 

@@ -5,9 +5,10 @@
 A run folder's heads (runs/NAME/<head>/model.joblib + head.json) are loaded as fitted; a LoRA run folder
 (lora.json) contributes its saved head on the cache its merged model re-extracted, which keeps the base
 cache's copies. Their scores.csv gives the rows and splits they were scored on. For each copy under
-/perturbed/<kind:level> of the scorer's cache, the test rows' scores are recomputed from the copy's embeddings (validation rows stay clean: the
-threshold is the one a deployed detector would carry) and the table goes through the same evaluator as
-`evaluate.py` (evaluate_run: frame and video AUC with bootstrap intervals over videos).
+/perturbed/<kind:level> of the scorer's cache, the test rows' scores are recomputed from the copy's
+embeddings (validation rows stay clean: the threshold is the one a deployed detector would carry) and the
+table goes through the same evaluator as `evaluate.py` (evaluate_run: frame and video AUC with bootstrap
+intervals over videos).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pandas as pd
 from clipforensics import __version__
 from clipforensics.core.errors import UserError
 from clipforensics.core.registry import Registry
-from clipforensics.core.io import OutputDir, claim_output, write_csv, write_json, write_text
+from clipforensics.core.io import OutputDir, claim_output, read_json_object, write_csv, write_json, write_text
 from clipforensics.core.settings import option, to_dict
 from clipforensics.data.cache import FeatureCache, read_cache
 from clipforensics.data.scores import DATASET, read_scores
@@ -68,11 +69,8 @@ def _missing(folder: Path, files: tuple[str, ...], fix: str) -> None:
 
 def _read_meta(path: Path, required: str, fix: str) -> dict[str, Any]:
     """A run's JSON record (head.json, lora.json), refused by name when damaged rather than half-read."""
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path} is not readable ({type(exc).__name__}: {exc}); {fix}") from None
-    if not isinstance(meta, dict) or not meta.get(required):
+    meta = read_json_object(path, fix)
+    if not meta.get(required):
         raise UserError(f"{path} is not a run record (no {required!r}); {fix}")
     return meta
 

@@ -9,12 +9,12 @@ a table and a figure in report.html, so one page holds every result of a study.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from clipforensics.core.errors import UserError
+from clipforensics.core.io import read_json_object
 from clipforensics.core.registry import Registry
 from clipforensics.report.errors import safe_name
 from clipforensics.report.layers import plot_sweep, sweep_report_table
@@ -74,14 +74,11 @@ def read_included(folders: tuple[str, ...] | list[str]) -> list[Included]:
             markers = " or ".join(ANALYSES.get(name).marker for name in ANALYSES.names())
             raise UserError(f"--include {folder}: not a folder holding {markers} (a fit_heads.py --layer-sweep run "
                             "or an evaluate.py robustness report)")
-        path = folder / ANALYSES.get(kind).marker
-        try:
-            record = json.loads(path.read_text())
-            rows = record[ANALYSES.get(kind).rows]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise UserError(f"--include {folder}: {path.name} is not readable ({type(exc).__name__}: {exc})") from None
+        analysis = ANALYSES.get(kind)
+        record = read_json_object(folder / analysis.marker, f"--include takes the {kind} as its command wrote it")
+        rows = record.get(analysis.rows)
         if not isinstance(rows, list) or not rows:
-            raise UserError(f"--include {folder}: {path.name} holds no rows")
+            raise UserError(f"--include {folder}: {analysis.marker} holds no rows")
         item = Included(kind, folder, record)
         try:
             ANALYSES.get(kind).table(rows)  # drawn again in the report; here so a bad file is refused before it
