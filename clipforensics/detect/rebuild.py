@@ -11,12 +11,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import joblib
 import numpy as np
 import pandas as pd
 import torch
@@ -29,6 +27,7 @@ from clipforensics.data.cache import check_identity, read_attrs
 from clipforensics.data.crops import PREPARE_FILE, read_crop_recipe
 from clipforensics.measure.metrics import choose_threshold
 from clipforensics.frames.align import ALIGNMENTS
+from clipforensics.heads.fit import load_head
 from clipforensics.frames.crops import CropRecipe
 from clipforensics.frames.detectors import DETECTORS, file_sha256, model_file
 from clipforensics.extract.models import (LoadedModel, ModelSettings, cast_model, load_model, resolve_device,
@@ -256,13 +255,7 @@ def rebuild_head(run: Path, request: Request) -> Rebuilt:
     settings = model_settings(attrs, run)
     device = resolve_device(request.device)
     precision = run_precision(str(attrs["precision"]), request, device, f"the cache of {run}")
-    try:
-        head = joblib.load(run / "model.joblib")
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, ValueError) as exc:
-        raise UserError(f"{run / 'model.joblib'} is not a readable head ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-    if not hasattr(head, "predict_proba"):
-        raise UserError(f"{run / 'model.joblib'} does not hold a clipforensics head")
+    head = load_head(run / "model.joblib")
     loaded = load_model(settings, request.device, precision)
     check_model(loaded, attrs, run)
     protocol = meta.get("protocol") or {}

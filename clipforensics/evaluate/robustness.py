@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import joblib
 import numpy as np
 import pandas as pd
 
@@ -30,6 +29,7 @@ from clipforensics.core.io import OutputDir, claim_output, read_json_object, wri
 from clipforensics.core.settings import option, to_dict
 from clipforensics.data.cache import FeatureCache, read_cache
 from clipforensics.data.scores import DATASET, read_scores
+from clipforensics.heads.fit import load_head
 from clipforensics.evaluate.evaluation import MeasureSettings, check_measure, evaluate_run
 from clipforensics.extract.perturb import parse_name
 from clipforensics.report.html import write_html
@@ -75,18 +75,6 @@ def _read_meta(path: Path, required: str, fix: str) -> dict[str, Any]:
     return meta
 
 
-def _load_head(path: Path) -> Any:
-    """The fitted sklearn head; a damaged or foreign file is one line (joblib raises many kinds of errors)."""
-    try:
-        head = joblib.load(path)
-    except Exception as exc:  # noqa: BLE001 - unpickling can fail with any exception type
-        raise UserError(f"{path} is not a readable fitted head ({type(exc).__name__}); refit the run with "
-                        "fit_heads.py") from None
-    if not callable(getattr(head, "predict_proba", None)):
-        raise UserError(f"{path} holds no fitted head (a {type(head).__name__}); refit the run with fit_heads.py")
-    return head
-
-
 def _fitted_heads(folder: Path) -> list[FittedScorer]:
     """A fit_heads run folder (every head in it) or one head folder; heads are scored by predict_proba."""
     heads = [folder] if (folder / "head.json").is_file() else sorted(p for p in folder.iterdir()
@@ -106,7 +94,7 @@ def _fitted_heads(folder: Path) -> list[FittedScorer]:
             if expected and cache.identity() != expected:
                 raise UserError(f"{h}: {cache.path} is not the cache the head was fitted on (re-extracted?)")
 
-        head = _load_head(h / "model.joblib")
+        head = load_head(h / "model.joblib")
         found.append(FittedScorer(f"{h.parent.name}/{h.name}", h, head.predict_proba, meta["cache"], meta,
                                   read_scores(h / "scores.csv"), same_cache,
                                   "re-extract it with extract_features.py --perturb (e.g. --perturb jpeg:90,50 "

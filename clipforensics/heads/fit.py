@@ -101,6 +101,21 @@ def save_head(out_dir: Path, result: FitResult, meta: dict[str, Any]) -> None:
     write_json(out_dir / "head.json", {**meta, **result.info})
 
 
+def load_head(path: Path) -> Any:
+    """The fitted head save_head wrote (model.joblib), for scorers that reuse it (robustness, detect.py); a damaged
+    or foreign file is one line: unpickling can fail with any exception type."""
+    try:
+        head = joblib.load(path)
+    except Exception as exc:  # noqa: BLE001
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise UserError(f"{path} is not a readable head ({type(exc).__name__}: {first}); refit the run with "
+                        "fit_heads.py") from None
+    if not callable(getattr(head, "predict_proba", None)):
+        raise UserError(f"{path} does not hold a clipforensics head (a {type(head).__name__}); refit the run with "
+                        "fit_heads.py")
+    return head
+
+
 def fit_heads(settings: FitSettings, protocol: ProtocolSettings,
               cross: CrossSettings | None = None) -> list[dict[str, Any]]:
     """Fit every head on train, select on val, score val and test (and every other data set's test rows)."""
