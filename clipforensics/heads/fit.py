@@ -18,7 +18,8 @@ from clipforensics.data.cache import FeatureCache, read_cache
 from clipforensics.data.crossdata import CrossSettings, check_disjoint, dataset_name, load_test_sets, scores_with_tests
 from clipforensics.core.errors import UserError
 from clipforensics.heads.heads import Features, FitResult, fit_head, resolve_heads
-from clipforensics.heads.layers import SWEEP_FILES, layer_view, refuse_other_study, refuse_prompt_heads
+from clipforensics.heads.layers import (SWEEP_FILES, layer_view, refuse_other_study, refuse_prompt_heads,
+                                       replace_or_refuse)
 from clipforensics.data.protocol import ProtocolSettings, Splits, log_splits, make_splits
 from clipforensics.data.provenance import check_lora_overlap, run_identity
 from clipforensics.data.splitfile import TABLE_NAME, write_split_table
@@ -78,12 +79,7 @@ def claim_run_dir(out: Path, identity: dict[str, Any], overwrite: bool, caches: 
     if old is None or not old.get("finished"):
         run_dir.clear(keep=SWEEP_FILES)  # a layer sweep of this cache and protocol is a result: it stays
         return run_dir
-    differs = identity_differences(old, identity)
-    if differs and not overwrite:
-        raise UserError(f"{out} holds a run made from another cache or protocol ({old.get('cache')}; differs in "
-                        f"{', '.join(differs)}); use another --out or --overwrite")
-    if differs:
-        run_dir.clear()
+    replace_or_refuse(run_dir, RUN_FILE, old, identity_differences(old, identity), overwrite)
     return run_dir
 
 

@@ -110,7 +110,14 @@ def refuse_other_study(run_dir: OutputDir, recorded: str, identity: dict[str, An
         return False
     old = run_dir.read_record(recorded) or {}
     new = json.loads(json.dumps(identity))
-    differs = [k for k in SWEEP_IDENTITY if old.get(k) != new.get(k)]
+    return replace_or_refuse(run_dir, recorded, old, [k for k in SWEEP_IDENTITY if old.get(k) != new.get(k)],
+                             overwrite)
+
+
+def replace_or_refuse(run_dir: OutputDir, recorded: str, old: dict[str, Any], differs: list[str],
+                      overwrite: bool) -> bool:
+    """The one rule for a fit_heads folder whose `recorded` file differs in `differs`: refused unless --overwrite,
+    which clears what fit_heads wrote there (True then)."""
     if differs and not overwrite:
         raise UserError(f"{run_dir.path} holds {recorded} made from another cache or protocol ({old.get('cache')}; "
                         f"differs in {', '.join(differs)}); use another --out or --overwrite")
