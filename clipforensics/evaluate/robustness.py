@@ -180,9 +180,10 @@ def _cache_rows(cache: FeatureCache, scores: pd.DataFrame, name: str) -> tuple[p
     return scores, index.loc[scores["path"]].to_numpy()
 
 
-def copy_scores(scorer: FittedScorer, cache: FeatureCache, copy: str | None) -> pd.DataFrame:
-    """The run's scores table with its test rows rescored on one perturbed copy (None: the clean embeddings)."""
-    table, rows = _cache_rows(cache, scorer.scores, scorer.name)
+def copy_scores(scorer: FittedScorer, table: pd.DataFrame, rows: np.ndarray, cache: FeatureCache,
+                copy: str | None) -> pd.DataFrame:
+    """The run's scores table (`table`, its rows' indices in the cache `rows`, from _cache_rows) with its test rows
+    rescored on one perturbed copy (None: the clean embeddings)."""
     test = (table["split"] == "test").to_numpy()
     X = (cache.perturbed[copy] if copy is not None else cache.embeddings)[rows[test]].astype(np.float32)
     table = table.copy()
@@ -213,8 +214,9 @@ def robustness(runs: list[str], settings: RobustnessSettings) -> dict[str, Any]:
     for head in heads:
         cache = _load_cache(head, caches)
         copies = sorted(cache.perturbed, key=lambda n: (parse_name(n).kind, parse_name(n).severity))
+        table, cache_rows = _cache_rows(cache, head.scores, head.name)  # the same rows for every copy
         for copy in [None, *copies]:
-            result = evaluate_run(head.name, copy_scores(head, cache, copy), settings)
+            result = evaluate_run(head.name, copy_scores(head, table, cache_rows, cache, copy), settings)
             p = parse_name(copy) if copy else None
             frame, video = result.metrics["frame"], result.metrics["video"]
             rows.append({"run": head.name, "copy": copy or CLEAN, "kind": p.kind if p else CLEAN,
