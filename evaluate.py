@@ -24,8 +24,8 @@ from clipforensics.core.settings import add_arguments, from_namespace
 from clipforensics.data.crossdata import CrossSettings
 from clipforensics.data.protocol import ProtocolSettings
 from clipforensics.evaluate.evaluation import EvaluateSettings, evaluate
-from clipforensics.evaluate.matrix import MatrixSettings, cross_manipulation
-from clipforensics.evaluate.robustness import RobustnessSettings, robustness
+from clipforensics.studies.matrix import MatrixSettings, cross_manipulation
+from clipforensics.studies.robustness import RobustnessSettings, robustness
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:

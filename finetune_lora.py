@@ -17,6 +17,7 @@ if __name__ == "__main__":  # first, before the heavy imports: Ctrl-C while they
     quiet_interrupts()
 
 import argparse
+from pathlib import Path
 
 from clipforensics.core.errors import cli_entry
 from clipforensics.core.settings import from_namespace, settings_parser
@@ -24,6 +25,9 @@ from clipforensics.data.crossdata import CrossSettings
 from clipforensics.data.protocol import ProtocolSettings
 from clipforensics.lora.model import LoraSettings
 from clipforensics.lora.stage import finetune, summary_text
+from clipforensics.lora.train import LOG
+from clipforensics.report.training import training_curve
+from clipforensics.lora.files import CURVE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     summary = finetune(from_namespace(LoraSettings, ns), from_namespace(ProtocolSettings, ns),
                        from_namespace(CrossSettings, ns))
+    out = Path(summary["settings"]["out"])  # the stage renders nothing: its training curve is drawn here
+    training_curve(out / LOG, summary["best_epoch"], out / CURVE)
     print(summary_text(summary))
     return 0
 

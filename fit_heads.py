@@ -24,8 +24,8 @@ from clipforensics.data.crossdata import CrossSettings
 from clipforensics.core.errors import cli_entry
 from clipforensics.heads.fit import FitSettings, fit_heads
 from clipforensics.heads.heads import available_heads
-from clipforensics.heads.layers import check_sweep_options, sweep
 from clipforensics.data.protocol import ProtocolSettings
+from clipforensics.studies.layer_sweep import check_sweep_options, sweep
 from clipforensics.core.settings import from_namespace, settings_parser
 
 

@@ -15,7 +15,8 @@ if __name__ == "__main__":  # first, before the heavy imports: Ctrl-C while they
 import argparse
 
 from clipforensics.core.errors import cli_entry
-from clipforensics.frames.prepare import FrameSettings, prepare
+from clipforensics.frames.prepare import prepare
+from clipforensics.frames.settings import FrameSettings
 from clipforensics.core.settings import from_namespace, settings_parser
 
 

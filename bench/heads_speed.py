@@ -27,12 +27,11 @@ import common  # noqa: F401  (sets sys.path and HF_HUB_OFFLINE)
 from common import (HelpFormatter, cache_arguments, command_line, machine, make_cache, markdown_table, met, protocol,
                     quiet, timed)
 
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import evaluate  # noqa: E402
 import fit_heads  # noqa: E402
-from clipforensics.heads import fit  # noqa: E402
+from clipforensics.heads.features import features, split_rows  # noqa: E402
 from clipforensics.heads.heads import fit_head, resolve_heads  # noqa: E402
 from clipforensics.data.cache import read_cache  # noqa: E402
 
@@ -81,8 +80,8 @@ class Step:
 def head_fits(args, step: Step, cache: Path) -> dict[str, tuple[list[float], float]]:
     """Each head alone, on fit_heads' own train/val Features: (seconds of each repeat, val video AUC)."""
     data = read_cache(cache)
-    rows = fit.split_rows(data, protocol(args))
-    train, val = fit.features(data, rows, "train"), fit.features(data, rows, "val")
+    rows = split_rows(data, protocol(args))
+    train, val = features(data, rows, "train"), features(data, rows, "val")
     out = {}
     for name in resolve_heads(tuple(args.heads.split(",")), data.prompts):
         runs = [step.time(f"head {name}", fit_head, name, data.prompts, train, val) for _ in range(args.repeats)]
@@ -112,7 +111,7 @@ def main(argv=None) -> None:
                      ["--cache", str(cache), "--heads", args.heads, "--out", str(run), "--overwrite",
                       "--train-fakes", args.train_fakes, "--test-fakes", args.test_fakes])
         per_head = sorted(p.name for p in run.iterdir() if (p / "scores.csv").exists())
-        splits = fit.split_rows(read_cache(cache), protocol(args))["split"].value_counts()
+        splits = split_rows(read_cache(cache), protocol(args))["split"].value_counts()
         rows.append([f"`fit_heads.py --heads {args.heads}` ({len(per_head)} heads: read cache, fit, score, save)",
                      f"{total:.1f}", "< 30", met(total, 30, False),
                      f"{args.rows} frames: train {splits.get('train', 0)}, val {splits.get('val', 0)}, "

@@ -165,7 +165,7 @@ def run_child(script: str, argv: list[str], out_json: Path, log: Path) -> dict:
 
 def measure(args, rows: int, tmp: Path) -> dict:
     from clipforensics.data.cache import read_cache  # imported here only: the child's baseline stays the script's
-    from clipforensics.heads.fit import split_rows
+    from clipforensics.heads.features import split_rows
 
     cache = tmp / f"cache-{rows}.h5"
     build, _ = timed(make_cache, cache, rows, args.frames, args.dim, args.manipulations, args.signal, args.seed)

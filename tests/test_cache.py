@@ -33,3 +33,17 @@ def test_other_hdf5_and_missing_files_are_refused(tmp_path):
         read_cache(other)
     with pytest.raises(UserError, match="not found"):
         read_cache(tmp_path / "missing.h5")
+
+
+def test_a_cache_of_other_settings_is_refused_naming_every_differing_attribute(tiny_cache):
+    attrs = read_attrs(tiny_cache)
+    expect = {"model": "ViT-B-32", "pretrained": "openai", "weights_fingerprint": "tag=openai", "init_seed": 7,
+              "image_size": 224, "precision": "fp16" if attrs["precision"] != "fp16" else "fp32",
+              "manifest_hash": "other"}
+    with pytest.raises(UserError) as refused:
+        read_cache(tiny_cache, expect=expect)
+    message = str(refused.value)
+    assert message.startswith(f"{tiny_cache} was made with other settings (found != expected); differs in ")
+    for key, value in expect.items():
+        assert f"{key}: {attrs[key]!r} != {value!r}" in message
+    assert message.count(" != ") == len(expect) + 1  # each attribute once, plus the legend

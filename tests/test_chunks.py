@@ -52,3 +52,20 @@ def test_parts_written_before_extras_had_their_own_file_still_load(tmp_path):
     got_emb, reasons, extras = store.load(0)
     assert np.array_equal(got_emb, emb) and reasons == ["", "", ""]
     assert list(extras) == ["layers/4"] and np.array_equal(extras["layers/4"], extra)
+
+
+def test_parts_of_other_settings_are_refused_naming_every_differing_field(tmp_path):
+    store = ChunkStore(tmp_path / "c.h5")
+    recorded = {"model": "tiny-vit", "precision": "fp32", "chunk_size": 512, "layers": [], "perturbations": [],
+                "manifest_hash": "aaaa", "prompt_sets": ["v1", "v2"]}
+    store.start(recorded, overwrite=False)
+    new = {**recorded, "model": "ViT-B-32", "precision": "bf16", "chunk_size": 256, "layers": [0, 4],
+           "perturbations": ["jpeg:90"], "manifest_hash": "bbbb"}
+    expected = ["chunk_size: 512 != 256", "layers: [] != [0, 4]", "manifest_hash: 'aaaa' != 'bbbb'",
+                "model: 'tiny-vit' != 'ViT-B-32'", "perturbations: [] != ['jpeg:90']", "precision: 'fp32' != 'bf16'"]
+    for refused in (lambda: store.start(new, overwrite=False), lambda: store.check(new)):
+        with pytest.raises(UserError) as error:
+            refused()
+        assert "other settings" in str(error.value) and "; ".join(expected) in str(error.value)
+    store.start(new, overwrite=True)
+    store.check(new)

@@ -21,7 +21,6 @@ import extract_features
 import finetune_lora
 import fit_heads
 import prepare_frames
-from clipforensics.detect.explain import relevance_share
 from clipforensics.detect.inputs import FAILED, OK, Item, Prepared
 from clipforensics.detect.score import Batcher, score_stream
 from clipforensics.measure.metrics import choose_threshold
@@ -34,6 +33,14 @@ PROTOCOL = ["--train-fakes", "FaceSwap", "--test-fakes", "FaceSwap,NeuralTexture
 LORA = ["--epochs", "3", "--batch-size", "16", "--lr", "3e-3", "--rank", "8", "--alpha", "16", "--workers", "0",
         "--no-extract"]
 QUIET = ["--workers", "0", "--batch-size", "16"]
+
+
+def relevance_share(relevance: np.ndarray, region: np.ndarray) -> float:
+    """Share of the positive relevance that falls inside `region` (a boolean mask of the same shape)."""
+    positive = np.clip(relevance, 0, None)
+    total = positive.sum()
+    return float(positive[region].sum() / total) if total > 0 else 0.0
+
 
 
 @pytest.fixture(scope="module")

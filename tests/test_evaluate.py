@@ -136,12 +136,13 @@ def test_matrix_on_the_generated_set(matrix_out):
     assert (out / "matrix_frame_auc.png").stat().st_size > 0 and (out / "matrix_video_auc.png").exists()
 
 
-def _weighted_auc_ci(table: pd.DataFrame) -> tuple[float, float]:
-    """95% interval of sklearn's weighted AUC over the evaluator's video draws (same seed, same order)."""
+def _weighted_auc_ci(table: pd.DataFrame, max_fpr: float | None = None) -> tuple[float, float]:
+    """95% interval of sklearn's weighted AUC (partial up to `max_fpr`) over the evaluator's video draws
+    (same seed, same order)."""
     labels, scores, videos = table.label.to_numpy(), table.score.to_numpy(), table.video.to_numpy()
     draws = bootstrap_replicates(labels, scores, videos, n_boot=MATRIX_BOOT, seed=0).counts
     codes = pd.factorize(videos)[0]
-    aucs = [roc_auc_score(labels, scores, sample_weight=draws[i, codes]) for i in range(MATRIX_BOOT)]
+    aucs = [roc_auc_score(labels, scores, sample_weight=draws[i, codes], max_fpr=max_fpr) for i in range(MATRIX_BOOT)]
     lo, hi = np.quantile(aucs, [0.025, 0.975])
     return lo, hi
 
@@ -163,6 +164,25 @@ def test_matrix_cells_carry_bootstrap_intervals(matrix_out, train, test):
         assert (cell[f"{level}_auc_lo"], cell[f"{level}_auc_hi"]) == pytest.approx((lo, hi))
         assert lo < cell[f"{level}_auc"] < hi
     assert (cell.real_videos, cell.fake_videos) == ((videos.label == 0).sum(), (videos.label == 1).sum())
+
+
+def test_matrix_cells_and_report_carry_the_partial_auc(matrix_out, runs, tmp_path):
+    cell = pd.read_csv(matrix_out / "matrix.csv").set_index(["train", "test"]).loc[("FaceSwap", "FaceSwap")]
+    scores = pd.read_csv(matrix_out / "scores" / "FaceSwap" / "scores.csv", keep_default_na=False)
+    rows = scores[scores.split == "test"]
+    rows = pd.concat([rows[rows.label == 0], rows[(rows.label == 1) & (rows.manipulation == "FaceSwap")]])
+    videos = rows.groupby("video", sort=True).agg(label=("label", "first"), score=("score", "mean")).reset_index()
+    for level, table in (("frame", rows), ("video", videos)):
+        assert cell[f"{level}_pauc01"] == pytest.approx(roc_auc_score(table.label, table.score, max_fpr=0.1))
+        lo, hi = _weighted_auc_ci(table, max_fpr=0.1)
+        assert (cell[f"{level}_pauc01_lo"], cell[f"{level}_pauc01_hi"]) == pytest.approx((lo, hi))
+    out = tmp_path / "report"
+    assert evaluate.main([str(runs / "logreg" / "scores.csv"), "--out", str(out), "--bootstrap", "100"]) == 0
+    run = json.loads((out / "metrics.json").read_text())["runs"]["logreg"]
+    test = pd.read_csv(runs / "logreg" / "scores.csv", keep_default_na=False).query("split == 'test'")
+    assert run["test"]["frame"]["pauc01"] == pytest.approx(roc_auc_score(test.label, test.score, max_fpr=0.1))
+    assert run["test"]["video"]["pauc01_ci"] is not None
+    assert "video pAUC@0.1 [95% CI]" in (out / "metrics.md").read_text()
 
 
 def test_report_is_the_implicit_command():

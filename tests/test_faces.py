@@ -25,7 +25,7 @@ from clipforensics.data.cache import check_identity, read_cache
 from clipforensics.frames import align, detectors
 from clipforensics.frames.crops import parse_points
 from clipforensics.frames.detectors import LANDMARKS, Face, make_detector, rgb
-from clipforensics.frames.prepare import read_table
+from clipforensics.frames.tables import read_table
 from clipforensics.frames.track import CENTRE_CROP, INTERPOLATED, NEAREST, choose_track, fill_gaps
 from conftest import TINY
 

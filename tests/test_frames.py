@@ -19,8 +19,11 @@ from clipforensics.synthetic import scene as synthetic
 from clipforensics.core.errors import UserError
 from clipforensics.frames.align import centre_crop, cut, square_crop
 from clipforensics.frames.detectors import Face
-from clipforensics.frames import prepare as prepare_mod
-from clipforensics.frames.prepare import FrameSettings, find_videos, frame_name, prepare
+from clipforensics.frames import tables
+from clipforensics.frames.inputs import find_videos
+from clipforensics.frames.prepare import prepare
+from clipforensics.frames.settings import FrameSettings
+from clipforensics.frames.worker import frame_name
 from clipforensics.frames.track import FALLBACKS, iou
 from clipforensics.data.manifest import ManifestSettings, scan, video_table
 from clipforensics.frames.video import VideoError, read_sampled, sample_indices
@@ -88,7 +91,7 @@ def stub(monkeypatch) -> type[CountingStub]:
 
 def read_csv(path: Path) -> pd.DataFrame:
     """As prepare.py reads its parts: ids stay text, empty numbers are NaN, empty text stays empty."""
-    return prepare_mod.read_table(path)
+    return tables.read_table(path)
 
 
 # ---------------------------------------------------------------- sampling and reading

@@ -70,10 +70,10 @@ def test_zeroshot_classes_come_from_labels_not_order(tiny_cache):
 def test_platt_scaled_heads_are_monotone_in_the_decision(run_dir):
     import joblib
 
-    head = joblib.load(run_dir / "svm" / "model.joblib")
+    model = joblib.load(run_dir / "svm" / "model.joblib")  # features, then stacking: SVM decision -> Platt
     X = np.random.default_rng(0).normal(size=(50, 128)).astype(np.float32)
-    order = np.argsort(head._decision(head.model, X))
-    steps = np.diff(head.predict_proba(X)[order])
+    order = np.argsort(model[-1].transform(model[:-1].transform(X))[:, 0])
+    steps = np.diff(model.predict_proba(X)[order, 1])
     assert np.all(steps >= -1e-12) or np.all(steps <= 1e-12), "Platt scaling keeps the ranking (or reverses it)"
 
 
@@ -111,3 +111,21 @@ def test_a_strong_artifact_is_learned_and_no_artifact_is_not(tmp_path):
     """Same pipeline, same videos: only the artifact differs, so the AUC gap is the learned signal."""
     strong, none = _in_domain_auc(tmp_path, 3.0), _in_domain_auc(tmp_path, 0.0)
     assert strong > 0.7 and none < 0.65 and strong - none > 0.15, (strong, none)
+
+
+def test_a_run_of_another_protocol_is_refused_naming_every_differing_field_before_any_output(run_dir, tiny_cache,
+                                                                                               capsys):
+    before = (run_dir / "run.json").read_text()
+    other = ["--train-fakes", "Deepfakes", "--test-fakes", "FaceSwap", "--real-split", "60/20/20", "--split-seed", "3",
+             "--frames-per-video", "2"]
+    capsys.readouterr()
+    assert fit_heads.main(["--cache", str(tiny_cache), "--heads", "logreg", "--out", str(run_dir), *other]) == 2
+    captured = capsys.readouterr()
+    (error,) = captured.err.splitlines()  # refused before the splits or anything else is printed
+    assert captured.out == "" and "another cache or protocol" in error
+    for field, old, new in (("frames_per_video", None, 2), ("real_split", "70/10/20", "60/20/20"),
+                            ("split_seed", 0, 3), ("test_fakes", ["NeuralTextures", "Deepfakes"], ["FaceSwap"]),
+                            ("train_fakes", ["FaceSwap"], ["Deepfakes"])):
+        assert f"protocol.{field}: {old!r} != {new!r}" in error
+    assert "; splits: '" in error and error.endswith("rerun with --overwrite to replace it")
+    assert (run_dir / "run.json").read_text() == before

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from clipforensics.core.errors import UserError
-from clipforensics.data.layouts import resolve, scan, video_files
+from clipforensics.data.layouts import (LAYOUTS, frame_reader, reader_names, resolve, resolve_videos, scan, video_files,
+                                        video_reader)
+from clipforensics.data.layouts.base import listing_with_splits, present
+from clipforensics.data.layouts.listed import listed_layout
 from clipforensics.data.manifest import COLUMNS, OFFICIAL_SPLIT, manifest_hash
 from conftest import manifest_settings as settings, touch
 
@@ -82,7 +86,8 @@ def test_official_split_is_part_of_the_manifest_hash(celebdf: Path) -> None:
 def test_celebdf_videos_for_prepare_frames(tmp_path: Path) -> None:
     touch(tmp_path, "Celeb-real/id0_0000.mp4", "Celeb-synthesis/id0_id16_0000.mp4", "YouTube-real/00000.mp4",
           "Celeb-real/notes.txt")
-    found = video_files(tmp_path, "auto")
+    layout, by_class = video_files(tmp_path, "auto", "c23")
+    found = [video for videos in by_class.values() for video in videos]
     assert [(v.class_name, v.video) for v in found] == [
         ("Celeb-real", "id0_0000"), ("Celeb-synthesis", "id0_id16_0000"), ("YouTube-real", "00000")]
 
@@ -189,3 +194,72 @@ def test_prepare_frames_refuses_a_mislabelled_test_list(tmp_path, capsys) -> Non
     assert prepare_frames.main(["--videos-root", str(tmp_path / "videos"), "--out", str(tmp_path / "out")]) == 2
     assert "labels the video fake (1 = real, 0 = fake) but Celeb-real/ holds real videos" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- one registration per data set
+
+
+def toy_videos(root: Path, found, labels: Path | None) -> pd.DataFrame:
+    """A made-up data set: toy.txt lines 'real PATH' / 'fake PATH', for the registration tests below."""
+    rows = []
+    for line in (labels or root / "toy.txt").read_text().splitlines():
+        word, rel = line.split()
+        rows.append({"listed": rel, "label": int(word == "fake"), "manipulation": rel.split("/", 1)[0],
+                     "name": Path(rel).stem, "target": Path(rel).stem, "source": "", OFFICIAL_SPLIT: ""})
+    return listing_with_splits(rows)
+
+
+def register_toy(monkeypatch, priority: int) -> None:
+    monkeypatch.setitem(LAYOUTS, "toy", listed_layout(
+        "toy", priority, detect=lambda root: (root / "toy.txt").is_file(), videos=toy_videos,
+        label_files=lambda root: present(root, "toy.txt")))
+
+
+def test_detection_order_comes_from_the_registry() -> None:
+    """The order the hand-kept tuples gave: frames csv, celebdf, dfdc, then ffpp; videos ffpp first, folders last."""
+    assert reader_names(frame_reader) == ["csv", "celebdf", "dfdc", "ffpp"]
+    assert reader_names(video_reader) == ["ffpp", "csv", "celebdf", "dfdc", "folders"]
+
+
+def test_each_root_kind_has_its_own_markers_and_fallback(tmp_path: Path) -> None:
+    touch(tmp_path, "original_sequences/youtube/c23/videos/000.mp4", "labels.csv")
+    assert resolve_videos(tmp_path, "auto").name == "ffpp"  # the FF++ tree's marker comes first for videos
+    assert resolve(tmp_path, "auto").name == "csv"  # for frames, ffpp is only the fallback
+    (tmp_path / "labels.csv").unlink()
+    assert resolve(tmp_path, "auto").name == "ffpp"
+    assert resolve_videos(tmp_path / "original_sequences", "auto").name == "folders"
+    with pytest.raises(UserError, match="layout 'folders' has no reader of frames; for a root of frames choose "
+                                        "from csv, celebdf, dfdc, ffpp"):
+        scan(settings(tmp_path, layout="folders"))
+
+
+def test_a_priority_decides_between_two_markers(tmp_path: Path, monkeypatch) -> None:
+    touch(tmp_path, "clips/a/000.png", "labels.csv", "toy.txt")
+    register_toy(monkeypatch, priority=15)
+    assert resolve(tmp_path, "auto").name == "csv"  # csv's priority is 10
+    register_toy(monkeypatch, priority=5)
+    assert resolve(tmp_path, "auto").name == resolve_videos(tmp_path, "auto").name == "toy"
+
+
+def test_a_new_data_set_is_one_registration(tmp_path: Path, monkeypatch) -> None:
+    """Registered once, a data set is detected, scanned as frames and prepared from videos with its label file."""
+    import prepare_frames
+    from test_frames import CountingStub, grey_frames, register, write_video
+
+    register_toy(monkeypatch, priority=5)
+    register(monkeypatch, "stub", CountingStub)
+    videos = tmp_path / "videos"
+    for rel in ("Live/a.avi", "Live/b.avi", "Made/c.avi"):
+        write_video(videos / rel, grey_frames([40, 80, 120]))
+    (videos / "toy.txt").write_text("real Live/a.avi\nreal Live/b.avi\nfake Made/c.avi\n")
+    layout, by_class = video_files(videos, "auto", "c23")
+    assert layout.name == "toy" and {name: [v.video for v in vs] for name, vs in by_class.items()} == {
+        "Live": ["a", "b"], "Made": ["c"]}
+    out = tmp_path / "frames"
+    assert prepare_frames.main(["--videos-root", str(videos), "--out", str(out), "--frames", "2", "--detector",
+                                "stub", "--align", "none", "--size", "32", "--jobs", "1"]) == 0
+    assert (out / "toy.txt").read_text() == (videos / "toy.txt").read_text()
+    assert json.loads((out / "prepare.json").read_text())["crops"]["layout"] == "toy"
+    df = scan(settings(out))
+    assert df.drop_duplicates("video").set_index("video")["label"].to_dict() == {"Live/a": 0, "Live/b": 0, "Made/c": 1}
+    assert len(df) == 6

@@ -322,3 +322,27 @@ def test_kill_9_then_the_same_command_resumes_to_the_same_result(finished_run, s
     assert run_summary(out)["best"]["val_video_auc"] == run_summary(finished_run)["best"]["val_video_auc"]
     resumed, reference = (load_file(str(d / "adapter/adapter_model.safetensors")) for d in (out, finished_run))
     assert all(torch.equal(resumed[k], reference[k]) for k in reference)
+
+
+def test_a_checkpoint_of_other_settings_is_refused_naming_every_differing_field(tmp_path):
+    from clipforensics.core.io import claim_output
+
+    recorded = {"cache": "a.h5", "splits": "1a2b", "protocol": {"train_fakes": ["FaceSwap"], "split_seed": 0},
+                "lora": {"seed": 0, "rank": 4, "lr": 0.001, "epochs": 3, "targets": "attn"}}
+    run_dir = claim_output(tmp_path / "run", stage="finetune_lora")
+    run_dir.own(checkpoint.CHECKPOINT)
+    torch.save({"version": checkpoint.CHECKPOINT_VERSION, "identity": json.dumps(recorded), "epoch": 1,
+                "trainable": {}, "history": [], "best_epoch": 1, "best": {}}, run_dir.path / checkpoint.CHECKPOINT)
+    new = {**recorded, "splits": "9f8e", "protocol": {"train_fakes": ["Deepfakes"], "split_seed": 3},
+           "lora": {"seed": 1, "rank": 8, "lr": 0.01, "epochs": 3, "targets": "mlp"}}
+    expected = ["lora.lr: 0.001 != 0.01", "lora.rank: 4 != 8", "lora.seed: 0 != 1", "lora.targets: 'attn' != 'mlp'",
+                "protocol.split_seed: 0 != 3", "protocol.train_fakes: ['FaceSwap'] != ['Deepfakes']",
+                "splits: '1a2b' != '9f8e'"]
+    with pytest.raises(UserError) as refused:
+        checkpoint.refuse_other_checkpoint(new, run_dir, overwrite=False)
+    assert "other settings" in str(refused.value) and "; ".join(expected) in str(refused.value)
+    assert checkpoint.claim_checkpoint(recorded, run_dir, overwrite=False)["epoch"] == 1
+    checkpoint.refuse_other_checkpoint(new, run_dir, overwrite=True)  # replaced only when training starts
+    assert (run_dir.path / checkpoint.CHECKPOINT).is_file()
+    assert checkpoint.claim_checkpoint(new, run_dir, overwrite=True) is None
+    assert not (run_dir.path / checkpoint.CHECKPOINT).exists()

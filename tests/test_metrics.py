@@ -18,7 +18,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from clipforensics.measure import metrics
+from clipforensics.measure import curve, metrics
 from clipforensics.core.errors import UserError
 
 
@@ -94,7 +94,7 @@ TINY_VIDEO_AT_05 = {"tp": 3, "fn": 0, "fp": 1, "tn": 2, "accuracy": 5 / 6, "prec
 def test_auc_and_ap_match_sklearn(seed: int, ties: bool) -> None:
     labels, scores = random_scores(seed, ties=ties)
     assert metrics.roc_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
-    assert metrics.average_precision(labels, scores) == pytest.approx(
+    assert curve.average_precision(labels, scores) == pytest.approx(
         average_precision_score(labels, scores), abs=1e-12)
 
 
@@ -254,9 +254,9 @@ def test_bootstrap_replicates_equal_explicit_resamples() -> None:
     codes = pd.Index(reps.groups).get_indexer(groups)
     for i in (0, 7, 19):
         y, s = materialised(labels, scores, reps.frame_weights(codes, i))
-        assert reps.auc[i] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
-        assert reps.ap[i] == pytest.approx(average_precision_score(y, s), abs=1e-12)
-        assert reps.eer[i] == pytest.approx(metrics.eer(y, s)[0], abs=1e-12)
+        assert reps.values["auc"][i] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+        assert reps.values["ap"][i] == pytest.approx(average_precision_score(y, s), abs=1e-12)
+        assert reps.values["eer"][i] == pytest.approx(metrics.eer(y, s)[0], abs=1e-12)
 
 
 def test_bootstrap_keeps_class_counts_and_is_deterministic() -> None:
@@ -270,7 +270,7 @@ def test_bootstrap_keeps_class_counts_and_is_deterministic() -> None:
     assert reps.counts.var(axis=0).min() > 0  # videos really are resampled
     again = metrics.bootstrap_replicates(*args, n_boot=300, seed=11)
     np.testing.assert_array_equal(reps.counts, again.counts)
-    np.testing.assert_array_equal(reps.auc, again.auc)
+    np.testing.assert_array_equal(reps.values["auc"], again.values["auc"])
     assert metrics.bootstrap_ci(*args, n_boot=300, seed=11) == metrics.bootstrap_ci(*args, n_boot=300, seed=11)
     assert metrics.bootstrap_ci(*args, n_boot=300, seed=11) != metrics.bootstrap_ci(*args, n_boot=300, seed=12)
 
@@ -282,7 +282,7 @@ def test_bootstrap_interval_contains_estimate_and_shrinks_with_more_videos() -> 
         labels, scores = df["label"].to_numpy(), df["score"].to_numpy()
         ci = metrics.bootstrap_ci(labels, scores, df["video"].to_numpy(), n_boot=500, seed=0)
         point = {"auc": metrics.roc_auc(labels, scores), "eer": metrics.eer(labels, scores)[0],
-                 "ap": metrics.average_precision(labels, scores)}
+                 "ap": curve.average_precision(labels, scores), "pauc01": curve.partial_auc(labels, scores, 0.1)}
         for name, (lo, hi) in ci.items():
             assert lo <= point[name] <= hi, name
         widths[n_videos] = {name: hi - lo for name, (lo, hi) in ci.items()}

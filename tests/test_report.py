@@ -14,9 +14,10 @@ from PIL import Image
 from sklearn.metrics import roc_curve
 
 from clipforensics.core.errors import UserError
-from clipforensics.measure import metrics
+from clipforensics.measure import curve, metrics
 from clipforensics.measure.result import RunResult
 from clipforensics.report import errors, figures, html, tables
+from clipforensics.report.robustness import robustness_table
 
 MANIPS = ("Deepfakes", "Face2Face", "FaceSwap")
 N_REAL, N_FAKE_PER_MANIP, N_FRAMES = 10, 4, 3
@@ -79,6 +80,11 @@ def table_rows(markdown: str) -> list[list[str]]:
     return [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
 
 
+def col(header: str) -> int:
+    """Where a column is in the results table (the registered metrics come before the decision columns)."""
+    return tables.result_columns().index(header)
+
+
 def assert_png(path: Path, min_px: int = 200) -> None:
     assert path.is_file() and path.stat().st_size > 5_000
     with Image.open(path) as img:
@@ -101,14 +107,34 @@ def test_table_has_a_row_per_run_and_manipulation_with_the_metric_values(runs):
         lo, hi = frame["auc_ci"]
         assert top[2] == f"{frame['auc']:.3f} [{lo:.2f}, {hi:.2f}]"
         assert top[3] == f"{frame['eer']:.3f}" and top[4] == f"{frame['ap']:.3f}"
-        assert top[5].startswith(f"{video['auc']:.3f} [")
-        assert top[7:10] == [f"{frame['accuracy']:.3f}", f"{frame['f1']:.3f}", f"{frame['balanced_accuracy']:.3f}"]
-        assert top[10] == f"{N_REAL}/{N_FAKE_PER_MANIP * len(MANIPS)}"
+        assert top[col("video AUC [95% CI]")].startswith(f"{video['auc']:.3f} [")
+        assert top[col("acc"):col("bal. acc") + 1] == [f"{frame['accuracy']:.3f}", f"{frame['f1']:.3f}", f"{frame['balanced_accuracy']:.3f}"]
+        assert top[col("n videos real/fake")] == f"{N_REAL}/{N_FAKE_PER_MANIP * len(MANIPS)}"
         for row, manip in zip(block[1:], MANIPS):
             expected = run.per_manipulation[manip]["frame"]["auc"]
             assert row[0] == "" and row[1] == f"↳ {manip}"
             assert row[2].startswith(f"{expected:.3f} [")
-            assert row[10] == f"{N_REAL}/{N_FAKE_PER_MANIP}"
+            assert row[col("n videos real/fake")] == f"{N_REAL}/{N_FAKE_PER_MANIP}"
+
+
+def test_table_has_partial_auc_columns_at_both_levels(runs):
+    top = table_rows(markdown_table(runs))[0]
+    for level in ("frame", "video"):
+        block = runs[0].metrics[level]
+        lo, hi = block["pauc01_ci"]
+        assert top[col(f"{level} pAUC@0.1 [95% CI]")] == f"{block['pauc01']:.3f} [{lo:.2f}, {hi:.2f}]"
+    assert "Higher is better: AUC, AP, pAUC@0.1. Lower is better: EER." in markdown_table(runs)
+
+
+def test_robustness_table_shows_the_metrics_its_rows_carry():
+    old = {"run": "r", "copy": "clean", "frame_auc": 0.9, "frame_auc_ci": [0.8, 0.95], "video_auc": 0.91,
+           "video_auc_ci": None}
+    assert robustness_table([old]).columns == ("run", "test copy", "frame AUC [95% CI]", "video AUC [95% CI]")
+    new = {**old, "frame_pauc01": 0.7, "frame_pauc01_ci": [0.6, 0.8], "video_pauc01": 0.75, "video_pauc01_ci": None}
+    table = robustness_table([new])
+    assert table.columns[2:] == ("frame AUC [95% CI]", "frame pAUC@0.1 [95% CI]", "video AUC [95% CI]",
+                                 "video pAUC@0.1 [95% CI]")
+    assert table.rows[0].cells[2:] == ("0.900 [0.80, 0.95]", "0.700 [0.60, 0.80]", "0.910", "0.750")
 
 
 def test_table_footnotes_and_wide_interval_warning(runs):
@@ -131,7 +157,7 @@ def test_table_without_intervals_and_with_video_decisions(runs):
     run.per_manipulation = {}
     top = table_rows(markdown_table([run], decision_level="video"))[0]
     assert top[2] == f"{run.metrics['frame']['auc']:.3f}"
-    assert top[7] == f"{run.metrics['video']['accuracy']:.3f}"
+    assert top[col("acc")] == f"{run.metrics['video']['accuracy']:.3f}"
     with pytest.raises(UserError):
         markdown_table([run], decision_level="clip")
     with pytest.raises(UserError):
@@ -163,7 +189,7 @@ def test_roc_and_confusion_figures_are_valid_pngs(runs, tmp_path):
 def test_roc_curve_encloses_the_reported_auc():
     labels = np.array([0, 0, 1, 1, 0, 1, 1, 0, 1, 0], dtype=float)
     scores = np.round(np.linspace(0.05, 0.95, 10)[::-1] * np.array([1, 1, 1, 0.2, 1, 1, 1, 0.3, 1, 1]), 1)
-    fpr, tpr = metrics.roc_curve(labels, scores)
+    fpr, tpr = curve.roc_curve(labels, scores)
     assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0, 0, 1, 1)
     assert np.trapezoid(tpr, fpr) == pytest.approx(metrics.roc_auc(labels, scores))
     sk_fpr, sk_tpr, _ = roc_curve(labels, scores, drop_intermediate=False)

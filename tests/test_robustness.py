@@ -81,7 +81,7 @@ def test_robustness_curve_level0_equals_clean_and_matches_sklearn(fitted):
     head = joblib.load(fitted / "run" / "logreg" / "model.joblib")
     cache = read_cache(fitted / "c.h5", perturbed=True)
     idx = pd.Series(range(len(cache.manifest)), index=cache.manifest.path).loc[test.path].to_numpy()
-    p = head.predict_proba(cache.perturbed["blur:3"][idx].astype(np.float32))
+    p = head.predict_proba(cache.perturbed["blur:3"][idx].astype(np.float32))[:, 1]  # a Pipeline: column 1 is fake
     assert rows["blur:3"]["frame_auc"] == pytest.approx(roc_auc_score(test.label, p), abs=1e-9)
     assert rows["blur:3"]["video_auc"] < rows["clean"]["video_auc"] - 0.1
     assert rows["blur:3"]["video_auc_ci"][0] <= rows["blur:3"]["video_auc"] <= rows["blur:3"]["video_auc_ci"][1]

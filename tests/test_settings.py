@@ -21,7 +21,7 @@ from clipforensics.evaluate.evaluation import EvaluateSettings
 from clipforensics.extract.run import ExtractSettings
 from clipforensics.extract.prompts import PROMPT_SETS
 from clipforensics.frames.detectors import DETECTORS, make_detector
-from clipforensics.frames.prepare import FrameSettings
+from clipforensics.frames.settings import FrameSettings
 from clipforensics.heads.fit import FitSettings
 from clipforensics.heads.heads import HEADS
 from clipforensics.lora.model import LoraSettings

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipforensics.data.layouts import read_celebdf_list, resolve, scan
+from clipforensics.data.layouts import resolve, scan
+from clipforensics.data.layouts.celebdf import read_celebdf_list
 from clipforensics.data.manifest import OFFICIAL_SPLIT, ManifestSettings
 from clipforensics.synthetic.scene import FACE_MARGIN, face_box
 from clipforensics.synthetic.write import generate

@@ -14,9 +14,10 @@ Fields typed `tuple[str, ...]` take comma-separated values, and a repeated flag 
 Options shared by several stages are declared once, in a group dataclass the stages inherit from
 (`RuntimeSettings` here, `data.manifest.DataSettings`), so a stage's JSON stays flat. What a field means
 for reuse is in the field too: `identity=True` (an output made with another value must not be mixed
-with this one) or `execution_only=True` (where or how fast a run goes, never what it computes); the
-stages read these flags through `identity_values()` and `without_execution_only()`, so a renamed field
-cannot drop out of a hand-kept list of names.
+with this one; `identity="key"` records it under another name, `identity_if="other"` only where field
+`other` is set) or `execution_only=True` (where or how fast a run goes, never what it computes); the
+stages read these flags through `identity_values()` (via `core.identity.declare`) and
+`without_execution_only()`, so a renamed field cannot drop out of a hand-kept list of names.
 """
 
 from __future__ import annotations
@@ -33,17 +34,21 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
 def option(default: Any, help: str, *, flag: str | None = None, choices: typing.Sequence[Any] | None = None,
-           required: bool = False, metavar: str | None = None, spaced: bool = False, identity: bool = False,
-           execution_only: bool = False) -> Any:
+           required: bool = False, metavar: str | None = None, spaced: bool = False, identity: bool | str = False,
+           identity_if: str | None = None, execution_only: bool = False) -> Any:
     """A dataclass field that carries its command-line help and what it means for reusing outputs.
     `spaced`: a tuple option that also takes several space-separated words (`--perturb jpeg:90,70
-    blur:1,2`), each kept whole."""
+    blur:1,2`), each kept whole. `identity`: True, or the key the value is recorded under (kept stable when
+    a field is renamed); `identity_if`: the field that must be set for this one to matter (a noise seed
+    matters only where there are noise copies)."""
     if isinstance(default, (list, dict, set)):
         raise TypeError("use a tuple for sequence defaults")
     if identity and execution_only:
         raise TypeError("a setting is either identity or execution-only, not both")
+    if identity_if and not identity:
+        raise TypeError("identity_if applies to identity settings only")
     meta = {"help": help, "flag": flag, "choices": choices, "required": required, "metavar": metavar,
-            "spaced": spaced, "identity": identity, "execution_only": execution_only}
+            "spaced": spaced, "identity": identity, "identity_if": identity_if, "execution_only": execution_only}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -82,10 +87,24 @@ def execution_only_fields(cls: type) -> tuple[str, ...]:
     return _names_with(cls, "execution_only")
 
 
+def identity_keys(obj: Any) -> dict[str, str]:
+    """Field name -> recorded key of the identity fields that matter for `obj` (an `identity_if` field only
+    where the field it depends on is set)."""
+    return {f.name: f.name if f.metadata["identity"] is True else str(f.metadata["identity"])
+            for f in dataclasses.fields(obj) if f.metadata.get("identity")
+            and (not f.metadata.get("identity_if") or getattr(obj, f.metadata["identity_if"]))}
+
+
 def identity_values(obj: Any) -> dict[str, Any]:
     """JSON-ready values of the identity fields: what an output must have been made with to be reused."""
-    names = set(identity_fields(type(obj)))
-    return {k: v for k, v in to_dict(obj).items() if k in names}
+    values = to_dict(obj)
+    return {key: values[name] for name, key in identity_keys(obj).items()}
+
+
+def flag_of(cls: type, name: str) -> str:
+    """The command-line option of field `name` (its own `flag`, else --NAME-WITH-DASHES)."""
+    meta = next(f.metadata for f in dataclasses.fields(cls) if f.name == name)
+    return meta.get("flag") or "--" + name.replace("_", "-")
 
 
 def without_execution_only(obj: Any) -> dict[str, Any]:
@@ -144,7 +163,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None 
             continue
         group_title = vars(_declared_in(cls, f.name)).get("GROUP", title)
         group = _group(parser, group_title) if group_title else parser
-        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        flag = flag_of(cls, f.name)
         typ, is_tuple = _base_type(hints[f.name])
         kwargs: dict[str, Any] = {"dest": f.name, "help": f.metadata["help"]}
         if f.metadata.get("required"):

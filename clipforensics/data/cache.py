@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from clipforensics import __version__
+from clipforensics.core import identity
 from clipforensics.core.io import atomic_path
 from clipforensics.core.errors import UserError
 from clipforensics.data.manifest import COLUMNS, OFFICIAL_SPLIT
@@ -271,13 +272,7 @@ def _validate(path: Path, columns: dict[str, list[str]], labels: np.ndarray, emb
         raise UserError(f"{path} is damaged: {'; '.join(problems[:3])}; re-extract it")
 
 
-def check_identity(actual: Mapping[str, Any], expect: Mapping[str, Any], what: str) -> None:
-    """Raise a UserError naming every identity attribute that differs between two settings."""
-    diffs = [f"{k}: {actual.get(k)!r} != {expect[k]!r}" for k in IDENTITY_KEYS
-             if k in expect and _norm(actual.get(k)) != _norm(expect[k])]
-    if diffs:
-        raise UserError(f"{what} was made with other settings ({'; '.join(diffs)})")
-
-
-def _norm(value: Any) -> Any:
-    return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict, tuple)) else value
+def check_identity(actual: Mapping[str, Any], expect: Mapping[str, Any], what: str, remedy: str = "") -> None:
+    """Raise a UserError naming every identity attribute that differs between two settings (those `expect` names),
+    in the one refusal form of `core.identity`."""
+    identity.check(actual, expect, what, keys=[k for k in IDENTITY_KEYS if k in expect], remedy=remedy)

@@ -30,7 +30,7 @@ COLUMNS = ("path", "label", "manipulation", "video", "target", "source")
 STRING_COLUMNS = ("path", "manipulation", "video", "target", "source")
 HASHED_COLUMNS = ("path", "label", "manipulation", "video")
 OFFICIAL_SPLIT = "official_split"
-"""Optional manifest column: a data set's own split of each video (Celeb-DF's test list, ...; data.layouts)."""
+"""Optional manifest column: a data set's own split of each video (Celeb-DF's test list, ...; data/layouts/)."""
 FFPP_PAIR = re.compile(r"^(\d+)_(\d+)$")
 
 
@@ -53,8 +53,9 @@ class ManifestSettings(DataSettings):
     """A data root to scan: the data group, which classes to keep, its layout; a data root is required."""
 
     classes: tuple[str, ...] = option((), "only these class folders (default: all; real folders are always kept)")
-    layout: str = option("auto", "data set layout: auto (detected from the root), ffpp, celebdf, dfdc or csv "
-                                 "(see the README's data set layouts)", metavar="NAME")
+    layout: str = option("auto", "data set layout: auto (detected from the root's marker files) or a layout's name, "
+                                 "e.g. ffpp, celebdf, dfdc, csv (one module each in clipforensics/data/layouts/; see "
+                                 "the README's data set layouts)", metavar="NAME")
     labels: str | None = option(None, "label file of --layout csv (default: DATA_ROOT/labels.csv)", metavar="FILE")
 
     def __post_init__(self) -> None:
@@ -218,7 +219,7 @@ def _class_frame_table(root: str, class_name: str, real: bool, pattern: re.Patte
 def scan(settings: ManifestSettings) -> pd.DataFrame:
     """Every frame under a class-folder data root (the ffpp layout) as a table with COLUMNS, sorted by path.
 
-    `data.layouts.scan` is the entry point that chooses among layouts; this is its ffpp reader.
+    `data.layouts.scan` is the entry point that chooses among layouts; this is the ffpp layout's frame reader.
     """
     root = _data_root(settings.data_root)
     pattern = compile_video_pattern(settings.video_pattern)

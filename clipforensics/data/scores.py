@@ -21,6 +21,7 @@ from clipforensics.data.manifest import video_of
 
 SCORE_COLUMNS = ("path", "video", "manipulation", "label", "split", "score")
 DATASET = "dataset"
+SCORES = "scores.csv"  # every run's scored val and test rows, in a run or head folder
 
 
 def _columns(df: pd.DataFrame) -> list[str]:
@@ -53,7 +54,7 @@ def make_scores(rows: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
 def write_scores(out_dir: str | Path, table: pd.DataFrame, settings: Mapping[str, Any]) -> Path:
     """Write `scores.csv` and `scores.json` atomically; return the CSV path."""
     out_dir = Path(out_dir)
-    path = out_dir / "scores.csv"
+    path = out_dir / SCORES
     write_csv(path, table[_columns(table)])
     write_json(out_dir / "scores.json", dict(settings))
     return path

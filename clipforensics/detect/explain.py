@@ -83,10 +83,3 @@ def occlusion_map(score_images: ScoreFn, image: torch.Tensor, settings: Occlusio
         total[y:y + settings.patch, x:x + settings.patch] += value
         count[y:y + settings.patch, x:x + settings.patch] += 1
     return total / count, base
-
-
-def relevance_share(relevance: np.ndarray, region: np.ndarray) -> float:
-    """Share of the positive relevance that falls inside `region` (a boolean mask of the same shape)."""
-    positive = np.clip(relevance, 0, None)
-    total = positive.sum()
-    return float(positive[region].sum() / total) if total > 0 else 0.0

@@ -21,11 +21,10 @@ from torch.utils.data import Dataset
 from clipforensics.core.errors import UserError
 from clipforensics.core.sampling import spread
 from clipforensics.data.manifest import IMAGE_EXTENSIONS
-from clipforensics.detect.rebuild import FaceCrop
 from clipforensics.data.images import decode_rgb
 from clipforensics.extract.reader import uint8_pixels
 from clipforensics.frames.align import source_bounds
-from clipforensics.frames.crops import FrameCrop, crop_video, render
+from clipforensics.frames.crops import CropRecipe, FrameCrop, crop_video, render
 from clipforensics.frames.track import NO_FALLBACK
 from clipforensics.frames.video import VIDEO_EXTENSIONS, read_sampled
 
@@ -46,7 +45,7 @@ class Item:
 class Sampling:
     """How many frames an input gives and how they are cropped: the run's records, or the user's overrides."""
 
-    crop: FaceCrop | None
+    crop: CropRecipe | None
     frames: int | None  # frames sampled from a video or frame folder (None: all of a folder)
     frames_per_video: int | None  # the run's protocol cap, applied after sampling
 
@@ -187,7 +186,7 @@ class Preparer(Dataset):
         size = self.sampling.crop.size
         bgr = [np.ascontiguousarray(f[..., ::-1]) for f in frames]
         times = names if all(isinstance(n, int) for n in names) else list(range(len(names)))
-        crops = crop_video(bgr, times, self.sampling.crop.recipe()).crops
+        crops = crop_video(bgr, times, self.sampling.crop).crops
         detected = sum(crop.face.fallback == NO_FALLBACK for crop in crops)
         if not detected:
             return Prepared(item, NO_FACE, faces_found=0, reason=no_face or f"no face found in {len(frames)} frames")

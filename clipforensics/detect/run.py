@@ -16,7 +16,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 import numpy as np
 from torch.utils.data import DataLoader
@@ -261,11 +261,16 @@ def detect(inputs: list[str], settings: DetectSettings) -> dict[str, Any]:
             say(table_line(row))
             bar.update(1)
         writers.close()
+    return _close(counts, out, settings.as_json, say)
+
+
+def _close(counts: dict[str, int], out: Path, as_json: bool, say: Callable[[str], None]) -> dict[str, Any]:
+    """The closing line (and the JSON record with --json); no input scored is an error, not an empty result."""
     unscored = counts["failed"] + counts["no face"]
     say(f"{counts['scored']} of {counts['inputs']} inputs scored, {counts['fake']} called fake"
         + (f"; {unscored} could not be scored (status and reason in {out / DETECTIONS_CSV})" if unscored else "")
         + f"; files in {out}")
-    if settings.as_json:
+    if as_json:
         with open(out / DETECTIONS_JSON, encoding="utf-8") as fh:
             shutil.copyfileobj(fh, sys.stdout)
     if not counts["scored"]:

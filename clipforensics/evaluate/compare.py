@@ -18,8 +18,8 @@ from scipy.stats import rankdata
 
 from clipforensics.core.errors import UserError
 from clipforensics.core.sampling import spread
-from clipforensics.measure.metrics import (_auc_from, _draw_counts, _Sweep, bootstrap_ci, roc_auc,
-                                            threshold_metrics, video_scores)
+from clipforensics.measure.curve import _auc_from, _Sweep, roc_auc
+from clipforensics.measure.metrics import _draw_counts, bootstrap_ci, threshold_metrics, video_scores
 from clipforensics.measure.result import RunResult
 
 ALL = "all"

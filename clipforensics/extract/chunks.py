@@ -7,7 +7,6 @@ A kill -9 loses at most the chunk being saved and the one being filled; the reru
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -18,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from clipforensics.core.errors import UserError
-from clipforensics.core.io import (atomic_path, exclusive_lock, remove_stale_temps, sidecar, user_os_error,
-                                   write_json)
+from clipforensics.core import identity as identity_mod
+from clipforensics.core.io import (atomic_path, exclusive_lock, read_json_object, remove_stale_temps, sidecar,
+                                   user_os_error, write_json)
 from clipforensics.data import cache as cache_mod
 from clipforensics.extract.distributed import Shard
 
@@ -79,17 +79,12 @@ class ChunkStore:
         return self.dir / "identity.json"
 
     def start(self, identity: dict[str, Any], overwrite: bool) -> None:
-        """Resume only a run with the same identity; anything else is refused or wiped."""
+        """Resume only a run with the same identity; anything else is refused or (--overwrite) wiped."""
         remove_stale_temps(self.dir)
-        if self.identity_file().exists():
-            old = json.loads(self.identity_file().read_text())
-            if old != identity:
-                if not overwrite:
-                    raise UserError(f"unfinished parts in {self.dir} were made with other settings "
-                                    f"({_differences(old, identity)}); rerun with --overwrite to discard them")
-                shutil.rmtree(self.dir)
-            else:
-                return
+        if self.identity_file().exists() and identity_mod.claim(
+                self._recorded(), identity, f"the unfinished extraction in {self.dir}", overwrite=overwrite,
+                replace=lambda: shutil.rmtree(self.dir)):
+            return
         self.dir.mkdir(parents=True, exist_ok=True)
         write_json(self.identity_file(), identity)
 
@@ -97,22 +92,17 @@ class ChunkStore:
         """For followers and merges: the parts must exist and have been made with these settings."""
         if not self.identity_file().exists():
             raise UserError(f"no extraction parts at {self.dir}: run the shards first")
-        old = json.loads(self.identity_file().read_text())
-        if old != identity:
-            raise UserError(f"parts in {self.dir} were made with other settings than these "
-                            f"({_differences(old, identity)})")
+        identity_mod.check(self._recorded(), identity, f"the extraction in {self.dir}",
+                           remedy="rerun the shards with these settings")
+
+    def _recorded(self) -> dict[str, Any]:
+        return read_json_object(self.identity_file(), "the identity of unfinished extraction parts")
 
     def mark_shard_done(self, shard: Shard) -> None:
         write_json(self.dir / f"shard-{shard.rank}-of-{shard.world}.done", {"rank": shard.rank, "world": shard.world})
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
-    """e.g. "precision: 'bf16' there, 'fp32' here" -- names what to pass to match the parts."""
-    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    return "; ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} here" for k in keys)
 
 
 @contextlib.contextmanager

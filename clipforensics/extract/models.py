@@ -356,17 +356,8 @@ def _text_sequence_first(model: torch.nn.Module) -> None:
         block.attn.batch_first = False
 
 
-def load_model(settings: ModelSettings, device: str = "cpu", precision: str = "fp32") -> LoadedModel:
-    """Build the model; a tag that cannot be had offline fails fast with how to supply the weights."""
-    pretrained, identity = _weights_source(settings)
-    torch_device = resolve_device(device)
-    resolve_precision(precision, torch_device)  # a bad choice fails before the model is built
-    is_tag = identity["weights_kind"] == "tag"
-    offline = is_tag and (os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable())
-    if pretrained is None:
-        print(f"WARNING: RANDOM WEIGHTS for {settings.model} (--pretrained none, init seed {settings.init_seed}): "
-              "embeddings carry no CLIP knowledge; results prove the machinery, not detection skill",
-              file=sys.stderr)
+def _create(settings: ModelSettings, pretrained: str | None, is_tag: bool, offline: bool) -> tuple[Any, Any]:
+    """open_clip's model and image transform, seeded; a checkpoint or tag that cannot load is one line."""
     with torch.random.fork_rng(devices=[]), _hub_offline(offline):
         torch.manual_seed(settings.init_seed)
         try:
@@ -383,6 +374,21 @@ def load_model(settings: ModelSettings, device: str = "cpu", precision: str = "f
                 f"weights for {settings.model} / {settings.pretrained} are not in the local cache and cannot be "
                 f"downloaded here: copy them into --weights-dir (open_clip's cache_dir) or pass a checkpoint file "
                 f"with --pretrained PATH") from exc
+    return model, preprocess
+
+
+def load_model(settings: ModelSettings, device: str = "cpu", precision: str = "fp32") -> LoadedModel:
+    """Build the model; a tag that cannot be had offline fails fast with how to supply the weights."""
+    pretrained, identity = _weights_source(settings)
+    torch_device = resolve_device(device)
+    resolve_precision(precision, torch_device)  # a bad choice fails before the model is built
+    is_tag = identity["weights_kind"] == "tag"
+    offline = is_tag and (os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable())
+    if pretrained is None:
+        print(f"WARNING: RANDOM WEIGHTS for {settings.model} (--pretrained none, init seed {settings.init_seed}): "
+              "embeddings carry no CLIP knowledge; results prove the machinery, not detection skill",
+              file=sys.stderr)
+    model, preprocess = _create(settings, pretrained, is_tag, offline)
     model.eval().requires_grad_(False)
     _text_sequence_first(model)
     pp = model.visual.preprocess_cfg

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from clipforensics.core.errors import UserError
+from clipforensics.core.identity import check, declare
 from clipforensics.core.io import claim_output_file
 from clipforensics.core.sampling import spread
 from clipforensics.core.settings import RuntimeSettings, option, to_dict
@@ -38,25 +39,31 @@ from clipforensics.extract.reader import ImageFiles, collate_images, describe_pr
 
 
 CACHE_SUFFIXES = (".h5", ".hdf5")
+LISTED = ("prompt_sets", "layers", "perturbations")
+CACHE_IDENTITY = cache_mod.IDENTITY_KEYS + LISTED + ("perturb_seed",)
+"""What a finished cache at --out must share with this run to be kept (the chunk size and preprocessing text only
+shape the parts; changed frames are named one by one by `check_unchanged`)."""
 
 
 @dataclass
 class ExtractSettings(RuntimeSettings):
     out: str = option(None, "cache file to write, e.g. cache/NAME.h5", required=True, metavar="FILE")
     batch_size: int = option(64, "images per forward pass")
-    prompt_sets: tuple[str, ...] = option(tuple(PROMPT_SETS), "prompt sets to embed (comma list)")
+    prompt_sets: tuple[str, ...] = option(tuple(PROMPT_SETS), "prompt sets to embed (comma list)", identity=True)
     limit: int | None = option(None, "use at most N images, spread evenly over the manifest (trial runs)")
     chunk_size: int = option(512, "rows per resumable chunk: a crash redoes at most two (the one being saved, "
-                                  "the one being filled)")
+                                  "the one being filled)", identity=True)
     overwrite: bool = option(False, "replace an existing cache (or unfinished parts) made with other settings")
     shard: str | None = option(None, "do only shard K of N (K/N, e.g. for SLURM arrays); then run "
                                      "`extract_features.py merge` with the same options", metavar="K/N")
     layers: str | None = option(None, "also store the class token of these residual blocks, taken in the same "
-                                      "forward: all, last, or indices like 0,4,8 (/layers/<k>)", metavar="SPEC")
+                                      "forward: all, last, or indices like 0,4,8 (/layers/<k>)", metavar="SPEC",
+                                identity=True)
     perturb: tuple[str, ...] = option((), "also embed perturbed copies of every row: jpeg:90,70 blur:1,2 "
                                           "resize:0.5 noise:0.02 (/perturbed/<kind:level>)", metavar="KIND:LEVELS",
-                                      spaced=True)
-    perturb_seed: int = option(0, "seed of the noise perturbation (per row and copy)")
+                                      spaced=True, identity="perturbations")
+    perturb_seed: int = option(0, "seed of the noise perturbation (per row and copy)", identity=True,
+                               identity_if="perturb")
 
 
 def spread_rows(df: pd.DataFrame, limit: int | None) -> pd.DataFrame:
@@ -113,15 +120,13 @@ def extract(manifest_settings: ManifestSettings, model_settings: ModelSettings,
     manifest = spread_rows(scan(manifest_settings), settings.limit)
     stats = frame_stats(manifest_settings.data_root, manifest["path"].tolist())
     loaded = load_agreed(model_settings, shard, init_process_group(shard, settings.device), settings.precision)
-    identity = {k: loaded.identity[k] for k in cache_mod.IDENTITY_KEYS if k in loaded.identity}
-    identity.update(manifest_hash=manifest_hash(manifest), chunk_size=settings.chunk_size,
-                    prompt_sets=list(settings.prompt_sets), preprocessing=preprocessing(loaded),
-                    frames_hash=stats_hash(manifest["path"].tolist(), stats))
-    identity["crops"] = read_crop_recipe(manifest_settings.data_root)  # prepare.json: the crops are identity
     layers = parse_layers(settings.layers, len(vision_blocks(loaded.model))) if settings.layers is not None else ()
-    identity.update(layers=list(layers), perturbations=[p.name for p in perturbations])
-    if perturbations:
-        identity["perturb_seed"] = settings.perturb_seed
+    model = {k: loaded.identity[k] for k in cache_mod.IDENTITY_KEYS if k in loaded.identity}
+    inputs = {**model, "manifest_hash": manifest_hash(manifest), "preprocessing": preprocessing(loaded),
+              "frames_hash": stats_hash(manifest["path"].tolist(), stats),
+              "crops": read_crop_recipe(manifest_settings.data_root)}  # prepare.json: the crops are identity
+    identity = declare(settings, resolved={"layers": list(layers), "perturb": [p.name for p in perturbations]},
+                       inputs=inputs)
     job = Job(out, ChunkStore(out), loaded, manifest, stats, identity, manifest_settings, model_settings, settings,
               {**identity, **(extra_attrs or {})}, layers, perturbations)
     try:
@@ -226,14 +231,8 @@ def _already_done(job: Job) -> bool:
         raise UserError(f"{exc}; refusing to replace it (remove it yourself if it is yours)") from None
     if job.settings.overwrite:
         return False
-    cache_mod.check_identity(attrs, job.identity, what=f"existing cache {out} (use --overwrite to replace it)")
-    for key, what in (("prompt_sets", "prompt sets"), ("layers", "layers"), ("perturbations", "perturbed copies")):
-        if (attrs.get(key) or []) != job.identity[key]:
-            raise UserError(f"existing cache {out} holds {what} {attrs.get(key) or []}, not {job.identity[key]}; "
-                            "use --overwrite to replace it")
-    if job.perturbations and attrs.get("perturb_seed") != job.identity["perturb_seed"]:
-        raise UserError(f"existing cache {out} made its noise copies with --perturb-seed {attrs.get('perturb_seed')}, "
-                        f"not {job.identity['perturb_seed']}; use --overwrite to replace it")
+    recorded = {**attrs, **{key: attrs.get(key) or [] for key in LISTED}}  # older caches recorded no empty lists
+    check(recorded, job.identity, f"existing cache {out}", keys=CACHE_IDENTITY)
     stored = cache_mod.read_file_stats(out)
     if stored is not None:
         paths, stats = stored

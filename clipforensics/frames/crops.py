@@ -8,18 +8,22 @@ landmarks so that every crop can be redone or checked from faces.csv.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from clipforensics.core.errors import UserError
 from clipforensics.frames.align import ALIGNMENTS, Box, centre_matrix, cut, warp
-from clipforensics.frames.detectors import LANDMARKS, detect, make_detector, rgb
+from clipforensics.frames.detectors import DETECTORS, LANDMARKS, detect, make_detector, rgb
 from clipforensics.frames.track import CENTRE_CROP, TrackedFace, choose_track, fill_gaps
 
 
 @dataclass(frozen=True)
 class CropRecipe:
-    """Everything that decides a crop's pixels (picklable: sent to worker processes)."""
+    """Everything that decides a crop's pixels (picklable: sent to worker processes). prepare_frames.py crops by
+    it and records it in prepare.json's `crops`, caches copy that record, and detect.py reads it back
+    (`from_record`) to crop new videos by the very same code; `frames` and `source` say how many frames a video
+    gave and which record the recipe was read from."""
 
     detector: str
     detect_max_side: int
@@ -27,6 +31,29 @@ class CropRecipe:
     landmarks: str  # "5", or "68" to record the 68-point model too
     margin: float
     size: int
+    frames: int | None = None
+    source: str = ""
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], source: str) -> "CropRecipe":
+        """The recipe a prepare.json `crops` record (or a cache's copy of it) names; a record that lacks a setting,
+        or names a detector or alignment this installation does not have, is one line."""
+        try:
+            recipe = cls(str(record["detector"]), int(record["detect_max_side"]), str(record["align"]),
+                         "68" if "68" in record["landmarks"] else "5", float(record["margin"]), int(record["size"]),
+                         int(record["frames"]), source)
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"{source} does not record the face-crop settings (detector, margin, size, frames, "
+                            "detect_max_side, align, landmarks)") from None
+        if recipe.detector not in DETECTORS or recipe.align not in ALIGNMENTS:
+            raise UserError(f"{source} names the face detector {recipe.detector!r} and alignment {recipe.align!r}, "
+                            f"which this installation does not have (detectors: {', '.join(sorted(DETECTORS))}; "
+                            f"alignments: {', '.join(ALIGNMENTS.names())})")
+        return recipe
+
+    def describe(self) -> str:
+        return (f"{self.detector} faces, margin {self.margin}, {self.size} px, {self.frames} frames a video, "
+                f"align {self.align} (from {self.source})")
 
     def landmark_models(self) -> tuple[str, ...]:
         """Models run on every tracked face: the 5-point one always (cheap, recorded), 68 when asked

@@ -16,19 +16,23 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 from sklearn.covariance import LedoitWolf
+from sklearn.ensemble import StackingClassifier
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from clipforensics.data.cache import PromptEmbeddings
 from clipforensics.core.errors import UserError
 from clipforensics.core.registry import Registry
+from clipforensics.heads.components import (distance_steps, fake_probability, fixed_linear, fixed_standardise,
+                                           l2_normalise, l2_rows, logistic_steps, probability_passthrough)
 from clipforensics.measure.metrics import frame_video_auc
 from clipforensics.extract.prompts import class_means
 
 ZEROSHOT_PREFIX = "zeroshot-"
 ZEROSHOT_TEMPERATURE = 100.0  # CLIP's trained logit scale: cosine differences of ~0.01 become real odds
+PLATT = "Platt: logistic regression (C=1e6) on the validation decision values"
 
 
 @dataclass
@@ -45,10 +49,6 @@ class Features:
         return cls(embeddings[idx].astype(np.float32), rows["label"].to_numpy(int), rows["video"].to_numpy())
 
 
-def l2_normalise(X: np.ndarray) -> np.ndarray:
-    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-
-
 def video_auc(feats: Features, proba: np.ndarray) -> float:
     """Validation criterion: AUC of per-video mean probabilities (what the user reports)."""
     table = pd.DataFrame({"video": feats.video, "manipulation": "", "label": feats.y, "split": "val",
@@ -56,25 +56,30 @@ def video_auc(feats: Features, proba: np.ndarray) -> float:
     return frame_video_auc(table, split="validation")[1]
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
-
-
 class Head:
-    """Base class: `fit` on train/val Features, `predict_proba` on an embedding matrix."""
+    """Base class: `fit` on train/val Features chooses and fits `model`, a plain scikit-learn Pipeline whose
+    predict_proba column 1 is P(fake); that pipeline, not the head, is what a run saves (heads/saved.py)."""
 
     name = "head"
     trains = True  # False for heads that use no labels at all (zero-shot)
+    features = "l2-normalised embedding, standardised"  # what the classifier sees, for head.json
+    calibration: str | None = None  # set where decision values become probabilities by a fitted map
 
     def __init__(self) -> None:
         self.params: dict[str, Any] = {}
         self.val_auc: float = float("nan")
+        self.model: Pipeline | None = None
 
     def fit(self, train: Features, val: Features) -> "Head":
         raise NotImplementedError
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """P(fake) per row, from the pipeline itself: what is scored is exactly what a run saves."""
+        return fake_probability(self.model, X)
+
+    def choices(self) -> dict[str, Any]:
+        """What the fit chose and what the pipeline does, in words and numbers (head.json's `estimator`)."""
+        return {**self.params, "features": self.features, "calibration": self.calibration}
 
 
 class GridHead(Head):
@@ -82,56 +87,57 @@ class GridHead(Head):
 
     grid: tuple[float, ...] = ()
     param = "C"
-    calibrate = False  # decision values -> probabilities by Platt scaling on validation
 
-    def estimator(self, value: float):
+    def estimator(self, value: float) -> Pipeline:
         raise NotImplementedError
-
-    def _decision(self, model, X: np.ndarray) -> np.ndarray:
-        return model.decision_function(X)
 
     def fit(self, train: Features, val: Features) -> "GridHead":
         best = None
         for value in self.grid:
             model = self.estimator(value).fit(train.X, train.y)
-            auc = video_auc(val, self._decision(model, val.X))
+            auc = video_auc(val, model.decision_function(val.X))
             if best is None or auc > best[0]:
                 best = (auc, value, model)
         self.val_auc, value, self.model = best
         self.params = {self.param: value}
-        if self.calibrate:
-            self.platt = LogisticRegression(C=1e6).fit(self._decision(self.model, val.X)[:, None], val.y)
+        if self.calibration:
+            self.model = platt_scaled(self.model, val)
         return self
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        if self.calibrate:
-            return self.platt.predict_proba(self._decision(self.model, X)[:, None])[:, 1]
-        return self.model.predict_proba(X)[:, 1]
+
+def platt_scaled(model: Pipeline, val: Features) -> Pipeline:
+    """The fitted pipeline with its linear model's decision values mapped to probabilities by a logistic
+    regression fitted on validation (stacking on the prefit model: the documented scikit-learn form)."""
+    steps = model[:-1]
+    platt = StackingClassifier([("linear", model[-1])], final_estimator=LogisticRegression(C=1e6),
+                               stack_method="decision_function", cv="prefit").fit(steps.transform(val.X), val.y)
+    return Pipeline([*steps.steps, ("platt", platt)])
 
 
-def _linear(model) -> Any:
+def _linear(model: Any) -> Pipeline:
     """L2-normalise, then standardise: CLIP embeddings share a large common component."""
-    return make_pipeline(FunctionTransformer(l2_normalise), StandardScaler(), model)
+    return Pipeline([("l2", l2_rows()), ("standardise", StandardScaler()), ("classifier", model)])
 
 
 class LogRegHead(GridHead):
     name, grid = "logreg", (0.001, 0.01, 0.1, 1.0)
 
-    def estimator(self, value: float):
+    def estimator(self, value: float) -> Pipeline:
         return _linear(LogisticRegression(C=value, class_weight="balanced", max_iter=2000))
 
 
 class SVMHead(GridHead):
-    name, grid, calibrate = "svm", (0.001, 0.01, 0.1), True
+    name, grid, calibration = "svm", (0.001, 0.01, 0.1), PLATT
 
-    def estimator(self, value: float):
-        return _linear(LinearSVC(C=value, class_weight="balanced", max_iter=5000))
+    def estimator(self, value: float) -> Pipeline:
+        # seeded: liblinear's dual solver (chosen when frames < dimensions) shuffles with numpy's global state
+        return _linear(LinearSVC(C=value, class_weight="balanced", max_iter=5000, random_state=0))
 
 
 class RidgeHead(GridHead):
-    name, grid, param, calibrate = "ridge", (1.0, 10.0, 100.0, 1000.0), "alpha", True
+    name, grid, param, calibration = "ridge", (1.0, 10.0, 100.0, 1000.0), "alpha", PLATT
 
-    def estimator(self, value: float):
+    def estimator(self, value: float) -> Pipeline:
         return _linear(RidgeClassifier(alpha=value, class_weight="balanced"))
 
 
@@ -139,11 +145,18 @@ class ZeroShotHead(Head):
     """Softmax over temperature-scaled cosines to the mean real and mean fake prompt: no training."""
 
     trains = False
+    features = "cosines of the l2-normalised embedding to the mean real and mean fake prompt"
 
     def __init__(self, prompt_set: str, prompts: PromptEmbeddings) -> None:
         super().__init__()
         self.name = ZEROSHOT_PREFIX + prompt_set
-        self.means = class_means(prompts.embeddings, prompts.labels)  # rows [real, fake] by label
+        means = class_means(prompts.embeddings, prompts.labels)  # rows [real, fake] by label
+        fake_minus_real = np.array([[-1], [1]], dtype=means.dtype)
+        temperature = np.array([[ZEROSHOT_TEMPERATURE]], dtype=means.dtype)
+        self.model = Pipeline([("l2", l2_rows()), ("cosines", fixed_linear(means.T)),
+                               ("fake_minus_real", fixed_linear(fake_minus_real)),
+                               ("temperature", fixed_linear(temperature)), *logistic_steps(),
+                               ("probability", probability_passthrough())])
         self.params = {"prompt_set": prompt_set, "temperature": ZEROSHOT_TEMPERATURE,
                        "prompts": dict(zip(prompts.texts, prompts.labels.tolist()))}
 
@@ -151,26 +164,21 @@ class ZeroShotHead(Head):
         self.val_auc = video_auc(val, self.predict_proba(val.X))
         return self
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        cos = l2_normalise(X) @ self.means.T
-        return _sigmoid(ZEROSHOT_TEMPERATURE * (cos[:, 1] - cos[:, 0]))
-
 
 class PromptFeaturesHead(LogRegHead):
     """Logistic regression on the cosines to every prompt of the `bank` set (a 10-d, readable input)."""
 
     name = "prompt-features"
+    features = "cosines of the l2-normalised embedding to every prompt of the bank set, standardised"
 
     def __init__(self, prompts: PromptEmbeddings) -> None:
         super().__init__()
         self.prompt_matrix = l2_normalise(prompts.embeddings)
 
-    def _cosines(self, X: np.ndarray) -> np.ndarray:
-        return l2_normalise(X) @ self.prompt_matrix.T
-
-    def estimator(self, value: float):
-        return make_pipeline(FunctionTransformer(self._cosines), StandardScaler(),
-                             LogisticRegression(C=value, class_weight="balanced", max_iter=2000))
+    def estimator(self, value: float) -> Pipeline:
+        return Pipeline([("l2", l2_rows()), ("cosines", fixed_linear(self.prompt_matrix.T)),
+                         ("standardise", StandardScaler()),
+                         ("classifier", LogisticRegression(C=value, class_weight="balanced", max_iter=2000))])
 
 
 class RealOnlyHead(Head):
@@ -181,26 +189,23 @@ class RealOnlyHead(Head):
     """
 
     name = "real-only"
+    features = "log Mahalanobis distance of the l2-normalised, standardised embedding to the training reals"
 
     def fit(self, train: Features, val: Features) -> "RealOnlyHead":
-        real = self._prep_fit(train.X[train.y == 0])
-        self.cov = LedoitWolf().fit(real)
-        logd = np.log(self._distance(real))
-        self.mu, self.sigma = float(logd.mean()), float(logd.std() + 1e-12)
-        self.params = {"shrinkage": float(self.cov.shrinkage_), "n_real": int(len(real))}
+        l2 = l2_rows().fit(train.X)
+        unit = l2.transform(train.X[train.y == 0])
+        scaler = StandardScaler().fit(unit)
+        real = scaler.transform(unit)
+        cov = LedoitWolf().fit(real)
+        log_distance = Pipeline(distance_steps(cov.mahalanobis))
+        logd = log_distance.transform(real)
+        mu, sigma = float(logd.mean()), float(logd.std() + 1e-12)
+        self.model = Pipeline([("l2", l2), ("standardise", scaler), *log_distance.steps,
+                               ("standardise_log", fixed_standardise(mu, sigma)), *logistic_steps(),
+                               ("probability", probability_passthrough())])
+        self.params = {"shrinkage": float(cov.shrinkage_), "n_real": int(len(real))}
         self.val_auc = video_auc(val, self.predict_proba(val.X))
         return self
-
-    def _prep_fit(self, X: np.ndarray) -> np.ndarray:
-        self.scaler = StandardScaler().fit(l2_normalise(X))
-        return self.scaler.transform(l2_normalise(X))
-
-    def _distance(self, Z: np.ndarray) -> np.ndarray:
-        return np.sqrt(np.maximum(self.cov.mahalanobis(Z), 1e-12))
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        d = self._distance(self.scaler.transform(l2_normalise(X)))
-        return _sigmoid((np.log(d) - self.mu) / self.sigma)
 
 
 HEADS: Registry[Callable[[dict[str, PromptEmbeddings]], Head]] = Registry("head")

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from clipforensics.core.errors import UserError
+from clipforensics.core.identity import claim
 from clipforensics.core.io import OutputDir, atomic_path
 from clipforensics.lora.model import SAVED_HEADS, Detector, keep_base_exact
 from clipforensics.lora.train import Optimization, TrainRun, TrainState, untrained_state
@@ -57,16 +58,11 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return checkpoint
 
 
-def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two JSON-like trees."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        return [d for key in sorted(set(old) | set(new))
-                for d in _differences(old.get(key), new.get(key), f"{prefix}{key}.")]
-    return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
+RESUME = "rerun with the same settings to resume, or with --overwrite to start again"
 
 
-def claim_checkpoint(run: TrainRun, run_dir: OutputDir) -> dict[str, Any] | None:
-    """The checkpoint to resume, if the run folder holds one made with these settings.
+def claim_checkpoint(identity: dict[str, Any], run_dir: OutputDir, overwrite: bool) -> dict[str, Any] | None:
+    """The checkpoint to resume, if the run folder holds one made with `identity`.
 
     A run made with other settings, or a damaged checkpoint, is refused, or with --overwrite replaced: only
     the files this stage wrote are removed. A folder without a checkpoint holds no training to lose (a
@@ -79,23 +75,26 @@ def claim_checkpoint(run: TrainRun, run_dir: OutputDir) -> dict[str, Any] | None
     try:
         checkpoint = read_checkpoint(path)
         old = json.loads(checkpoint["identity"])
+        if not isinstance(old, dict):
+            raise ValueError("the recorded identity is not a JSON object")
     except (UserError, TypeError, ValueError):
-        if not run.settings.overwrite:
+        if not overwrite:
             raise
         run_dir.clear()
         return None
-    changed = _differences(old, json.loads(json.dumps(run.identity)))
-    if not changed:
-        return checkpoint
-    if not run.settings.overwrite:
-        raise UserError(f"{path} was made with other settings ({'; '.join(changed[:4])}); rerun with the same "
-                        "settings to resume, or --overwrite to start again")
-    run_dir.clear()
-    return None
+    same = claim(old, identity, str(path), overwrite=overwrite, replace=run_dir.clear, remedy=RESUME)
+    return checkpoint if same else None
+
+
+def refuse_other_checkpoint(identity: dict[str, Any], run_dir: OutputDir, overwrite: bool) -> None:
+    """Refuse a checkpoint this run may not resume before the stage prints anything; under --overwrite nothing
+    is removed yet (a later check may still fail): `claim_checkpoint` replaces it when training starts."""
+    if not overwrite:
+        claim_checkpoint(identity, run_dir, overwrite=False)
 
 
 def resume_or_start(run: TrainRun, optim: Optimization, run_dir: OutputDir) -> TrainState:
-    checkpoint = claim_checkpoint(run, run_dir)
+    checkpoint = claim_checkpoint(run.identity, run_dir, run.settings.overwrite)
     if checkpoint is None:
         return untrained_state(run)
     run.detector.load_trainable_state(checkpoint["trainable"])

@@ -2,15 +2,15 @@
 
 Model, weights, image size, prompts and data root come from the base cache, so the two cannot drift. In --out:
 checkpoint.pt (every epoch; the same command resumes), adapter/ (peft format, best epoch), head.safetensors,
-lora.json, train_log.csv, train_curve.png, scores.csv + scores.json (val and test rows, for evaluate.py) and
-merged.safetensors; beside the base cache, NAME-lora-<adapter hash>.h5: the merged model's embeddings, for the
-heads and the cross-manipulation matrix.
+lora.json, train_log.csv, scores.csv + scores.json (val and test rows, for evaluate.py) and merged.safetensors;
+beside the base cache, NAME-lora-<adapter hash>.h5: the merged model's embeddings, for the heads and the
+cross-manipulation matrix. The stage renders nothing: finetune_lora.py draws train_curve.png from train_log.csv.
+The run folder's file names are clipforensics.runs's, which readers (detect.py, the studies) open it through.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import shutil
 import sys
 from dataclasses import dataclass
@@ -27,7 +27,7 @@ from clipforensics import __version__
 from clipforensics.core.errors import UserError
 from clipforensics.core.io import OutputDir, atomic_path, claim_output, claim_output_file, write_json
 from clipforensics.core.settings import from_dict, to_dict, without_execution_only
-from clipforensics.data.cache import MODEL_IDENTITY_KEYS, FeatureCache, check_identity, read_cache
+from clipforensics.data.cache import FeatureCache, read_cache
 from clipforensics.data.fingerprint import check_unchanged
 from clipforensics.data.crossdata import (CrossSettings, TestSet, check_disjoint, dataset_name, load_test_sets,
                                           scores_with_tests)
@@ -36,21 +36,18 @@ from clipforensics.data.manifest import ManifestSettings, manifest_hash
 from clipforensics.data.protocol import ProtocolSettings, Splits, log_splits, make_splits
 from clipforensics.data.provenance import check_lora_overlap, provenance_of, run_identity
 from clipforensics.data.splitfile import TABLE_NAME, write_split_table
-from clipforensics.data.scores import make_scores, write_scores
-from clipforensics.extract.models import LoadedModel, ModelSettings, load_model, resolve_device, resolve_precision
+from clipforensics.data.scores import write_scores
+from clipforensics.extract.models import LoadedModel, ModelSettings, resolve_device, resolve_precision
 from clipforensics.extract.run import ExtractSettings, extract, spread_rows
-from clipforensics.lora.checkpoint import (CHECKPOINT, resume_or_start, save_adapter, save_checkpoint,
-                                           save_head_tensors, save_merged)
+from clipforensics.lora.checkpoint import (CHECKPOINT, refuse_other_checkpoint, resume_or_start, save_adapter,
+                                           save_checkpoint, save_head_tensors, save_merged)
 from clipforensics.lora.data import LabelledImages
 from clipforensics.lora.model import LoraSettings, check_settings, describe_counts, parameter_counts
 from clipforensics.lora.train import (LOG, TrainRun, TrainState, make_optimization, predict, training_precision,
                                       train_epoch, validate, write_log)
-from clipforensics.report.figures import new_figure, save_figure
+from clipforensics.lora.files import ADAPTER_DIR, CURVE, HEAD_FILE, RUN_FILE, sha256
+from clipforensics.extract.tower import load_tower, model_settings
 
-ADAPTER_DIR = "adapter"
-HEAD_FILE = "head.safetensors"
-RUN_FILE = "lora.json"
-CURVE = "train_curve.png"
 MERGED = "merged.safetensors"
 OUTPUTS = (CHECKPOINT, LOG, ADAPTER_DIR, HEAD_FILE, RUN_FILE, CURVE, MERGED, "scores.csv", "scores.json", TABLE_NAME)
 """Every entry the stage writes into --out (recorded before training, so --overwrite removes exactly these)."""
@@ -76,9 +73,7 @@ class Base:
         return self.cache.attrs
 
     def model_settings(self, pretrained: str | None = None) -> ModelSettings:
-        recorded = from_dict(ModelSettings, self.made_with["model"])
-        return dataclasses.replace(recorded, model=self.attrs["model"], init_seed=int(self.attrs["init_seed"]),
-                                   pretrained=pretrained or self.attrs["pretrained"])
+        return model_settings(self.attrs, pretrained, what=str(self.cache.path))
 
     def manifest_settings(self, data_root: str | None) -> ManifestSettings:
         recorded = from_dict(ManifestSettings, self.made_with["manifest"])
@@ -131,10 +126,7 @@ def training_rows(rows: pd.DataFrame, settings: LoraSettings) -> pd.DataFrame:
 
 def load_base_model(base: Base, device: str) -> LoadedModel:
     """The base model rebuilt from the cache's attributes, in fp32 for training, checked against the cache."""
-    loaded = load_model(base.model_settings(), device, "fp32")
-    expected = {k: base.attrs[k] for k in MODEL_IDENTITY_KEYS}
-    check_identity(loaded.identity, expected, what=f"the model rebuilt from {base.cache.path}")
-    return loaded
+    return load_tower(base.attrs, device, "fp32", str(base.cache.path))
 
 
 @dataclass
@@ -175,6 +167,9 @@ def prepare(settings: LoraSettings, protocol: ProtocolSettings,
         resolve_precision(base.attrs["precision"], device)
     splits = make_splits(base.cache.manifest, protocol)
     check_lora_overlap(base.attrs, splits.rows, str(base.cache.path))
+    lora = without_execution_only(settings)  # a checkpoint resumes across where / how fast the run goes
+    identity = {**run_identity(base.cache, protocol), "splits": splits.digest(), "lora": lora}
+    refuse_other_checkpoint(identity, run_dir, settings.overwrite)
     log_splits(splits)
     rows = splits.rows
     for other in elsewhere:
@@ -182,9 +177,8 @@ def prepare(settings: LoraSettings, protocol: ProtocolSettings,
         print(other.test.summary(), file=sys.stderr)
     train = training_rows(rows, settings)
     loaded = load_base_model(base, settings.device)
-    lora = without_execution_only(settings)  # a checkpoint resumes across where / how fast the run goes
     run = TrainRun.build(loaded, settings, manifest_settings.data_root, train, val_rows=rows[rows["split"] == "val"],
-                         identity={**run_identity(base.cache, protocol), "splits": splits.digest(), "lora": lora})
+                         identity=identity)
     print(describe_counts(parameter_counts(run.detector), settings.targets), file=sys.stderr)
     return run, base, splits, elsewhere, run_dir
 
@@ -205,25 +199,6 @@ def train_epochs(run: TrainRun, run_dir: OutputDir) -> TrainState:
             bar.set_postfix(loss=f"{row['loss']:.4f}", val_video_auc=f"{row['val_video_auc']:.3f}",
                             best=state.best_epoch)
     return state
-
-
-def sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def plot_curve(history: list[dict[str, Any]], best_epoch: int, path: Path) -> None:
-    table = pd.DataFrame(history)
-    fig = new_figure(9, 3.5)
-    loss_ax, auc_ax = fig.subplots(1, 2)
-    loss_ax.plot(table["epoch"], table["loss"], marker="o")
-    loss_ax.set(xlabel="epoch", ylabel="training loss", title="loss")
-    for column, label in (("val_video_auc", "val video AUC"), ("val_frame_auc", "val frame AUC")):
-        auc_ax.plot(table["epoch"], table[column], marker="o", label=label)
-    auc_ax.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch {best_epoch}")
-    auc_ax.set(xlabel="epoch (0 = untrained)", ylabel="AUC", title="validation", ylim=(0, 1.02))
-    auc_ax.legend(loc="lower right")
-    save_figure(fig, path)
 
 
 def write_scores_table(run: TrainRun, base: Base, rows: pd.DataFrame, state: TrainState,
@@ -274,7 +249,7 @@ def reextract(run: TrainRun, base: Base, merged: Path, adapter_sha: str, provena
 
 def write_outputs(run: TrainRun, base: Base, splits: Splits, state: TrainState,
                   protocol: ProtocolSettings, elsewhere: list[Elsewhere] = ()) -> dict[str, Any]:
-    """Everything of the best epoch: scores, splits.csv, adapter, head, log, curve, merged weights, new cache,
+    """Everything of the best epoch: scores, splits.csv, adapter, head, log, merged weights, new cache,
     lora.json."""
     s, out, rows = run.settings, run.out, splits.rows
     write_split_table(out, splits.table())
@@ -284,7 +259,6 @@ def write_outputs(run: TrainRun, base: Base, splits: Splits, state: TrainState,
     adapter_sha = sha256(save_adapter(run.detector, out / ADAPTER_DIR))
     save_head_tensors(run.detector.head, out / HEAD_FILE, head_meta(s))
     write_log(out / LOG, state.history)
-    plot_curve(state.history, state.best_epoch, out / CURVE)
     merged = save_merged(run.detector, out / MERGED)
     if s.merge_out:
         copy_atomic(merged, Path(s.merge_out))

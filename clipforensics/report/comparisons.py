@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 
 from clipforensics.report.figures import new_figure, save_figure
-from clipforensics.report.tables import Row, Table, num, one_line
+from clipforensics.report.tables import Row, Table, ci_cell, num, one_line
 
 
 def _ci(point: float, ci: list[float] | None) -> str:
-    return num(point) if not ci else f"{num(point)} [{ci[0]:.2f}, {ci[1]:.2f}]"
+    return ci_cell(num(point), ci)
 
 
 def frames_table(fpv: dict[str, list[dict[str, Any]]]) -> Table:

@@ -1,6 +1,6 @@
 """Figures: ROC curves, confusion matrices, the train x test matrix heatmap.
 
-They only draw what the evaluator measured (ROC points, AUC and EER come from `metrics`), so a
+They only draw what the evaluator measured (ROC points, AUC and EER come from `measure.curve`), so a
 figure cannot disagree with the table. Figures are drawn on bare `Figure` objects with the Agg
 canvas, never through pyplot, so no global figure registry grows and no display is needed; each
 PNG lands at its final path through `atomic_path`.
@@ -22,7 +22,7 @@ from matplotlib.patches import Rectangle
 from clipforensics.core.errors import UserError
 from clipforensics.core.io import atomic_path
 from clipforensics.data.scores import check_scores_table
-from clipforensics.measure import metrics
+from clipforensics.measure import curve, metrics
 from clipforensics.measure.result import RunResult
 from clipforensics.report.tables import DECISION_LEVELS
 
@@ -66,9 +66,9 @@ def plot_roc(runs: list[RunResult], out_png: Path, level: str = "frame", video_a
         table = _level_table(run, level, video_agg)
         y = table["label"].to_numpy(dtype=float)
         s = table["score"].to_numpy(dtype=float)
-        auc = metrics.roc_auc(y, s)
-        rate, _ = metrics.eer(y, s)
-        fpr, tpr = metrics.roc_curve(y, s)
+        auc = curve.roc_auc(y, s)
+        rate, _ = curve.eer(y, s)
+        fpr, tpr = curve.roc_curve(y, s)
         (line,) = ax.plot(fpr, tpr, linewidth=1.8, label=f"{run.name} (AUC {auc:.3f}, EER {rate:.3f})")
         ax.plot([rate], [1 - rate], marker="o", markersize=7, color=line.get_color(), markeredgecolor="black")
     handles, labels = ax.get_legend_handles_labels()

@@ -1,5 +1,5 @@
-"""Table and figure of a layer sweep (heads/layers.py): validation AUC, which picks the layer, and each test
-set's AUC beside it, per stored block."""
+"""Table and figure of a layer sweep (studies/layer_sweep.py): validation AUC, which picks the layer, and each
+test set's AUC beside it, per stored block."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clipforensics.core.io import write_text
 from clipforensics.report.figures import new_figure, save_figure
-from clipforensics.report.tables import Table, frame_table
+from clipforensics.report.tables import Table, frame_table, to_markdown
 
 
 def sweep_table(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -39,6 +40,8 @@ def sweep_report_table(records: list[dict[str, Any]]) -> Table:
 
 
 def plot_sweep(records: list[dict[str, Any]], out_png: Path) -> Path:
+    """Video AUC per layer, one panel per head: validation (which picks, dashed) and each test set with its
+    interval, the picked layer marked."""
     heads = list(dict.fromkeys(r["head"] for r in records))
     fig = new_figure(4.5 * len(heads), 3.6)
     axes = np.atleast_1d(fig.subplots(1, len(heads)))
@@ -58,3 +61,13 @@ def plot_sweep(records: list[dict[str, Any]], out_png: Path) -> Path:
         ax.set(xlabel="block (final = projected embedding)", ylabel="video AUC", title=head, ylim=(0, 1.02))
         ax.legend(fontsize=7, loc="lower right")
     return save_figure(fig, out_png)
+
+
+def write_sweep_report(out: Path, records: list[dict[str, Any]]) -> str:
+    """layer_sweep.csv (the table's numbers), layer_sweep.md and layer_sweep.png in `out`; returns the markdown
+    table, which the study prints."""
+    write_text(out / "layer_sweep.csv", sweep_table(records).to_csv(index=False))
+    markdown = to_markdown(sweep_report_table(records))
+    write_text(out / "layer_sweep.md", markdown)
+    plot_sweep(records, out / "layer_sweep.png")
+    return markdown

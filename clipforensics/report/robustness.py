@@ -1,4 +1,4 @@
-"""Table and figure of the robustness evaluation (evaluate/robustness.py): AUC against severity."""
+"""Table and figure of the robustness evaluation (studies/robustness.py): AUC against severity."""
 
 from __future__ import annotations
 
@@ -8,22 +8,29 @@ from typing import Any
 import numpy as np
 
 from clipforensics.report.figures import new_figure, save_figure
-from clipforensics.report.tables import Row, Table, num, one_line
+from clipforensics.measure.specs import LEVELS, MetricSpec, summary_specs
+from clipforensics.report.tables import Row, Table, ci_cell, direction_note, metric_header, one_line
 
-CLEAN = "clean"  # the copy and kind of the unperturbed rows, as evaluate/robustness.py writes them
+CLEAN = "clean"  # the copy and kind of the unperturbed rows, as studies/robustness.py writes them
 
 
-def _ci(point: float, ci: list[float] | None) -> str:
-    return num(point) if not ci else f"{num(point)} [{ci[0]:.2f}, {ci[1]:.2f}]"
+def _shown(rows: list[dict[str, Any]]) -> list[tuple[str, MetricSpec]]:
+    """(level, spec) of every summary metric the rows carry: a report written before a metric was
+    registered still folds in, without its column."""
+    return [(level, spec) for level in LEVELS for spec in summary_specs()
+            if any(f"{level}_{spec.name}" in r for r in rows)]
 
 
 def robustness_table(rows: list[dict[str, Any]]) -> Table:
-    cells = tuple(Row((one_line(r["run"]), r["copy"], _ci(r["frame_auc"], r["frame_auc_ci"]),
-                       _ci(r["video_auc"], r["video_auc_ci"]))) for r in rows)
-    return Table(columns=("run", "test copy", "frame AUC [95% CI]", "video AUC [95% CI]"), rows=cells,
-                 right=(False, False, True, True),
+    shown = _shown(rows)
+    cells = tuple(Row((one_line(r["run"]), r["copy"],
+                       *(ci_cell(spec.format(r[f"{level}_{spec.name}"]), r[f"{level}_{spec.name}_ci"])
+                         for level, spec in shown))) for r in rows)
+    return Table(columns=("run", "test copy", *(metric_header(spec, level, True) for level, spec in shown)),
+                 rows=cells, right=(False, False) + (True,) * len(shown),
                  note="Heads and LoRA runs as trained (no refit); test rows scored on each perturbed copy, validation rows clean "
-                      "(the threshold a deployed detector carries). Intervals resample test videos.")
+                      "(the threshold a deployed detector carries). Intervals resample test videos. "
+                      + direction_note([spec for _, spec in shown]))
 
 
 def panel_points(rows: list[dict[str, Any]], kind: str) -> tuple[list[str], dict[str, list[tuple[int, dict]]]]:

@@ -17,11 +17,11 @@ import pandas as pd
 from clipforensics.core.errors import UserError
 from clipforensics.measure.metrics import FEW_VIDEOS
 from clipforensics.measure.result import RunResult
+from clipforensics.measure.specs import LEVELS, MetricSpec, specs
 
 SUB_ROW = "↳ "
 DECISION_LEVELS = ("frame", "video")
-RESULT_COLUMNS = ("run", "test set", "frame AUC [95% CI]", "frame EER", "frame AP", "video AUC [95% CI]",
-                  "video EER", "acc", "F1", "bal. acc", "n videos real/fake")
+DECISION_COLUMNS = ("acc", "F1", "bal. acc")
 
 
 @dataclass(frozen=True)
@@ -52,13 +52,21 @@ def num(value: Any) -> str:
     return f"{float(value):.3f}"
 
 
-def with_ci(level: dict, name: str) -> str:
+def ci_cell(point: str, ci: Any) -> str:
     """'0.912 [0.85, 0.96]': interval bounds with two decimals, as wide intervals deserve."""
-    ci = level.get(f"{name}_ci")
-    point = num(level.get(name))
-    if not ci:
-        return point
-    return f"{point} [{float(ci[0]):.2f}, {float(ci[1]):.2f}]"
+    return f"{point} [{float(ci[0]):.2f}, {float(ci[1]):.2f}]" if ci else point
+
+
+def metric_header(spec: MetricSpec, level: str, ci: bool) -> str:
+    return f"{level} {spec.label}" + (" [95% CI]" if ci else "")
+
+
+def direction_note(shown: list[MetricSpec]) -> str:
+    """Which way is better, for each metric in a table, from the registry."""
+    higher = ", ".join(dict.fromkeys(s.label for s in shown if s.higher_is_better))
+    lower = ", ".join(dict.fromkeys(s.label for s in shown if not s.higher_is_better))
+    return " ".join(part for part in (f"Higher is better: {higher}." if higher else "",
+                                      f"Lower is better: {lower}." if lower else "") if part)
 
 
 def one_line(text: Any) -> str:
@@ -68,13 +76,23 @@ def one_line(text: Any) -> str:
 
 # ---------------------------------------------------------------------------- the results table
 
+def _table_metrics() -> list[tuple[str, MetricSpec]]:
+    """(level, spec) of every metric column of the results table: frame ones, then video ones."""
+    return [(level, spec) for level in LEVELS for spec in specs() if level in spec.table_levels]
+
+
+def result_columns() -> tuple[str, ...]:
+    """The results table's header: run, test set, the registered metrics, decisions, video counts."""
+    return ("run", "test set", *(metric_header(spec, level, spec.table_ci) for level, spec in _table_metrics()),
+            *DECISION_COLUMNS, "n videos real/fake")
+
+
 def _result_cells(run_cell: str, test_set: str, result: dict, decision_level: str) -> tuple[str, ...]:
-    frame, video = result["frame"], result["video"]
-    decision = result[decision_level]
+    decision, video = result[decision_level], result["video"]
+    metric_cells = (ci_cell(spec.format(result[level].get(spec.name)), spec.table_ci and
+                            result[level].get(f"{spec.name}_ci")) for level, spec in _table_metrics())
     return (
-        one_line(run_cell), test_set,
-        with_ci(frame, "auc"), num(frame.get("eer")), num(frame.get("ap")),
-        with_ci(video, "auc"), num(video.get("eer")),
+        one_line(run_cell), test_set, *metric_cells,
         num(decision.get("accuracy")), num(decision.get("f1")), num(decision.get("balanced_accuracy")),
         f"{video.get('n_real', '?')}/{video.get('n_fake', '?')}",
     )
@@ -113,10 +131,12 @@ def results_table(runs: list[RunResult], decision_level: str = "frame") -> Table
             counts.append((int(result["video"].get("n_real", 0)), int(result["video"].get("n_fake", 0))))
     items = tuple(f"{one_line(run.name)}: threshold {run.threshold:.4g} ({one_line(run.threshold_note)}); "
                   f"video score = {run.video_agg} of frame scores" for run in runs)
-    return Table(columns=RESULT_COLUMNS, right=(False, False) + (True,) * (len(RESULT_COLUMNS) - 2),
+    columns = result_columns()
+    return Table(columns=columns, right=(False, False) + (True,) * (len(columns) - 2),
                  rows=tuple(rows), items=items, warning=_small_class_warning(counts),
                  note=f"acc, F1 and bal. acc are {decision_level}-level at each run's threshold; "
-                      "CIs resample whole videos within each class.")
+                      "CIs resample whole videos within each class. "
+                      + direction_note([spec for _, spec in _table_metrics()]))
 
 
 def frame_table(df: pd.DataFrame) -> Table:

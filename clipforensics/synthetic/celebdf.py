@@ -26,7 +26,7 @@ import dataclasses
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable, Protocol
 
 import numpy as np
 from PIL import Image
@@ -35,8 +35,18 @@ from clipforensics.core.errors import UserError
 from clipforensics.synthetic.manipulations import make_job, manipulate
 from clipforensics.synthetic.scene import RNG_BACKGROUND, Video, add_noise, make_video, render
 
-if TYPE_CHECKING:
-    from clipforensics.synthetic.write import SyntheticSettings
+
+class StyleSettings(Protocol):
+    """What a style's writer reads of the generator's settings (write.SyntheticSettings), named here so this
+    module does not import the module that registers it."""
+
+    videos: int
+    frames: int
+    size: int
+    seed: int
+    strength: float
+    manipulations: tuple[str, ...]
+
 
 REAL_CLASS, EXTRA_REAL_CLASS, FAKE_CLASS = "Celeb-real", "YouTube-real", "Celeb-synthesis"
 TEST_LIST = "List_of_testing_videos.txt"
@@ -121,7 +131,7 @@ def test_videos(seed: int, folders: Folders, sources: dict[int, int]) -> list[tu
     return lines
 
 
-def write_celebdf(root: Path, settings: "SyntheticSettings", pairs: Pairing) -> str:
+def write_celebdf(root: Path, settings: StyleSettings, pairs: Pairing) -> str:
     """Write every video, fake and the test list into `root`; return README.txt's description of the set.
     Celeb-DF has one fake class: it is made with the first of --manipulations (by default FaceSwap, as
     Celeb-DF's fakes are face swaps)."""

@@ -6,7 +6,6 @@ Each case: the exact exit code, one `error:` line on stderr, and the files as th
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
 import signal

@@ -34,13 +34,13 @@ from clipforensics.data.splitfile import TABLE_NAME, union_split_table, write_sp
 from clipforensics.data.scores import write_scores
 from clipforensics.evaluate.evaluation import MeasureSettings, check_measure, evaluate_run, split_datasets
 from clipforensics.measure.result import RunResult
-from clipforensics.heads.fit import features, scored_rows
+from clipforensics.measure.specs import summary_values
+from clipforensics.heads.features import features, scored_rows
 from clipforensics.heads.heads import fit_head, resolve_heads
-from clipforensics.report.figures import plot_matrix
+from clipforensics.report.matrix import write_matrix_report
 
 ALL_OTHERS = "all others"
 ALL_OF = "all of "
-LEVELS = ("frame", "video")
 
 
 @dataclass
@@ -138,34 +138,18 @@ def backbone_note(provenance: LoraProvenance | None, row: MatrixRow) -> str:
     return f"backbone saw {', '.join(provenance.manipulations)}"
 
 
-def matrix_text(matrix: pd.DataFrame, value: str = "frame_auc") -> str:
-    """The printed table: train rows x test columns; in-domain cells in [brackets], cells whose backbone saw
-    another manipulation marked *."""
-    notes = matrix.get("backbone", pd.Series("", index=matrix.index)).fillna("")
-    inside = matrix.get("in_domain", pd.Series(False, index=matrix.index)).fillna(False).astype(bool)
-    cells = [(f"[{v:.3f}]" if own else f"{v:.3f}") + (" *" if note else "")
-             for v, note, own in zip(matrix[value], notes, inside)]
-    rows = list(dict.fromkeys(matrix["train"]))
-    columns = list(dict.fromkeys(matrix["test"]))
-    table = matrix.assign(cell=cells).pivot(index="train", columns="test", values="cell")
-    table = table.reindex(index=rows, columns=columns).fillna("").to_string()
-    footnotes = ["[ ] in-domain: trained on the same data set and manipulation"] if inside.any() else []
-    footnotes += [f"* {note}: the LoRA run behind this cache trained its backbone on it, so these cells do not "
-                  "measure an unseen manipulation" for note in sorted(set(notes) - {""})]
-    return "\n".join([table, *footnotes])
-
-
-def _auc_columns(result: dict[str, Any]) -> dict[str, Any]:
+def _metric_columns(result: dict[str, Any]) -> dict[str, Any]:
+    """Every summary metric of the cell with its interval bounds (frame_auc, frame_auc_lo, frame_auc_hi, ...)."""
     columns: dict[str, Any] = {}
-    for level in LEVELS:
-        ci = result[level]["auc_ci"] or (None, None)
-        columns.update({f"{level}_auc": result[level]["auc"], f"{level}_auc_lo": ci[0], f"{level}_auc_hi": ci[1]})
+    for key, point, ci in summary_values(result):
+        lo, hi = ci or (None, None)
+        columns.update({key: point, f"{key}_lo": lo, f"{key}_hi": hi})
     return columns
 
 
 def _cell(row: MatrixRow, test: str, dataset: str, result: dict[str, Any], in_domain: bool) -> dict[str, Any]:
     video = result["video"]
-    return {"train": row.label, "test": test, "dataset": dataset, **_auc_columns(result),
+    return {"train": row.label, "test": test, "dataset": dataset, **_metric_columns(result),
             "real_videos": video["n_real"], "fake_videos": video["n_fake"], "in_domain": in_domain}
 
 
@@ -211,6 +195,51 @@ FILES = ("matrix.csv", "matrix.json", "matrix_frame_auc.png", "matrix_video_auc.
          TABLE_NAME)
 
 
+def _sources(settings: MatrixSettings, base: ProtocolSettings, cross: CrossSettings,
+             cache: FeatureCache) -> tuple[Source, list[Source], list[TestSet]]:
+    """The primary data set, the training caches and the other test sets, checked before anything is written:
+    one name each, the same features, a head every training cache supports."""
+    primary = Source(dataset_name(settings.cache), cache, base)
+    trainers = [Source(dataset_name(p), read_cache(p), replace(base, split_file=None)) for p in settings.train_cache]
+    tests = load_test_sets(cache, cross, base.frames_per_video)
+    names = [t.name for t in trainers] + [t.name for t in tests]
+    if len(set(names)) < len(names):
+        raise UserError(f"matrix: a data set is given twice (names: {', '.join(names)}); name caches apart")
+    _check_names(primary.name, list(primary.manipulations), names)
+    for trainer in trainers:
+        check_same_features(cache, trainer.cache)
+        resolve_heads((settings.head,), trainer.cache.prompts)
+    return primary, trainers, tests
+
+
+def _columns(primary: Source, trainers: list[Source],
+             tests: list[TestSet]) -> tuple[list[TestSet], dict[str, list[pd.DataFrame]]]:
+    """Every column besides the primary cache's manipulations (the primary's own test split too when training
+    caches join), and the split tables their protocol splits start each data set's splits.csv with."""
+    own_columns = [trainer.test_set() for trainer in trainers]
+    columns = [column for column, _ in own_columns] + tests
+    tables = {trainer.name: [splits.table()] for trainer, (_, splits) in zip(trainers, own_columns)}
+    tables[primary.name] = []
+    if trainers:
+        primary_column, primary_splits = primary.test_set()
+        columns = [primary_column] + columns
+        tables[primary.name].append(primary_splits.table())
+    return columns, tables
+
+
+def _measure_row(row: MatrixRow, source: Source, settings: MatrixSettings, columns: list[TestSet], out: Path,
+                 meta: dict[str, Any], primary: str) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """The row's head fitted and its scores table written, then every cell from the shared evaluator; returns the
+    cells (without the backbone note) and the row's split table."""
+    scores, table = score_row(source, settings.head, row, columns)
+    write_scores(out / "scores" / row.name, scores, {**meta, "name": row.name, "source": source.name,
+                                                       "train_fakes": list(row.train), "test_fakes": list(row.tests)})
+    results = {dataset or source.name: evaluate_run(name, part, settings)
+               for name, dataset, part in split_datasets(row.name, scores)}
+    own = results.pop(source.name)
+    return row_cells(row, own, primary, results), table
+
+
 def cross_manipulation(settings: MatrixSettings, base: ProtocolSettings,
                        cross: CrossSettings | None = None) -> pd.DataFrame:
     """Every manipulation in the cache as training and as test set; `base` gives the split options only."""
@@ -224,24 +253,8 @@ def cross_manipulation(settings: MatrixSettings, base: ProtocolSettings,
                                    *(("--test-cache", p) for p in cross.test_cache)])
     cache = read_cache(settings.cache)
     resolve_heads((settings.head,), cache.prompts)
-    primary = Source(dataset_name(settings.cache), cache, base)
-    manips = list(primary.manipulations)
-    trainers = [Source(dataset_name(p), read_cache(p), replace(base, split_file=None)) for p in settings.train_cache]
-    tests = load_test_sets(cache, cross, base.frames_per_video)
-    names = [t.name for t in trainers] + [t.name for t in tests]
-    if len(set(names)) < len(names):
-        raise UserError(f"matrix: a data set is given twice (names: {', '.join(names)}); name caches apart")
-    _check_names(primary.name, manips, names)
-    for trainer in trainers:
-        check_same_features(cache, trainer.cache)
-        resolve_heads((settings.head,), trainer.cache.prompts)
-    own_columns = [trainer.test_set() for trainer in trainers]
-    columns = [column for column, _ in own_columns] + tests
-    primary_tables = []
-    if trainers:
-        primary_column, primary_splits = primary.test_set()
-        columns = [primary_column] + columns
-        primary_tables.append(primary_splits.table())
+    primary, trainers, tests = _sources(settings, base, cross, cache)
+    columns, tables = _columns(primary, trainers, tests)
     sources = {primary.name: primary, **{t.name: t for t in trainers}}
     out_dir.clear()
     out_dir.own(*FILES)
@@ -251,20 +264,14 @@ def cross_manipulation(settings: MatrixSettings, base: ProtocolSettings,
             "test_sets": [column.record() for column in columns if column.name != primary.name],
             "package_version": __version__}
     provenance = LoraProvenance.of(cache.attrs)
-    cells, tables = [], {trainer.name: [splits.table()] for trainer, (_, splits) in zip(trainers, own_columns)}
-    tables[primary.name] = primary_tables
-    rows = matrix_rows(manips, primary.name, {t.name: t.manipulations for t in trainers})
+    cells = []
+    rows = matrix_rows(list(primary.manipulations), primary.name, {t.name: t.manipulations for t in trainers})
     for row in tqdm(rows, desc="matrix", unit="fit", file=sys.stderr):
         source = sources[row.source or primary.name]
-        scores, table = score_row(source, settings.head, row, columns)
+        measured, table = _measure_row(row, source, settings, columns, out, meta, primary.name)
         tables[source.name].append(table)
-        write_scores(out / "scores" / row.name, scores, {**meta, "name": row.name, "source": source.name,
-                                                           "train_fakes": list(row.train), "test_fakes": list(row.tests)})
-        results = {dataset or source.name: evaluate_run(name, table, settings)
-                   for name, dataset, table in split_datasets(row.name, scores)}
-        own = results.pop(source.name)
         note = backbone_note(provenance, row)
-        cells += [{**cell, "backbone": note} for cell in row_cells(row, own, primary.name, results)]
+        cells += [{**cell, "backbone": note} for cell in measured]
     matrix = pd.DataFrame(cells)
     write_csv(out / "matrix.csv", matrix)
     write_split_table(out, union_split_table(tables[primary.name]))
@@ -272,7 +279,5 @@ def cross_manipulation(settings: MatrixSettings, base: ProtocolSettings,
         write_split_table(out / "splits" / trainer.name, union_split_table(tables[trainer.name]))
     write_json(out / "matrix.json", {"matrix": to_dict(settings), "protocol": to_dict(base), "other": to_dict(cross),
                                      "cache_identity": cache.identity(), "test_sets": meta["test_sets"]})
-    plot_matrix(matrix, out / "matrix_frame_auc.png", "frame_auc")
-    plot_matrix(matrix, out / "matrix_video_auc.png", "video_auc")
-    print(matrix_text(matrix))
+    print(write_matrix_report(matrix, out))
     return matrix

@@ -2,18 +2,17 @@
 
     python evaluate.py robustness runs/NAME runs/NAME-lora --out reports/NAME-robustness
 
-A run folder's heads (runs/NAME/<head>/model.joblib + head.json) are loaded as fitted; a LoRA run folder
-(lora.json) contributes its saved head on the cache its merged model re-extracted, which keeps the base
-cache's copies. Their scores.csv gives the rows and splits they were scored on. For each copy under
-/perturbed/<kind:level> of the scorer's cache, the test rows' scores are recomputed from the copy's
-embeddings (validation rows stay clean: the threshold is the one a deployed detector would carry) and the
+Run folders are opened through clipforensics.runs: a fit_heads run folder's heads (runs/NAME/<head>) are
+loaded as fitted; a LoRA run folder (lora.json) contributes its saved head on the cache its merged model
+re-extracted, which keeps the base cache's copies. Their scores.csv gives the rows and splits they were scored
+on. For each copy under /perturbed/<kind:level> of the scorer's cache, the test rows' scores are recomputed from
+the copy's embeddings (validation rows stay clean: the threshold is the one a deployed detector would carry) and the
 table goes through the same evaluator as `evaluate.py` (evaluate_run: frame and video AUC with bootstrap
 intervals over videos).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,21 +23,20 @@ import pandas as pd
 
 from clipforensics import __version__
 from clipforensics.core.errors import UserError
-from clipforensics.core.registry import Registry
-from clipforensics.core.io import OutputDir, claim_output, read_json_object, write_csv, write_json, write_text
+from clipforensics.core.io import OutputDir, claim_output, write_csv, write_json, write_text
 from clipforensics.core.settings import option, to_dict
 from clipforensics.data.cache import FeatureCache, read_cache
 from clipforensics.data.scores import DATASET, read_scores
-from clipforensics.heads.fit import load_head
+from clipforensics.runs.base import Run
+from clipforensics.data.scores import SCORES
+from clipforensics.runs.kinds import runs_in
 from clipforensics.evaluate.evaluation import MeasureSettings, check_measure, evaluate_run
 from clipforensics.extract.perturb import parse_name
+from clipforensics.measure.specs import summary_row
 from clipforensics.report.html import write_html
 from clipforensics.report.provenance import provenance, provenance_table
 from clipforensics.report.robustness import CLEAN, plot_robustness, robustness_table
 from clipforensics.report.tables import to_markdown
-
-HEAD_FILES = ("model.joblib", "head.json", "scores.csv")
-LORA_FILES = ("lora.json", "head.safetensors", "scores.csv")
 
 
 @dataclass
@@ -61,99 +59,21 @@ class FittedScorer:
     no_copies: str  # how to get a cache with perturbed copies for this kind of run
 
 
-def _missing(folder: Path, files: tuple[str, ...], fix: str) -> None:
-    missing = [f for f in files if not (folder / f).is_file()]
-    if missing:
-        raise UserError(f"{folder}: missing {', '.join(missing)}; {fix}")
-
-
-def _read_meta(path: Path, required: str, fix: str) -> dict[str, Any]:
-    """A run's JSON record (head.json, lora.json), refused by name when damaged rather than half-read."""
-    meta = read_json_object(path, fix)
-    if not meta.get(required):
-        raise UserError(f"{path} is not a run record (no {required!r}); {fix}")
-    return meta
-
-
-def _fitted_heads(folder: Path) -> list[FittedScorer]:
-    """A fit_heads run folder (every head in it) or one head folder; heads are scored by predict_proba."""
-    heads = [folder] if (folder / "head.json").is_file() else sorted(p for p in folder.iterdir()
-                                                                       if (p / "head.json").is_file())
-    if not heads:
-        raise UserError(f"{folder} holds no fitted head (runs/NAME/<head>/model.joblib + head.json) "
-                        "nor a LoRA run (lora.json)")
-    found = []
-    for h in heads:
-        _missing(h, HEAD_FILES, "refit the run with fit_heads.py")
-        meta = _read_meta(h / "head.json", "cache", "refit the run with fit_heads.py")
-        if meta.get("layer") is not None:
-            raise UserError(f"{h}: fitted on block tokens (--layer {meta['layer']}); perturbed copies store "
-                            "final embeddings only")
-
-        def same_cache(cache: FeatureCache, h: Path = h, expected: Any = meta.get("cache_identity")) -> None:
-            if expected and cache.identity() != expected:
-                raise UserError(f"{h}: {cache.path} is not the cache the head was fitted on (re-extracted?)")
-
-        head = load_head(h / "model.joblib")
-        found.append(FittedScorer(f"{h.parent.name}/{h.name}", h, head.predict_proba, meta["cache"], meta,
-                                  read_scores(h / "scores.csv"), same_cache,
-                                  "re-extract it with extract_features.py --perturb (e.g. --perturb jpeg:90,50 "
-                                  "blur:1,2) and refit"))
-    return found
-
-
-def _lora_run(folder: Path) -> list[FittedScorer]:
-    """A finetune_lora run folder: its head on the embeddings of its merged model, i.e. on the cache the run
-    re-extracted (which carries the base cache's perturbed copies)."""
-    from clipforensics.lora.checkpoint import load_head_tensors  # peft and open_clip: only for LoRA runs
-    from clipforensics.lora.model import fake_probability
-    from clipforensics.lora.stage import HEAD_FILE
-
-    _missing(folder, LORA_FILES, "rerun finetune_lora.py with the same settings to finish the run")
-    meta = _read_meta(folder / "lora.json", "adapter_sha", "rerun finetune_lora.py with the same settings")
-    cache = meta.get("lora_cache")
-    if not cache:
-        raise UserError(f"{folder}: the LoRA run was made with --no-extract, so no cache holds its merged model's "
-                        "embeddings; rerun it with --extract")
-    if not Path(cache).is_file():
-        where = "" if Path(cache).is_absolute() else f" (relative to the folder training ran in, not {Path.cwd()})"
-        raise UserError(f"{folder}: the LoRA run's cache {cache} is not found{where}; run from that folder, or rerun "
-                        "finetune_lora.py with the same settings to re-extract it")
-
-    def own_cache(c: FeatureCache) -> None:
-        if c.attrs.get("adapter_sha") != meta.get("adapter_sha"):
-            raise UserError(f"{folder}: {c.path} was not extracted with this run's adapter (sha256 "
-                            f"{str(c.attrs.get('adapter_sha'))[:16]} != {str(meta.get('adapter_sha'))[:16]})")
-
-    head = load_head_tensors(folder / HEAD_FILE)
-    return [FittedScorer(folder.name, folder, functools.partial(fake_probability, head), cache, meta,
-                         read_scores(folder / "scores.csv"), own_cache,
-                         "train the LoRA run on a base cache extracted with --perturb (its re-extracted cache "
-                         "keeps the same copies)")]
-
-
-@dataclass(frozen=True)
-class RunKind:
-    marker: str | None  # the file that makes a folder this kind of run; None: the kind a folder is otherwise
-    read: Callable[[Path], list[FittedScorer]]
-
-
-RUN_KINDS: Registry[RunKind] = Registry("run kind")
-"""Each kind of run folder robustness scores: the first whose marker is in the folder reads it."""
-RUN_KINDS.register("lora", RunKind(LORA_FILES[0], _lora_run))
-RUN_KINDS.register("heads", RunKind(None, _fitted_heads))
+def _scorer(run: Run) -> FittedScorer:
+    """A run as robustness scores it: its scored rows, the cache whose copies it reads and its scorer."""
+    if run.record.get("layer") is not None:
+        raise UserError(f"{run.folder}: fitted on block tokens (--layer {run.record['layer']}); perturbed copies store "
+                        "final embeddings only")
+    cache = run.scored_cache()
+    return FittedScorer(run.label, run.folder, run.scorer(), cache, run.record, read_scores(run.folder / SCORES),
+                        run.check_cache, run.kind.no_copies)
 
 
 def find_scorers(runs: list[str]) -> list[FittedScorer]:
     """Every trained scorer under the given run folders (heads, head folders or LoRA runs), in order."""
     found: list[FittedScorer] = []
     for run in runs:
-        folder = Path(run)
-        if not folder.is_dir():
-            raise UserError(f"run folder not found: {folder}")
-        kinds = (RUN_KINDS.get(name) for name in RUN_KINDS.names())
-        kind = next(k for k in kinds if k.marker is None or (folder / k.marker).is_file())
-        for scorer in kind.read(folder):
+        for scorer in map(_scorer, runs_in(Path(run))):
             twice = next((f for f in found if f.folder.resolve() == scorer.folder.resolve()), None)
             if twice:
                 raise UserError(f"{scorer.folder} is given twice (as {twice.name}); pass each run once")
@@ -218,11 +138,10 @@ def robustness(runs: list[str], settings: RobustnessSettings) -> dict[str, Any]:
         for copy in [None, *copies]:
             result = evaluate_run(head.name, copy_scores(head, table, cache_rows, cache, copy), settings)
             p = parse_name(copy) if copy else None
-            frame, video = result.metrics["frame"], result.metrics["video"]
+            frame = result.metrics["frame"]
             rows.append({"run": head.name, "copy": copy or CLEAN, "kind": p.kind if p else CLEAN,
                          "level": p.level if p else None, "severity": p.severity if p else None,
-                         "frame_auc": frame["auc"], "frame_auc_ci": frame["auc_ci"],
-                         "video_auc": video["auc"], "video_auc_ci": video["auc_ci"],
+                         **summary_row(result.metrics),
                          "n_test_frames": frame["n"], "n_test_videos": frame["n_videos"]})
     return write_robustness(rows, heads, caches, settings, report)
 
@@ -241,8 +160,8 @@ def write_robustness(rows: list[dict[str, Any]], heads: list[FittedScorer], cach
     metrics = {"provenance": prov, "settings": to_dict(settings), "package_version": __version__,
                "robustness": rows, "runs": {h.name: {"source": h.meta} for h in heads}}
     write_json(out / "robustness.json", metrics)
-    flat = pd.DataFrame([{**r, "frame_auc_ci": json.dumps(r["frame_auc_ci"]),
-                          "video_auc_ci": json.dumps(r["video_auc_ci"])} for r in rows])
+    flat = pd.DataFrame([{key: json.dumps(value) if key.endswith("_ci") else value for key, value in r.items()}
+                         for r in rows])
     write_csv(out / "robustness.csv", flat)
     table = robustness_table(rows)
     write_text(out / "robustness.md", to_markdown(table) + "\n")
