@@ -29,6 +29,13 @@ LAYER_HEADS ?= logreg,svm
 PERTURB     ?= jpeg:90,50,20 blur:1,2,4 noise:0.05,0.1
 ROBUST_HEADS ?= logreg,svm
 FPV         ?= 1,2,all
+# `make methods`: each method of METHODS on the cache, lora being the demo's LoRA run (LORA_ARGS); the others take
+# METHOD_ARGS (LORA_ARGS without the LoRA options) and their own options only, METHOD_ARGS_<method>.
+METHODS     ?= lora dora layernorm svd
+METHOD_ARGS ?= --epochs 4 --max-train-images 480 --batch-size 32 --lr 3e-3 --workers 0
+METHOD_ARGS_dora      ?= --rank 8 --alpha 16 --targets mlp
+METHOD_ARGS_layernorm ?= --uniformity-weight 0.5 --alignment-weight 0.1
+METHOD_ARGS_svd       ?= --rank 8
 VIDEOS      ?=
 FRAMES_OUT  ?= data/frames
 FRAMES_ARGS ?= --frames 32
@@ -54,6 +61,7 @@ $(call stamp,$(RUN).matrix,$(MATRIX_HEAD) $(SPLIT))
 $(call stamp,$(RUN).layers,$(MODEL) $(PRETRAINED) $(EXTRACT_ARGS) $(LAYER_HEADS) $(PROTOCOL))
 $(call stamp,$(RUN).perturb,$(MODEL) $(PRETRAINED) $(EXTRACT_ARGS) $(PERTURB))
 $(call stamp,$(RUN).robust,$(ROBUST_HEADS) $(PROTOCOL))
+$(foreach m,$(filter-out lora,$(METHODS)),$(call stamp,$(RUN).method-$(m),$(METHOD_ARGS) $(METHOD_ARGS_$(m)) $(PROTOCOL)))
 
 # The generated set is (re)made by `make data`; a user's own DATA folder is only ever read.
 ifeq ($(DATA),$(SYNTHETIC))
@@ -62,7 +70,7 @@ else
 DATA_DEP := $(DATA)
 endif
 
-.PHONY: help setup data frames extract heads lora eval matrix report demo layers robustness full-report test bench clean
+.PHONY: help setup data frames extract heads lora eval matrix report demo layers robustness methods full-report test bench clean
 
 help:  ## list targets and variables
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -71,6 +79,7 @@ help:  ## list targets and variables
 	@echo "           THREADS=$(THREADS) LORA_ARGS='$(LORA_ARGS)'"
 	@echo "           EXTRACT_ARGS='$(EXTRACT_ARGS)' VIDEOS=$(VIDEOS) FRAMES_OUT=$(FRAMES_OUT)"
 	@echo "           LAYER_HEADS=$(LAYER_HEADS) PERTURB='$(PERTURB)' ROBUST_HEADS=$(ROBUST_HEADS) FPV=$(FPV)"
+	@echo "           METHODS='$(METHODS)' METHOD_ARGS='$(METHOD_ARGS)' METHOD_ARGS_<method>: $(foreach m,$(filter-out lora,$(METHODS)),$(m)='$(METHOD_ARGS_$(m))')"
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -104,7 +113,7 @@ $(LORADIR)/scores.csv: $(CACHE) .make/$(RUN).lora
 lora: $(LORADIR)/scores.csv  ## LoRA fine-tuning on the cache's frames, then re-extraction
 
 $(REPORT)/metrics.json: $(RUNDIR)/run.json
-	$(RUN_PY) evaluate.py $(RUNDIR)/*/scores.csv --out $(REPORT)
+	$(RUN_PY) evaluate.py $(RUNDIR)/*/scores.csv --out $(REPORT) --overwrite
 
 eval: $(REPORT)/metrics.json  ## evaluate every head of the run: metrics, plots, report.html
 
@@ -113,14 +122,13 @@ $(REPORT)/matrix/matrix.csv: $(CACHE) .make/$(RUN).matrix
 
 matrix: $(REPORT)/matrix/matrix.csv  ## cross-manipulation AUC matrix of MATRIX_HEAD
 
-$(REPORT)-all/metrics.json: $(RUNDIR)/run.json $(LORADIR)/scores.csv
-	$(RUN_PY) evaluate.py $(RUNDIR)/*/scores.csv $(LORADIR)/scores.csv --frames-per-video $(FPV) --out $(REPORT)-all
+$(REPORT)-all/metrics.json: $(RUNDIR)/run.json $(LORADIR)/scores.csv $(REPORT)/matrix/matrix.csv
+	$(RUN_PY) evaluate.py $(RUNDIR)/*/scores.csv $(LORADIR)/scores.csv --frames-per-video $(FPV) --include $(REPORT)/matrix --out $(REPORT)-all --overwrite
 
-report: $(REPORT)-all/metrics.json  ## one report comparing the frozen heads with the LoRA run
+report: $(REPORT)-all/metrics.json  ## one report comparing the frozen heads with the LoRA run, the matrix folded in
 
 demo: $(REPORT)/matrix/matrix.csv $(REPORT)-all/metrics.json  ## data -> extract -> heads -> LoRA -> evaluate -> matrix
-	@cat $(REPORT)-all/metrics.md
-	@echo "report: $(REPORT)-all/report.html  matrix: $(REPORT)/matrix/matrix_frame_auc.png"
+	@echo "matrix heatmap: $(REPORT)/matrix/matrix_frame_auc.png (also in the report)"
 	@echo
 	@$(PY) -m clipforensics.report.reading $(REPORT)-all/metrics.json --runs $(READ)
 
@@ -145,13 +153,23 @@ runs/$(RUN)-perturbed-lora/scores.csv: cache/$(RUN)-perturbed.h5 .make/$(RUN).lo
 	$(RUN_PY) finetune_lora.py --base-cache $< --out runs/$(RUN)-perturbed-lora $(PROTOCOL) --overwrite $(LORA_ARGS)
 
 $(REPORT)-robustness/robustness.csv: runs/$(RUN)-perturbed/run.json runs/$(RUN)-perturbed-lora/scores.csv
-	$(RUN_PY) evaluate.py robustness runs/$(RUN)-perturbed runs/$(RUN)-perturbed-lora --out $(REPORT)-robustness
+	$(RUN_PY) evaluate.py robustness runs/$(RUN)-perturbed runs/$(RUN)-perturbed-lora --out $(REPORT)-robustness --overwrite
 
 robustness: $(REPORT)-robustness/robustness.csv  ## extract with PERTURB copies, fit ROBUST_HEADS and LoRA, AUC vs severity
 
+# Each fine-tuning method in its own run folder runs/RUN-<method> (lora: the LoRA run above), on the same cache and
+# protocol, then one comparison: parameters, in-domain and unseen video AUC, paired differences against LoRA.
+runs/$(RUN)-%/scores.csv: $(CACHE) .make/$(RUN).method-%
+	$(RUN_PY) finetune_lora.py --base-cache $(CACHE) --out runs/$(RUN)-$* --method $* $(PROTOCOL) --overwrite $(METHOD_ARGS) $(METHOD_ARGS_$*)
+
+$(REPORT)-methods/methods.json: $(foreach m,$(METHODS),runs/$(RUN)-$(m)/scores.csv)
+	$(RUN_PY) evaluate.py methods $(foreach m,$(METHODS),runs/$(RUN)-$(m)) --out $(REPORT)-methods --overwrite
+
+methods: $(REPORT)-methods/methods.json  ## each of METHODS trained on the cache (runs/RUN-<method>), compared in one report
+
 # The demo's report with the layer sweep and the robustness evaluation folded in (as they wrote them).
-$(REPORT)-full/metrics.json: $(RUNDIR)/run.json $(LORADIR)/scores.csv runs/$(RUN)-layers/layer_sweep.csv $(REPORT)-robustness/robustness.csv
-	$(RUN_PY) evaluate.py $(RUNDIR)/*/scores.csv $(LORADIR)/scores.csv --frames-per-video $(FPV) --include runs/$(RUN)-layers $(REPORT)-robustness --out $(REPORT)-full
+$(REPORT)-full/metrics.json: $(RUNDIR)/run.json $(LORADIR)/scores.csv $(REPORT)/matrix/matrix.csv runs/$(RUN)-layers/layer_sweep.csv $(REPORT)-robustness/robustness.csv
+	$(RUN_PY) evaluate.py $(RUNDIR)/*/scores.csv $(LORADIR)/scores.csv --frames-per-video $(FPV) --include $(REPORT)/matrix runs/$(RUN)-layers $(REPORT)-robustness --out $(REPORT)-full --overwrite
 
 full-report: $(REPORT)-full/metrics.json  ## one report.html: heads, LoRA, paired tests, frames per video, layer sweep, robustness
 

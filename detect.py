@@ -2,10 +2,13 @@
 
     python detect.py --run runs/NAME/logreg  video.mp4 frames_folder/ face.png ... [--out detections] [--explain]
     python detect.py --run runs/NAME-lora    videos_folder/ --json
+    python detect.py --run runs/NAME/logreg  face.png --calibrate platt   # P(fake) beside the raw score
 
 The detector is rebuilt from the run's own records (model, weights, preprocessing, head, validation threshold,
 the face-crop settings of its data root); what cannot be rebuilt exactly is refused. Writes detections.csv (one
-row per input), frames.csv (one row per frame), detections.json (both) and a contact sheet PNG per input.
+row per input: score, margin to the threshold, decision), frames.csv (one row per frame), detections.json (both)
+and a contact sheet PNG per input. Scores are raw, not probabilities: --calibrate fits one on the run's validation
+frames and adds it beside them.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ if __name__ == "__main__":  # first, before the heavy imports: Ctrl-C while they
 import argparse
 
 from clipforensics.core.errors import cli_entry
-from clipforensics.core.settings import add_arguments, from_namespace, settings_parser
+from clipforensics.core.registry import SuggestingParser
+from clipforensics.core.settings import add_arguments, from_namespace
 from clipforensics.detect.run import DetectSettings, detect
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = settings_parser(__doc__)
+    parser = SuggestingParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders of frames, video files, "
                         "or folders holding them")
     add_arguments(parser, DetectSettings, "detection")

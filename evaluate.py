@@ -5,6 +5,7 @@
     python evaluate.py matrix --cache cache/NAME.h5 --head logreg --out reports/matrix
     python evaluate.py matrix --cache cache/ffpp.h5 --test-cache cache/celebdf.h5 --out reports/generalisation
     python evaluate.py robustness runs/NAME runs/NAME-lora --out reports/NAME-robustness
+    python evaluate.py methods runs/NAME-lora runs/NAME-svd runs/NAME-layernorm --out reports/NAME-methods
 
 Thresholds for accuracy / F1 come from the validation rows (EER threshold), never from test rows.
 """
@@ -25,6 +26,7 @@ from clipforensics.data.crossdata import CrossSettings
 from clipforensics.data.protocol import ProtocolSettings
 from clipforensics.evaluate.evaluation import EvaluateSettings, evaluate
 from clipforensics.studies.matrix import MatrixSettings, cross_manipulation
+from clipforensics.studies.methods import MethodsSettings, compare_methods
 from clipforensics.studies.robustness import RobustnessSettings, robustness
 
 
@@ -37,6 +39,12 @@ def add_robustness_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="*", help="run folders written by fit_heads.py (runs/NAME), head folders "
                                                 "(runs/NAME/logreg) or LoRA run folders (finetune_lora.py --out)")
     add_arguments(parser, RobustnessSettings, "robustness")
+
+
+def add_methods_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="*", help="finetune_lora.py run folders (--out), one per method, trained on "
+                                                "the same base cache and protocol")
+    add_arguments(parser, MethodsSettings, "methods")
 
 
 def add_matrix_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +66,9 @@ COMMANDS = {
     "robustness": Command("AUC of every fitted head and LoRA run on each perturbed copy of its cache "
                           "(extract --perturb), no refit", add_robustness_arguments,
                           lambda ns: robustness(ns.runs, from_namespace(RobustnessSettings, ns))),
+    "methods": Command("fine-tuning methods side by side: trainable parameters, in-domain and unseen video AUC, "
+                       "paired differences against LoRA", add_methods_arguments,
+                       lambda ns: compare_methods(ns.runs, from_namespace(MethodsSettings, ns))),
 }
 
 

@@ -57,7 +57,8 @@ from clipforensics.data.manifest import ManifestSettings, scan  # noqa: E402
 from clipforensics.extract import models  # noqa: E402
 from clipforensics.extract import run as extraction  # noqa: E402
 from clipforensics.extract.chunks import ChunkStore  # noqa: E402
-from clipforensics.extract.models import LoadedModel, ModelSettings, load_model  # noqa: E402
+from clipforensics.extract.encoders import load_model  # noqa: E402
+from clipforensics.extract.models import LoadedModel, ModelSettings  # noqa: E402
 from clipforensics.extract.reader import ImageFiles, collate_images  # noqa: E402
 from clipforensics.synthetic.write import generate  # noqa: E402
 

@@ -118,7 +118,7 @@ def _instrument(script: str, tracker: PeakTracker) -> None:
     elif script == "evaluate.py":
         from clipforensics.evaluate import evaluation
         from clipforensics.measure import metrics
-        for attr in ("load_run", "write_outputs", "plot_roc", "plot_confusion", "error_analysis", "write_html"):
+        for attr in ("load_run", "write_outputs", "write_report"):
             tracker.wrap(evaluation, attr)
         tracker.wrap(evaluation, "evaluate_run")
         tracker.wrap(metrics, "bootstrap_replicates")

@@ -106,3 +106,54 @@ def test_threshold_transfer_names_the_oracle_and_it_is_the_best_accuracy():
     assert set(frame) == {"val", "fixed 0.5", "test oracle"}
     assert frame["test oracle"]["accuracy"] >= max(frame["val"]["accuracy"], frame["fixed 0.5"]["accuracy"])
     assert frame["val"]["threshold"] == run.threshold
+
+
+# ---------------------------------------------------------------- oracle and DeLong limits (issue 22, item 4)
+
+def brute_oracle(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:
+    """(threshold, accuracy) over every distinct score and 'flag nothing', the lowest best threshold."""
+    candidates = [*np.unique(s), np.inf]
+    accuracy = [float(np.mean((s >= t) == (y == 1))) for t in candidates]
+    best = int(np.argmax(accuracy))
+    return candidates[best], accuracy[best]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_oracle_threshold_equals_the_brute_force_with_both_extremes(seed):
+    from clipforensics.evaluate.compare import oracle_threshold
+    from clipforensics.measure.metrics import threshold_metrics
+
+    rng = np.random.default_rng(seed)
+    y = (rng.random(40) < [0.1, 0.5, 0.9, 0.3, 0.7, 0.5][seed]).astype(int)
+    s = np.round(rng.random(40), 1)  # ties
+    threshold, accuracy = brute_oracle(y, s)
+    got = oracle_threshold(y, s)
+    assert threshold_metrics(y, s, got)["accuracy"] == accuracy
+    assert got == threshold or (threshold == np.inf and got > s.max())
+    assert accuracy >= max(y.mean(), 1 - y.mean()), "never below flagging everything or nothing"
+
+
+def test_oracle_flags_nothing_where_that_is_best_and_scales():
+    import time
+
+    from clipforensics.evaluate.compare import oracle_threshold
+
+    y, s = np.array([0, 0, 0, 1]), np.array([0.2, 0.5, 0.9, 0.1])
+    assert oracle_threshold(y, s) > 0.9, "flag nothing: 3 of 4 right, every score threshold does worse"
+    rng = np.random.default_rng(0)
+    y, s = rng.integers(0, 2, 400_000), rng.random(400_000)
+    start = time.perf_counter()
+    oracle_threshold(y, s)
+    assert time.perf_counter() - start < 2.0, "n log n: 400k rows in well under the quadratic's minutes"
+
+
+def test_delong_is_undefined_with_one_video_in_a_class_or_zero_variance():
+    from clipforensics.report.comparisons import delong_cell
+
+    one = delong(np.array([0, 0, 0, 1]), np.array([0.1, 0.2, 0.3, 0.9]), np.array([0.3, 0.1, 0.2, 0.15]))
+    assert one["z"] is None and one["p"] is None and "1 unit in a class" in one["undefined"]
+    flat = delong(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9]), np.array([0.5, 0.5, 0.5, 0.5]))
+    assert flat["diff"] == 0.5 and flat["z"] is None and "zero variance" in flat["undefined"]
+    assert delong_cell(flat) == "undefined (zero variance of a non-zero difference)"
+    same = delong(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9]), np.array([0.1, 0.2, 0.8, 0.9]))
+    assert (same["z"], same["p"]) == (0.0, 1.0)

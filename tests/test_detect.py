@@ -15,6 +15,8 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import save_file
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
 
 import detect as detect_cli
 import extract_features
@@ -24,7 +26,8 @@ import prepare_frames
 from clipforensics.detect.inputs import FAILED, OK, Item, Prepared
 from clipforensics.detect.score import Batcher, score_stream
 from clipforensics.measure.metrics import choose_threshold
-from clipforensics.extract.models import ModelSettings, load_model
+from clipforensics.extract.encoders import load_model
+from clipforensics.extract.models import ModelSettings
 from clipforensics.frames import detectors
 from clipforensics.synthetic.write import generate
 from conftest import TINY
@@ -374,3 +377,47 @@ def test_json_output_is_machine_readable_only(strong, tmp_path, capsys):
     assert [row["input"] for row in data["inputs"]] == [str(f) for f in frames]
     assert data["detector"]["kind"] == "head" and all(len(row["frames"]) == 2 for row in data["inputs"])
     assert data == json.loads((tmp_path / "o" / "detections.json").read_text())
+
+
+# ---------------------------------------------------------------- calibration, margin, what the scores are
+
+
+@pytest.mark.parametrize("method", ["platt", "isotonic"])
+def test_calibration_on_the_runs_validation_frames_matches_scikit_learn(strong, method, tmp_path, capsys):
+    run = strong["head"]
+    scores = pd.read_csv(run / "scores.csv", keep_default_na=False)
+    val = scores[scores.split == "val"]
+    inputs = sorted(strong["root"].glob("FaceSwap/*"))[:3] + sorted(strong["root"].glob("Real_youtube/*/*.png"))[:2]
+    table = run_detect(run, inputs, tmp_path / "out", "--calibrate", method)
+    record = json.loads((tmp_path / "out" / "detections.json").read_text())["calibration"]
+    assert record["method"] == method and record["n_val_rows"] == len(val) and record["n_val_fake"] == val.label.sum()
+    raw = table.score.astype(float).to_numpy()
+    if method == "platt":  # unpenalised logistic regression on the score, redone here
+        model = LogisticRegression(C=np.inf).fit(val[["score"]].to_numpy(), val.label)
+        expected = model.predict_proba(raw[:, None])[:, 1]
+        a, b = record["parameters"]["a"], record["parameters"]["b"]
+        assert (a, b) == pytest.approx((model.coef_[0, 0], model.intercept_[0]), rel=1e-6)
+        np.testing.assert_allclose(1 / (1 + np.exp(-(a * raw + b))), expected, atol=1e-9)
+    else:
+        expected = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(val.score, val.label).predict(raw)
+        np.testing.assert_allclose(np.interp(raw, record["parameters"]["x"], record["parameters"]["y"]), expected)
+    np.testing.assert_allclose(table.calibrated.astype(float), expected, atol=1e-9)
+    threshold, _ = choose_threshold(scores)
+    np.testing.assert_allclose(table.margin.astype(float), raw - threshold, atol=1e-12)
+    printed = capsys.readouterr().out
+    assert f"calibrated with {method} on {len(val)} validation frames" in printed and "P(fake)" in printed
+
+
+def test_raw_scores_are_said_to_be_uncalibrated(strong, tmp_path, capsys):
+    frame = sorted(strong["root"].glob("FaceSwap/*/*.png"))[0]
+    table = run_detect(strong["head"], [frame], tmp_path / "out")
+    assert table.calibrated.tolist() == [""] and table.kind.tolist() == ["image"]
+    data = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert data["calibration"] is None and data["scores"].startswith("raw, uncalibrated")
+    printed = capsys.readouterr().out
+    assert "raw scores are uncalibrated" in printed and "%" not in printed
+    assert Image.open(tmp_path / "out" / table.sheet[0]).width >= 600  # a single image's header is not clipped
+    with pytest.raises(SystemExit):
+        detect_cli.main(["--run", str(strong["head"]), str(frame), "--calibrate", "plat"])
+    assert capsys.readouterr().err.strip().endswith("invalid choice: 'plat' (choose from 'none', 'platt', "
+                                                    "'isotonic'); did you mean 'platt'?")

@@ -62,7 +62,8 @@ def test_prompts_are_stored_with_their_classes(tiny_cache):
 
 def test_embeddings_match_a_direct_forward(tiny_cache, synthetic_root):
     """The cache row of an image is the model's embedding of that very image."""
-    from clipforensics.extract.models import ModelSettings, load_model
+    from clipforensics.extract.encoders import load_model
+    from clipforensics.extract.models import ModelSettings
 
     cache = read_cache(tiny_cache)
     loaded = load_model(ModelSettings(model="tiny-vit", pretrained="none"), "cpu", cache.attrs["precision"])
@@ -198,3 +199,50 @@ def test_help_lists_every_option(capsys):
     for flag in ("--data-root", "--model", "--pretrained", "--batch-size", "--workers", "--device",
                  "--precision", "--prompt-sets", "--limit", "--video-pattern", "--overwrite"):
         assert flag in text
+
+
+# ---------------------------------------------------------------- perturbations at the frame's scale (issue 22)
+
+def _frame(size: int = 512) -> np.ndarray:
+    """A smooth frame with detail at several scales (what blur and noise act on)."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    channels = [np.sin(2 * np.pi * (3 + c) * x) * np.cos(2 * np.pi * (5 - c) * y) for c in range(3)]
+    return np.clip(np.rint(127.5 + 100 * np.stack(channels, axis=-1)), 0, 255).astype(np.uint8)
+
+
+def _model_input(img: Image.Image, size: int = 64) -> np.ndarray:
+    return np.asarray(img.resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32)
+
+
+def test_a_png_and_a_large_jpeg_of_one_frame_get_the_same_perturbation(tmp_path) -> None:
+    """blur:2 is sigma 2 in the frame's own pixels on both files (a JPEG drafted to 1/8 got sigma 16), and matches
+    the blur applied to the frame itself before the model's resize."""
+    from PIL import ImageFilter
+
+    from clipforensics.extract.perturb import parse_perturbations, perturbed_copies
+
+    frame = Image.fromarray(_frame())
+    frame.save(tmp_path / "f.png")
+    frame.save(tmp_path / "f.jpg", quality=98)
+    levels = parse_perturbations(["blur:2", "noise:0.05", "jpeg:50", "resize:0.5"])
+    png, jpg = (perturbed_copies(tmp_path / name, levels, 0, 3) for name in ("f.png", "f.jpg"))
+    expected = _model_input(frame.filter(ImageFilter.GaussianBlur(2)))
+    for level, a, b in zip(levels, png, jpg):
+        assert a.size == b.size, level
+        assert np.abs(_model_input(a) - _model_input(b)).mean() < 2.0, level
+    assert np.abs(_model_input(jpg[0]) - expected).mean() < 1.0
+    drafted = _model_input(Image.open(tmp_path / "f.jpg").reduce(8).filter(ImageFilter.GaussianBlur(2)))
+    assert np.abs(drafted - expected).mean() > 5 * np.abs(_model_input(jpg[0]) - expected).mean()
+
+
+def test_the_noise_draw_depends_on_row_kind_and_level_not_on_its_place(tmp_path) -> None:
+    from clipforensics.extract.perturb import parse_perturbations, perturbed_copies
+
+    Image.fromarray(_frame(96)).save(tmp_path / "f.png")
+    alone = perturbed_copies(tmp_path / "f.png", parse_perturbations(["noise:0.05"]), 0, 7)[0]
+    listed = parse_perturbations(["jpeg:90,70", "blur:1,2", "resize:0.5", "noise:0.02,0.05"])
+    assert listed[6].name == "noise:0.05"
+    seventh = perturbed_copies(tmp_path / "f.png", listed, 0, 7)[6]
+    np.testing.assert_array_equal(np.asarray(alone), np.asarray(seventh))
+    other_row = perturbed_copies(tmp_path / "f.png", parse_perturbations(["noise:0.05"]), 0, 8)[0]
+    assert not np.array_equal(np.asarray(alone), np.asarray(other_row))

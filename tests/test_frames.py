@@ -102,7 +102,7 @@ def read_csv(path: Path) -> pd.DataFrame:
     (3, 5, [0, 1, 2]),
     (10, 10, list(range(10))),
     (1, 4, [0]),
-    (100, 1, [0]),
+    (100, 1, [49]),  # one frame: the middle one
     (0, 5, []),
 ])
 def test_sample_indices_rule(n, count, expected):
@@ -113,8 +113,8 @@ def test_sample_indices_are_even_over_any_length():
     for n in range(1, 90):
         for count in range(1, 40):
             idx = sample_indices(n, count)
-            assert len(idx) == min(n, count) and idx[0] == 0
-            assert idx[-1] == (n - 1 if count > 1 else 0)
+            assert len(idx) == min(n, count)
+            assert (idx[0], idx[-1]) == ((0, n - 1) if count > 1 else ((n - 1) // 2, (n - 1) // 2))
             gaps = np.diff(idx)
             assert gaps.size == 0 or (gaps.min() >= 1 and gaps.max() - gaps.min() <= 1)
 

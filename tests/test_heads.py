@@ -129,3 +129,47 @@ def test_a_run_of_another_protocol_is_refused_naming_every_differing_field_befor
         assert f"protocol.{field}: {old!r} != {new!r}" in error
     assert "; splits: '" in error and error.endswith("rerun with --overwrite to replace it")
     assert (run_dir / "run.json").read_text() == before
+
+
+# ---------------------------------------------------------------- selection on what is reported (issue 22, item 4)
+
+def _noisy_features(seed: int, n_videos: int = 24, frames: int = 5, dim: int = 48) -> Features:
+    """Videos whose frames disagree (some frames confidently wrong): the video mean of decision values and the
+    video mean of probabilities then rank videos differently."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(n_videos) % 2, frames)
+    X = rng.normal(size=(len(y), dim)).astype(np.float32)
+    X[:, 0] += 0.8 * y + rng.standard_t(1.5, size=len(y)) * 0.6
+    return Features(X, y, np.repeat([f"v{i}" for i in range(n_videos)], frames))
+
+
+@pytest.mark.parametrize("name, seed", [("logreg", 4), ("svm", 0), ("ridge", 0)])
+def test_grid_heads_choose_on_the_video_mean_of_their_probabilities(name, seed):
+    """An independent selection over the grid on the reported probabilities picks the same value and AUC (data
+    where choosing on decision values picks another value or reports another AUC)."""
+    from clipforensics.heads.heads import platt_scaled, video_auc
+
+    train, val = _noisy_features(seed), _noisy_features(seed + 1)
+    head = make_head(name, {}).fit(train, val)
+    reported, decided = {}, {}
+    for value in head.grid:
+        model = head.estimator(value).fit(train.X, train.y)
+        decided[value] = video_auc(val, model.decision_function(val.X))
+        model = platt_scaled(model, val) if head.calibration else model
+        reported[value] = video_auc(val, model.predict_proba(val.X)[:, 1])
+    best = max(head.grid, key=lambda v: (reported[v], -head.grid.index(v)))
+    assert head.params[head.param] == best and head.val_auc == reported[best]
+    on_decisions = max(head.grid, key=lambda v: (decided[v], -head.grid.index(v)))
+    assert (on_decisions, decided[on_decisions]) != (best, reported[best]), "the data must tell the rules apart"
+
+
+def test_svm_fits_are_identical_whatever_numpy_global_state():
+    """LinearSVC's dual solver (frames < dimensions here) is seeded: two fits give identical scores."""
+    train, val = _noisy_features(2, n_videos=6, frames=3, dim=64), _noisy_features(3, n_videos=6, frames=3, dim=64)
+    assert len(train.y) < train.X.shape[1]
+    np.random.seed(1)
+    first = make_head("svm", {}).fit(train, val).predict_proba(val.X)
+    np.random.seed(2)
+    np.random.random(1000)
+    second = make_head("svm", {}).fit(train, val).predict_proba(val.X)
+    np.testing.assert_array_equal(first, second)

@@ -15,7 +15,8 @@ import extract_features
 import fit_heads
 from clipforensics.data.cache import read_cache
 from clipforensics.data.scores import read_scores
-from clipforensics.extract.models import ModelSettings, load_model
+from clipforensics.extract.encoders import load_model
+from clipforensics.extract.models import ModelSettings
 from clipforensics.extract.perturb import parse_name, parse_perturbations
 from clipforensics.extract.reader import ImageFiles, collate_images
 from conftest import TINY

@@ -217,8 +217,8 @@ def register_toy(monkeypatch, priority: int) -> None:
 
 def test_detection_order_comes_from_the_registry() -> None:
     """The order the hand-kept tuples gave: frames csv, celebdf, dfdc, then ffpp; videos ffpp first, folders last."""
-    assert reader_names(frame_reader) == ["csv", "celebdf", "dfdc", "ffpp"]
-    assert reader_names(video_reader) == ["ffpp", "csv", "celebdf", "dfdc", "folders"]
+    assert reader_names(frame_reader) == ["dfd", "csv", "celebdfpp", "celebdf", "df40", "dfdc", "ffpp"]
+    assert reader_names(video_reader) == ["dfd", "ffpp", "csv", "celebdfpp", "celebdf", "dfdc", "folders"]
 
 
 def test_each_root_kind_has_its_own_markers_and_fallback(tmp_path: Path) -> None:
@@ -229,7 +229,7 @@ def test_each_root_kind_has_its_own_markers_and_fallback(tmp_path: Path) -> None
     assert resolve(tmp_path, "auto").name == "ffpp"
     assert resolve_videos(tmp_path / "original_sequences", "auto").name == "folders"
     with pytest.raises(UserError, match="layout 'folders' has no reader of frames; for a root of frames choose "
-                                        "from csv, celebdf, dfdc, ffpp"):
+                                        "from dfd, csv, celebdfpp, celebdf, df40, dfdc, ffpp"):
         scan(settings(tmp_path, layout="folders"))
 
 

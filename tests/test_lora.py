@@ -24,13 +24,15 @@ from clipforensics.core.registry import Registry
 from clipforensics.lora import checkpoint, stage
 from clipforensics.lora import data as lora_data
 from clipforensics.lora import model as lora
+from clipforensics.lora.methods import lora as lora_method
 from clipforensics.lora.train import TrainRun, make_optimization, train_epoch
 from clipforensics.data.manifest import ManifestSettings, scan
 from clipforensics.data.cache import check_identity, read_cache
 from clipforensics.core.errors import UserError
 from clipforensics.measure.metrics import roc_auc, video_scores
-from clipforensics.extract import models
-from clipforensics.extract.models import ModelSettings, load_model
+from clipforensics.extract.encoders import open_clip as models
+from clipforensics.extract.encoders import load_model
+from clipforensics.extract.models import ModelSettings
 from clipforensics.extract.prompts import PROMPT_SETS, PromptSet
 from clipforensics.data.scores import read_scores
 from clipforensics.synthetic.write import generate
@@ -95,10 +97,10 @@ def test_a_step_changes_only_lora_and_every_lora_tensor_gets_a_gradient(targets,
     """per block: A and B of the fused in-projection and the out-projection (attn), of c_fc and c_proj (mlp)."""
     detector, size = tiny_detector(targets=targets, head=head)
     frozen = {name: p.detach().clone() for name, p in detector.named_parameters() if not p.requires_grad}
-    before = {name: p.detach().clone() for name, p in detector.lora_tensors().items()}
+    before = {name: p.detach().clone() for name, p in detector.method_tensors().items()}
     assert len(before) == per_block * VISION["layers"]
     optimizer_steps(detector, images(size), steps=2)
-    grads = {name: p.grad for name, p in detector.lora_tensors().items()}
+    grads = {name: p.grad for name, p in detector.method_tensors().items()}
     assert all(g is not None and g.abs().sum() > 0 for g in grads.values()), "a LoRA tensor got no gradient"
     after = dict(detector.named_parameters())
     for name, value in frozen.items():
@@ -108,16 +110,17 @@ def test_a_step_changes_only_lora_and_every_lora_tensor_gets_a_gradient(targets,
 
 def test_out_proj_alone_gets_no_gradient_and_is_refused(monkeypatch, strong_cache, tmp_path, capsys):
     target_sets = Registry("target set")
-    for name in lora.TARGET_SETS:
-        target_sets.register(name, lora.TARGET_SETS.get(name))
-    target_sets.register("out_proj", (lora.BLOCK + r"\.attn\.out_proj",))
-    monkeypatch.setattr(lora, "TARGET_SETS", target_sets)
+    for name in lora_method.TARGET_SETS:
+        target_sets.register(name, lora_method.TARGET_SETS.get(name))
+    target_sets.register("out_proj", (lora_method.BLOCK + r"\.attn\.out_proj",))
+    monkeypatch.setattr(lora_method, "TARGET_SETS", target_sets)
     loaded = load_model(TINY_MODEL, "cpu", "fp32")
     settings = lora.LoraSettings(base_cache="-", out="-", rank=4, alpha=8, targets="out_proj")
-    adapted = lora.add_lora(loaded.model, settings)
-    detector = lora.Detector(adapted, lora.LORA_HEADS.get("prompt")(loaded, settings))
-    dead = lora.dead_lora_tensors(detector, loaded.image_size)
-    assert dead and set(dead) == set(detector.lora_tensors())
+    adapted = lora_method.METHODS.get("lora").attach(loaded.model, settings)
+    detector = lora.Detector(lora_method.METHODS.get("lora"), adapted, lora.LORA_HEADS.get("prompt")(loaded, settings),
+                             settings, tower_size=1)
+    dead = lora_method.dead_lora_tensors(detector, loaded.image_size)
+    assert dead and set(dead) == set(detector.method_tensors())
     assert finetune(strong_cache, tmp_path / "run", "--targets", "out_proj") == 2
     assert "never get a gradient" in capsys.readouterr().err
 
@@ -129,9 +132,9 @@ def test_merged_equals_unmerged_and_adapter_round_trip(tmp_path):
     detector.eval()
     with torch.no_grad():
         unmerged = detector.embed(x)
-    adapter = checkpoint.save_adapter(detector, tmp_path / "adapter")
+    adapter = lora_method.save_adapter(detector.adapted, tmp_path / "adapter")
     assert adapter.name == "adapter_model.safetensors" and (tmp_path / "adapter" / "adapter_config.json").exists()
-    reloaded = checkpoint.load_adapter(load_model(TINY_MODEL, "cpu", "fp32").model, tmp_path / "adapter")
+    reloaded = lora_method.load_adapter(load_model(TINY_MODEL, "cpu", "fp32").model, tmp_path / "adapter")
     reloaded.eval()
     with torch.no_grad():
         torch.testing.assert_close(reloaded.get_base_model().encode_image(x), unmerged, rtol=0, atol=1e-6)

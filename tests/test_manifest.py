@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from clipforensics.core.errors import UserError
-from clipforensics.data.manifest import (COLUMNS, ManifestSettings, manifest_hash, sample_frames, scan, video_of,
+from clipforensics.core.sampling import sample_frames
+from clipforensics.data.manifest import (COLUMNS, ManifestSettings, manifest_hash, scan, video_of,
                                     video_table)
 from clipforensics.core.settings import add_arguments, from_namespace
 from conftest import manifest_settings as settings, touch

@@ -14,7 +14,9 @@ from safetensors.torch import save_file
 
 from clipforensics.core.errors import UserError
 from clipforensics.extract import models
-from clipforensics.extract.models import ModelSettings, load_model, torch_threads
+from clipforensics.extract.encoders import open_clip as open_clip_encoder, weights
+from clipforensics.extract.encoders import load_model
+from clipforensics.extract.models import ModelSettings, torch_threads
 
 TINY = ModelSettings(model="tiny-vit", pretrained="none")
 
@@ -65,21 +67,21 @@ def test_offline_mode_is_scoped_to_the_weights_download(monkeypatch):
 
     monkeypatch.setattr(hub, "HF_HUB_OFFLINE", False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(models, "_hub_reachable", lambda: False)
+    monkeypatch.setattr(weights, "hub_reachable", lambda: False)
     seen = []
 
     def no_weights(*args, **kwargs):
         seen.append(hub.HF_HUB_OFFLINE)
         raise RuntimeError("not in the local cache")
 
-    monkeypatch.setattr(models.open_clip, "create_model_and_transforms", no_weights)
+    monkeypatch.setattr(open_clip_encoder.open_clip, "create_model_and_transforms", no_weights)
     with pytest.raises(UserError, match="--pretrained PATH"):
         load_model(ModelSettings(model="ViT-B-32", pretrained="openai"))
     assert seen == [True] and hub.HF_HUB_OFFLINE is False and "HF_HUB_OFFLINE" not in os.environ
 
 
 def test_importing_registers_nothing_with_open_clip():
-    code = ("import open_clip; from clipforensics.extract import models; "
+    code = ("import open_clip; from clipforensics.extract.encoders import open_clip as models; "
             "assert 'tiny-vit' not in open_clip.list_models(); assert 'tiny-vit' in models.list_models()")
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 

@@ -7,7 +7,8 @@ import torch
 
 from clipforensics.core.errors import UserError
 from clipforensics.extract import models
-from clipforensics.extract.models import ModelSettings, load_model, resolve_precision
+from clipforensics.extract.encoders import load_model
+from clipforensics.extract.models import ModelSettings, resolve_precision
 
 CPU = torch.device("cpu")
 TINY = ModelSettings(model="tiny-vit", pretrained="none")

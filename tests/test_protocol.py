@@ -469,3 +469,35 @@ def test_splits_csv_splitting_a_group_is_refused(tmp_path: Path) -> None:
     table.to_csv(tmp_path / "splits.csv", index=False)
     with pytest.raises(UserError, match="one group of videos in 2 splits: videos .*Real_youtube/001"):
         assign_splits(manifest, ProtocolSettings(split_file=str(tmp_path / "splits.csv")))
+
+
+# ---------------------------------------------------------------- frames in number order (issue 22, item 3)
+
+def test_frames_are_spread_in_frame_number_order_and_one_is_the_middle() -> None:
+    """0.png .. 11.png sorted as strings gave 0, 1, 10, 11, 2, ...: 3 frames kept 0, 4, 9 and missed the last."""
+    from clipforensics.core.sampling import natural_key, sample_frames, spread
+
+    paths = [f"FaceSwap/000_003/{i}.png" for i in range(12)]
+    df = pd.DataFrame({"path": paths[::-1], "video": "FaceSwap/000_003"})
+    kept = sorted(int(Path(p).stem) for p in sample_frames(df, 3)["path"])
+    assert kept == [0, 6, 11]
+    assert list(sample_frames(df, 1)["path"]) == ["FaceSwap/000_003/5.png"]
+    assert list(spread(60, 1)) == [29] and list(spread(1, 1)) == [0]
+    assert sorted(["f10.png", "f9.png", "f007.png", "f7.png"], key=natural_key) == ["f007.png", "f7.png", "f9.png",
+                                                                                     "f10.png"]
+
+
+def test_the_protocol_and_the_frames_per_video_curve_use_the_same_order() -> None:
+    """make_splits with --frames-per-video 3 on 11-frame videos (string order) keeps frames 0, 5, 10 of each."""
+    from clipforensics.data.protocol import make_splits
+    from clipforensics.evaluate.compare import first_frames_spread
+
+    one = manifest_of([f"{i:03d}" for i in range(40)], [(f"{i:03d}", f"{i + 1:03d}") for i in range(0, 40, 2)])
+    many = pd.concat([one.assign(path=one["path"].str.replace("/0.png", f"/{i}.png")) for i in range(11)])
+    many = many.sort_values("path", ignore_index=True)
+    rows = make_splits(many, ProtocolSettings(frames_per_video=3)).rows
+    numbers = rows.groupby("video")["path"].agg(lambda p: sorted(int(Path(x).stem) for x in p))
+    assert set(numbers.map(tuple)) == {(0, 5, 10)}
+    test = rows.assign(split="test")
+    assert sorted(int(Path(p).stem) for p in first_frames_spread(many.head(11), 1)["path"]) == [5]
+    assert len(first_frames_spread(test, 1)) == test["video"].nunique()

@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from clipforensics.extract.models import ModelSettings, load_model
+from clipforensics.extract.encoders import load_model
+from clipforensics.extract.models import ModelSettings
 from clipforensics.extract.reader import ImageFiles, collate_images
 from clipforensics.synthetic.write import generate
 

@@ -62,3 +62,48 @@ def test_command_line(tmp_path, capsys) -> None:
     assert reading.main([str(path), "--runs", "nope"]) == 2
     assert "no run(s) nope" in capsys.readouterr().err
     assert reading.main([str(tmp_path / "missing.json")]) == 2
+
+
+# ---------------------------------------------------------------- what the backbone saw (issue 22, item 1)
+
+def lora_cache_metrics(train=("Deepfakes",), here=True, name="logreg", scorer="head", test_sets=()) -> dict:
+    """A head fitted on a LoRA cache whose tower was tuned on FaceSwap, as metrics.json records it."""
+    cells = {"FaceSwap": cell(0.41, 0.30, 0.52), "Deepfakes": cell(0.9, 0.8, 0.97),
+             "NeuralTextures": cell(0.5, 0.3, 0.7)}
+    source = {"scorer": scorer, "name": name.split("@")[0], "cache": "/c/lora.h5",
+              "protocol": {"train_fakes": list(train), "test_fakes": list(cells)},
+              "test_sets": [{"name": t} for t in test_sets]}
+    tuned = {"manipulations": ["FaceSwap"], "run": "runs/x", "here": here}
+    return {"provenance": {"caches": [{"path": "/c/lora.h5", "tuned_on": tuned}]},
+            "runs": {name: {"source": source, "per_manipulation": cells, "test": cell(0.6, 0.5, 0.7)}}}
+
+
+def test_a_manipulation_the_backbone_was_tuned_on_is_never_unseen() -> None:
+    lines = reading.reading(lora_cache_metrics())
+    text = "\n".join(lines)
+    assert "unseen FaceSwap" not in text
+    assert lines[1] == "logreg (trained on Deepfakes; backbone tuned on FaceSwap (LoRA run runs/x)):"
+    assert any(line.strip().startswith("backbone-seen FaceSwap") for line in lines)
+    drop = next(line for line in lines if "in-domain ->" in line)
+    assert drop.strip().startswith("0.90 in-domain -> 0.50 unseen (-0.40)"), "FaceSwap (0.41) left out of unseen"
+    assert lines[-1].strip().startswith("backbone-seen: backbone tuned on FaceSwap")
+
+
+def test_head_trained_on_what_the_tower_saw_and_lora_scorer_read_as_before() -> None:
+    same = reading.reading(lora_cache_metrics(train=("FaceSwap",)))
+    assert same[1] == "logreg (trained on FaceSwap):" and "unseen NeuralTextures" in "\n".join(same)
+    lora = lora_cache_metrics(train=("FaceSwap",), scorer="lora", name="lora")
+    lora["provenance"] = {}
+    assert reading.reading(lora)[1] == "lora (trained on FaceSwap):"
+
+
+def test_another_data_set_is_unseen_only_where_the_tuning_ran_on_the_runs_own() -> None:
+    """A result on another data set (run@other): the tower tuned on the run's own data set did not see it; a
+    tower tuned elsewhere may have, so nothing it trained on is called unseen there."""
+    own = reading.reading(lora_cache_metrics(name="logreg@other", test_sets=("other",)))
+    assert "unseen FaceSwap" in "\n".join(own)
+    elsewhere = reading.reading(lora_cache_metrics(name="logreg@other", here=False, test_sets=("other",)))
+    assert "unseen FaceSwap" not in "\n".join(elsewhere) and "(of this data set or another)" in elsewhere[1]
+    lora = lora_cache_metrics(train=("FaceSwap",), scorer="lora", name="lora@other", test_sets=("other",))
+    assert "unseen FaceSwap" in "\n".join(reading.reading(lora))
+    assert set(reading.run_towers(lora_cache_metrics())) == {"logreg"}

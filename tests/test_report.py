@@ -317,3 +317,46 @@ def test_html_accepts_a_dataframe(tmp_path):
     assert "&lt;a&gt;" in text and "0.912" in text and "<details>" not in text
     with pytest.raises(UserError, match="not found"):
         html.write_html(tmp_path / "r2.html", "t", [], [("gone", tmp_path / "gone.png")])
+
+
+# ---------------------------------------------------------------------------- what the backbone saw (issue 22)
+
+def test_table_marks_cells_the_backbone_was_tuned_on(runs):
+    from clipforensics.data.provenance import TunedTower
+
+    tower = TunedTower(("FaceSwap",), "runs/x")
+    table = tables.results_table(runs, towers={"logreg": tower})
+    rows = table_rows(tables.to_markdown(table))
+    assert rows[0][1] == "all (backbone saw FaceSwap)" and rows[3][1] == "↳ FaceSwap (backbone saw)"
+    assert rows[1][1] == "↳ Deepfakes" and rows[4][1] == "all", "only the tuned run's cells are marked"
+    assert any(item.startswith("logreg: backbone tuned on FaceSwap (LoRA run runs/x)") for item in table.items)
+    elsewhere = tables.results_table(runs, towers={"logreg": TunedTower(("FaceSwap",), "", here=False)})
+    assert table_rows(tables.to_markdown(elsewhere))[3][1] == "↳ FaceSwap", "another data set's FaceSwap: unseen"
+
+
+def test_provenance_records_what_a_lora_caches_tower_was_tuned_on(tmp_path):
+    import h5py
+
+    from clipforensics.report.provenance import cache_record, provenance_table
+
+    def cache(name: str, videos: list[str], lora: bool) -> str:
+        path = tmp_path / name
+        with h5py.File(path, "w") as h5:
+            h5.create_dataset("image_embeddings", data=np.zeros((len(videos), 2), np.float16))
+            h5.create_dataset("video", data=np.array(videos, dtype=object), dtype=h5py.string_dtype())
+            h5.attrs["schema_version"] = 1
+            if lora:
+                h5.attrs["lora_train_videos"] = '["FaceSwap/000_003", "Real_youtube/000"]'
+                h5.attrs["lora_protocol"] = '{"train_fakes": ["FaceSwap"]}'
+                h5.attrs["lora_run"] = "runs/x"
+        return str(path)
+
+    tuned = cache_record(cache("lora.h5", ["FaceSwap/000_003", "Real_youtube/000", "Deepfakes/001_002"], True))
+    assert tuned["tuned_on"] == {"manipulations": ["FaceSwap"], "run": "runs/x", "here": True}
+    other = cache_record(cache("other-lora.h5", ["Celeb-real/id0_0000"], True))
+    assert other["tuned_on"]["here"] is False
+    assert "tuned_on" not in cache_record(cache("base.h5", ["Real_youtube/000"], False))
+    rows = provenance_table({"caches": [tuned, other], "splits": {}, "code_version": "v", "date": "d"}).rows
+    backbone = [row.cells[1] for row in rows if row.cells[0] == "backbone"]
+    assert backbone == ["backbone tuned on FaceSwap (LoRA run runs/x)",
+                        "backbone tuned on FaceSwap of another data set (LoRA run runs/x)"]

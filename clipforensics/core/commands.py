@@ -15,6 +15,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from clipforensics.core.registry import SuggestingParser
+
 HELP_FLAGS = ("-h", "--help")
 
 
@@ -26,7 +28,7 @@ class Command:
 
 
 def build_command_parser(commands: dict[str, Command], default: str, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = SuggestingParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", title="commands",
                                 description=f"without a command name, '{default}' is meant")
     for name, command in commands.items():

@@ -1,8 +1,8 @@
 """Safe file-system work shared by every stage.
 
 - Atomic writes: a file at a final path is always complete (write a temporary sibling, then rename).
-- Owned outputs: a stage writes only into a folder it created or recorded as its own, replaces only the
-  entries it wrote, and never writes where one of its inputs lives (`claim_output`, `OutputDir`).
+- Owned outputs: a stage writes only into a folder it created or recorded as its own, locked for the run,
+  replaces only the files it wrote (`core.ownership`), and never writes where an input lives (`claim_output`).
 - Finished folders move into place in one rename (`install_dir`); temporaries a killed run left behind
   are recognised by name and removed by the next run (`remove_stale_temps`).
 - Locks that die with their process and are never inherited by forked workers (`exclusive_lock`).
@@ -15,9 +15,8 @@ import errno
 import fcntl
 import json
 import os
-import re
 import shutil
-import socket
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -25,89 +24,9 @@ from typing import Any, Iterable, Iterator
 import pandas as pd
 
 from clipforensics.core.errors import UserError
-
-RECORD = ".clipforensics-output.json"
-"""The record an output folder carries of its own entries (top-level names, files or folders)."""
-RECORD_VERSION = 1
-_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?:(?P<host>[A-Za-z0-9_]+)-)?(?P<pid>\d+)"
-                   r"(?:-(?P<start>\d+))?(?P<suffix>\.[A-Za-z0-9]+)?$")
-
-
-def _host() -> str:
-    return re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())[:40] or "host"
-
-
-def _start_time(pid: int) -> str | None:
-    """When process `pid` started (clock ticks since boot, field 22 of /proc/PID/stat); None where the
-    process is gone or there is no /proc."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 1:].split()  # the command name in (...) may hold spaces
-    return fields[19] if len(fields) > 19 else None
-
-
-def temp_sibling(final: str | os.PathLike, kind: str = "tmp", suffix: str = "") -> Path:
-    """`.NAME.tmp-HOST-PID-START[suffix]` beside `final`: hidden, tied to this process, recognisable after a kill.
-
-    The host is part of the name because folders may be shared between machines (shard jobs): only a
-    temporary of this machine can be judged dead. The process's start time is part of it because a
-    process id alone is reused: pid_max is often 32768 and threads draw from the same counter, so on a busy
-    machine a killed run's id may belong to a new process by the time the next run looks, and the dead
-    run's temporary would be kept as live (START is left out where /proc is missing).
-    """
-    final = Path(final)
-    pid = os.getpid()
-    start = _start_time(pid)
-    return final.with_name(f".{final.name}.{kind}-{_host()}-{pid}{f'-{start}' if start else ''}{suffix}")
-
-
-def _pid_alive(pid: int, host: str | None, start: str | None = None) -> bool:
-    """Whether the process that wrote a temporary may still be writing it (another host's: assumed so)."""
-    if host is not None and host != _host():
-        return True
-    if start is not None:  # the same id with another start time is another process: the writer is gone
-        return _start_time(pid) == start
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def stale_temps(folder: str | os.PathLike) -> list[Path]:
-    """Temporaries in `folder` whose writing process is gone (a kill -9, a power cut)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    found = []
-    for entry in folder.iterdir():
-        match = _TEMP.match(entry.name)
-        if match and not _pid_alive(int(match["pid"]), match["host"], match["start"]):
-            found.append(entry)
-    return found
-
-
-def remove_path(path: Path) -> None:
-    """A file, link or whole folder; links are removed, never followed."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def remove_stale_temps(folder: str | os.PathLike) -> int:
-    """Remove what dead runs left in `folder`; return how many entries went."""
-    stale = stale_temps(folder)
-    for entry in stale:
-        with contextlib.suppress(FileNotFoundError):
-            remove_path(entry)
-    return len(stale)
+from clipforensics.core.ownership import (JOURNAL, RECORD, Record, carry_foreign, files_below, is_internal, note, read_journal,
+                                          read_record, remove_owned, write_record)
+from clipforensics.core.paths import exchange, remove_path, remove_stale_temps, temp_sibling
 
 
 def user_os_error(exc: OSError, doing: str) -> UserError:
@@ -132,6 +51,7 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         if tmp.exists():
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
+            note([final])  # recorded as the owning stage's before it appears: a kill never leaves it unrecorded
         os.replace(tmp, final)
     finally:
         if tmp.exists():
@@ -176,15 +96,24 @@ def sidecar(path: str | os.PathLike, ext: str = ".json") -> Path:
 def install_dir(tmp: Path, final: Path) -> None:
     """Rename a finished folder into place; an old one (a redo) is moved aside first, then removed.
 
-    Readers see the old folder or the new one, never a mix; a kill between the two renames leaves the
-    old one under a `.old-PID` name that `remove_stale_temps` clears.
+    Readers see the old folder or the new one, never a mix. Its files are recorded as the owning stage's first,
+    and what the old folder holds that its owner did not write (a user's notes) is linked into the new one, so
+    it survives the replacement. The two are swapped in one step where the system can; elsewhere a kill between
+    the two renames leaves the old folder under a `.old-PID` name.
     """
+    note(final / relative for relative in files_below(tmp))
+    if final.is_dir() and not final.is_symlink():
+        carry_foreign(final, tmp)
+    if os.path.lexists(final) and exchange(tmp, final):  # one step where the system can: tmp now holds the old
+        with contextlib.suppress(OSError):
+            remove_path(tmp)
+        return
     old = temp_sibling(final, "old")
-    if final.exists():
+    if os.path.lexists(final):
         os.replace(final, old)
     os.replace(tmp, final)
-    if old.exists():
-        shutil.rmtree(old, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        remove_path(old)
 
 
 @contextlib.contextmanager
@@ -250,9 +179,7 @@ def check_apart(out: str | os.PathLike, inputs: Iterable[tuple[str, str | os.Pat
 
 
 def _is_internal(entry: Path) -> bool:
-    """Entries a folder may hold besides its record: locks and temporaries of live runs."""
-    name = entry.name
-    return name == RECORD or (name.startswith(".") and name.endswith(".lock")) or bool(_TEMP.match(name))
+    return is_internal(entry.name)
 
 
 def _is_nested_output(entry: Path) -> bool:
@@ -260,19 +187,79 @@ def _is_nested_output(entry: Path) -> bool:
     return entry.is_dir() and not entry.is_symlink() and (entry / RECORD).is_file()
 
 
+_HELD: "weakref.WeakValueDictionary[tuple[int, int], FolderLock]" = weakref.WeakValueDictionary()
+
+
+class FolderLock:
+    """An exclusive `flock` on an output folder itself (no lock file to leave behind), held while any `OutputDir`
+    of this process refers to it: a second claim in this process shares it, another process is refused. On
+    release the files journaled while it was held are folded into the record."""
+
+    def __init__(self, fd: int | None, folder: Path | None = None) -> None:
+        self.fd = fd
+        if fd is not None:
+            weakref.finalize(self, _release, fd, folder, os.getpid())
+
+
+def _release(fd: int, folder: Path | None, pid: int) -> None:
+    try:
+        if folder is not None and pid == os.getpid() and (folder / JOURNAL).exists():
+            record = read_record(folder)
+            if record is not None:
+                write_record(folder, record)
+    except (UserError, OSError):
+        pass  # the journal stays: the next run folds it in
+    finally:
+        os.close(fd)
+
+
+def lock_folder(folder: Path, what: str) -> FolderLock:
+    """Lock `folder` for this process, or one line saying another process is writing it. Where the file system
+    cannot lock a folder, the run goes on unlocked, as it did before locks."""
+    while True:
+        try:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise user_os_error(exc, "open the output folder") from None
+        info = os.fstat(fd)
+        key = (info.st_dev, info.st_ino)
+        if key in _HELD:
+            os.close(fd)
+            return _HELD[key]
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise UserError(f"another process is writing {what} (the folder is locked); wait for it to "
+                                "finish or name another output folder") from None
+            return FolderLock(None)
+        with contextlib.suppress(FileNotFoundError):  # a folder replaced between our open and our lock: again
+            if (os.stat(folder).st_dev, os.stat(folder).st_ino) == key:
+                _HELD[key] = lock = FolderLock(fd, Path(os.path.abspath(folder)))
+                return lock
+        os.close(fd)
+
+
 @dataclass
 class OutputDir:
-    """A folder one stage owns: the entries it wrote are listed in its record; nothing else is touched."""
+    """A folder one stage owns: the entries (and files inside them) it wrote are in its record; nothing else is
+    touched. One from `claim_output` holds the folder's lock for as long as it lives."""
 
     path: Path
     stage: str
     entries: set[str] = field(default_factory=set)
+    files: set[str] = field(default_factory=set)
+    locking: bool = field(default=False, repr=False, compare=False)
+    lock: FolderLock | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def record_built(cls, folder: Path, stage: str) -> "OutputDir":
-        """Record every entry of a folder this process built privately (a temporary sibling about to be
+        """Record every entry and file of a folder this process built privately (a temporary sibling about to be
         installed with `install_dir`): nobody else can have written into it."""
-        owned = cls(folder, stage, {p.name for p in folder.iterdir() if not _is_internal(p)})
+        entries = {p.name for p in folder.iterdir() if not _is_internal(p)}
+        files = {f for f in files_below(folder) if "/" in f and f.split("/")[0] in entries}
+        owned = cls(folder, stage, entries, files)
         owned._save()
         return owned
 
@@ -281,10 +268,16 @@ class OutputDir:
         return self.path / RECORD
 
     def _save(self) -> None:
+        """The record, rewritten under the folder's lock (taken here when the folder is created by this run)."""
         try:
+            existed = self.path.is_dir()
             self.path.mkdir(parents=True, exist_ok=True)
-            write_json(self.record_path, {"stage": self.stage, "entries": sorted(self.entries),
-                                          "version": RECORD_VERSION})
+            if self.locking and self.lock is None:
+                self.lock = lock_folder(self.path, str(self.path))
+                if existed and self.record_path.exists():
+                    raise UserError(f"{self.path} was written by another run while this one started; rerun")
+            self.files |= read_journal(self.path)
+            write_record(self.path, Record(self.stage, self.entries, self.files))
         except OSError as exc:
             raise user_os_error(exc, f"write into {self.path}") from None
 
@@ -297,16 +290,22 @@ class OutputDir:
 
     def own(self, *names: str) -> None:
         """Record top-level entries before writing them; an existing entry someone else wrote is refused."""
+        new = self.refuse_taken(*names)
+        if new or (self.locking and self.lock is None):
+            self.entries.update(new)
+            self._save()
+
+    def refuse_taken(self, *names: str) -> list[str]:
+        """The `names` not yet recorded; refused when one exists that someone else wrote (checked, not recorded:
+        for a stage that builds its files elsewhere and installs them in one step)."""
         new = [n for n in names if n not in self.entries]
         for name in new:
-            if Path(name).name != name or name in ("", ".", "..", RECORD):
+            if Path(name).name != name or name in ("", ".", "..") or _is_internal(Path(name)):
                 raise ValueError(f"not a top-level entry name: {name!r}")
             if os.path.lexists(self.path / name):
                 raise UserError(f"{self.path / name} exists and was not written by {self.stage}; "
                                 "move it away or name another output folder")
-        if new:
-            self.entries.update(new)
-            self._save()
+        return new
 
     def read_record(self, name: str) -> dict[str, Any] | None:
         """A JSON object this stage wrote in the folder (run.json, layer_sweep.json), or None when it is not
@@ -338,28 +337,41 @@ class OutputDir:
         return removed
 
     def clear(self, keep: Iterable[str] = ()) -> None:
-        """Remove every recorded entry but `keep` (a redo with --overwrite); foreign entries stay."""
+        """Remove what the stage wrote except the entries `keep` (a redo with --overwrite): recorded files at every
+        depth, then folders left empty; foreign files stay, and so does a recorded folder that still holds some."""
+        if not self.path.is_dir():
+            self.entries &= set(keep)
+            return
         kept = self.entries & set(keep)
-        for name in sorted(self.entries - kept):
-            with contextlib.suppress(FileNotFoundError):
-                remove_path(self.path / name)
-        self.entries = kept
-        if self.path.is_dir():
-            self._save()
+        record = Record(self.stage, self.entries, self.files | read_journal(self.path))
+        remove_owned(self.path, record, sorted(self.entries - kept))
+        self.entries = kept | {n for n in self.entries - kept if os.path.lexists(self.path / n)}
+        self.files = {f for f in record.files if f.split("/")[0] in kept}
+        self._save()
 
 
-def _read_record(out: Path, stage: str) -> set[str] | None:
-    record = out / RECORD
-    if not record.is_file():
-        return None
+@contextlib.contextmanager
+def staged_install(owned: OutputDir) -> Iterator[Path]:
+    """A private folder to build `owned`'s new contents in, installed over it in one step when the block succeeds:
+    what the stage wrote before goes, foreign files and nested outputs stay (their writers locked out meanwhile)."""
+    tmp = temp_sibling(owned.path)
+    tmp.mkdir(parents=True)
     try:
-        data = json.loads(record.read_text(encoding="utf-8"))
-        entries, owner = data["entries"], data["stage"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise UserError(f"{record} is damaged; name another output folder") from None
-    if owner != stage:
-        raise UserError(f"{out} holds the output of {owner}, not {stage}; name another output folder")
-    return {str(e) for e in entries}
+        yield tmp
+        OutputDir.record_built(tmp, owned.stage)
+        nested = [lock_folder(e, str(e)) for e in owned.path.iterdir() if _is_nested_output(e)]
+        install_dir(tmp, owned.path)
+        del nested
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_record(out: Path, stage: str) -> Record | None:
+    record = read_record(out)
+    if record is not None and record.stage != stage:
+        raise UserError(f"{out} holds the output of {record.stage}, not {stage}; name another output folder")
+    return record
 
 
 def _probe_writable(folder: Path, flag: str, out: Path) -> None:
@@ -380,27 +392,29 @@ def _nearest_existing(path: Path) -> Path:
 
 def claim_output(out: str | os.PathLike, *, stage: str, inputs: Iterable[tuple[str, Any]] = (),
                  flag: str = "--out") -> OutputDir:
-    """Take `out` as `stage`'s output folder, or refuse with one line before any work is done.
+    """Take `out` as `stage`'s output folder, locked for this process, or refuse with one line before any work.
 
-    Accepted: a new folder (created with the first entry the stage records, so a refused command
+    Accepted: a new folder (created and locked with the first entry the stage records, so a refused command
     leaves nothing behind), an empty one, or one whose record says `stage` wrote it (its foreign
     entries are kept and never touched). Refused: a file, a non-empty folder without a record, a
-    folder of another stage, an unwritable folder, and a folder that equals, contains or sits inside
-    one of `inputs`. Temporaries of dead runs are removed.
+    folder of another stage, a damaged record, a folder another process is writing, an unwritable folder, and a
+    folder that equals, contains or sits inside one of `inputs`. Temporaries of dead runs are removed.
     """
     out = Path(out)
     check_apart(out, inputs, flag)
     if out.exists() and not out.is_dir():
         raise UserError(f"{flag} {out} is a file, not a folder; name a folder")
+    leader = os.environ.get("RANK", "0") == "0"  # torchrun's other ranks run under rank 0's lock: it alone writes
     if not out.exists():
         parent = _nearest_existing(out.parent)
         if not parent.is_dir():
             raise UserError(f"cannot create {flag} {out}: {parent} is a file")
         _probe_writable(parent, flag, out)
-        return OutputDir(out, stage, set())
-    entries = _read_record(out, stage)
+        return OutputDir(out, stage, set(), locking=leader)
+    lock = lock_folder(out, f"{flag} {out}") if leader else None
+    record = _read_record(out, stage)
     remove_stale_temps(out)
-    if entries is None:
+    if record is None:
         try:
             others = [e for e in sorted(out.iterdir()) if not _is_internal(e) and not _is_nested_output(e)]
         except OSError as exc:
@@ -409,8 +423,8 @@ def claim_output(out: str | os.PathLike, *, stage: str, inputs: Iterable[tuple[s
             shown = ", ".join(e.name for e in others[:3]) + (", ..." if len(others) > 3 else "")
             raise UserError(f"{flag} {out} is not empty ({shown}) and was not written by {stage}; "
                             "name a new or empty folder")
-        entries = set()
-    owned = OutputDir(out, stage, entries)
+        record = Record(stage)
+    owned = OutputDir(out, stage, record.entries, record.files, locking=leader, lock=lock)
     owned._save()  # also proves the folder is writable before any work starts
     return owned
 

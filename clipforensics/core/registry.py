@@ -1,17 +1,41 @@
 """One registry type for everything chosen by name: heads, prompt sets, detectors, layouts, LoRA heads.
 
 A registry maps a name to a factory (or value); unknown names fail with one line listing the known
-ones, so every `--head`/`--detector`/`--layout` option reports mistakes the same way.
+ones and the closest of them ("did you mean"), so every `--head`/`--detector`/`--layout` option reports
+mistakes the same way; `unknown_name` gives that line to a choice that is no registry, and `SuggestingParser`
+to an argparse option with `choices`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generic, Iterator, TypeVar
+import argparse
+import difflib
+from typing import Any, Callable, Collection, Generic, Iterator, TypeVar
 
 from clipforensics.core.errors import UserError
 
 V = TypeVar("V")
 _MISSING: Any = object()
+CUTOFF = 0.6  # difflib's default similarity: 'logrg' finds 'logreg', 'c' finds nothing among 'a', 'b'
+
+
+def close_names(name: str, known: Collection[str], n: int = 3) -> list[str]:
+    """The known names most like `name` (a case slip counts as a match), best first; none when nothing is close."""
+    by_lower = {k.lower(): k for k in known}
+    return [by_lower[m] for m in difflib.get_close_matches(name.lower(), list(by_lower), n=n, cutoff=CUTOFF)]
+
+
+def did_you_mean(name: str, known: Collection[str]) -> str:
+    """"; did you mean 'x'?" (or "'x' or 'y'") for the closest known names, or "" when none is close."""
+    close = close_names(name, known)
+    return f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+
+
+def unknown_name(what: str, name: str, known: Collection[str], choices: str | None = None) -> str:
+    """The one line for an unknown name: what it is, the known names (or `choices`, said otherwise), the closest.
+
+    The suggestion comes last so that "unknown X 'y'; choose from ..." reads the same with or without one."""
+    return f"unknown {what} {name!r}; choose from {choices or ', '.join(known)}{did_you_mean(name, known)}"
 
 
 class Registry(Generic[V]):
@@ -40,7 +64,7 @@ class Registry(Generic[V]):
             return self._entries[name]
         if default is not _MISSING:
             return default
-        raise UserError(f"unknown {self.what} {name!r}; choose from {', '.join(self.names())}")
+        raise UserError(unknown_name(self.what, name, self.names()))
 
     def names(self) -> list[str]:
         return list(self._entries)
@@ -62,3 +86,16 @@ class Registry(Generic[V]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class SuggestingParser(argparse.ArgumentParser):
+    """An argparse parser whose "invalid choice" error also names the closest choices (`--video-agg meen`)."""
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as exc:
+            if action.choices is None or not isinstance(value, str):
+                raise
+            hint = did_you_mean(value, [str(c) for c in action.choices])
+            raise argparse.ArgumentError(action, exc.message + hint) from None

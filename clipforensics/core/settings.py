@@ -28,6 +28,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from clipforensics.core.registry import SuggestingParser
+
 T = TypeVar("T")
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -191,7 +193,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None 
 def settings_parser(description: str, *groups: tuple[type, str]) -> argparse.ArgumentParser:
     """A script's parser: its docstring as the description (examples keep their layout) and one option
     group per (settings dataclass, title), in order."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = SuggestingParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     for cls, title in groups:
         add_arguments(parser, cls, title)
     return parser

@@ -9,17 +9,18 @@ Schema (N images that decoded, D embedding dims):
     /perturbed/<kind:level>/image_embeddings   N x D float16   the same rows perturbed (--perturb)
     attributes: model, pretrained, weights_fingerprint, init_seed, image_size, mean, std,
                 precision, manifest_hash, crops, data_root, package_version, created, ...
-Every dataset carries a `crc32` attribute of its values (schema 2): flipped bytes are found on read.
+Row datasets (N x ...) carry one CRC-32 per block of rows (schema 3, data/stored.py), every other dataset one
+`crc32` of its values: flipped bytes are found on read. The file is written as its rows arrive (a block at a
+time, in a child process: data/isolated.py) and read as rows are used: memory follows a block, not the file.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import h5py
 import numpy as np
@@ -29,10 +30,14 @@ from clipforensics import __version__
 from clipforensics.core import identity
 from clipforensics.core.io import atomic_path
 from clipforensics.core.errors import UserError
+from clipforensics.data.isolated import check_space, in_child
 from clipforensics.data.manifest import COLUMNS, OFFICIAL_SPLIT
+from clipforensics.data.stored import CHECKSUM, HDF5_ROWS, BlockChecksums, StoredRows, damaged
+from clipforensics.data.stored import crc as _crc
 
-SCHEMA_VERSION = 2
-CHECKSUM = "crc32"
+SCHEMA_VERSION = 3
+EMBEDDINGS = "image_embeddings"
+STRING_ROWS = 65536  # strings written (and checksummed) this many at a time
 STRING_COLUMNS = tuple(c for c in COLUMNS if c != "label")
 OPTIONAL_COLUMNS = (OFFICIAL_SPLIT,)  # written when the manifest has them (a data set's official split)
 # Attributes that decide what the embeddings mean: two caches (or a cache and a request) that
@@ -53,16 +58,17 @@ class PromptEmbeddings:
 
 @dataclass
 class FeatureCache:
-    """A cache read into memory (100k x 512 float16 is ~100 MB)."""
+    """A cache's manifest, prompts and attributes, in memory; its rows (embeddings, block tokens, perturbed
+    copies) are StoredRows, read from the file when indexed."""
 
     path: Path
     attrs: dict[str, Any]
     manifest: pd.DataFrame
-    embeddings: np.ndarray
+    embeddings: StoredRows | np.ndarray
     prompts: dict[str, PromptEmbeddings] = field(default_factory=dict)
     failed: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["path", "reason"]))
-    layers: dict[int, np.ndarray] = field(default_factory=dict)
-    perturbed: dict[str, np.ndarray] = field(default_factory=dict)
+    layers: dict[int, StoredRows] = field(default_factory=dict)
+    perturbed: dict[str, StoredRows] = field(default_factory=dict)
     file_stats: np.ndarray | None = None  # N x 2: size, mtime_ns of each frame when extracted (data.fingerprint)
 
     def identity(self) -> dict[str, Any]:
@@ -86,72 +92,125 @@ def _decode_attr(value: Any) -> Any:
     return value
 
 
-def _crc(values: np.ndarray) -> int:
-    """CRC-32 of a dataset's values (strings joined by NUL), independent of how HDF5 lays them out."""
-    if values.dtype.kind in "OUS":
-        data = "\0".join(v.decode() if isinstance(v, bytes) else str(v) for v in values.ravel()).encode()
-    else:
-        data = np.ascontiguousarray(values)  # zlib reads the array's own buffer: no copy of a 400 MB layer stack
-    return zlib.crc32(data)
-
-
 def _dataset(h5: h5py.File | h5py.Group, name: str, values: np.ndarray, **kwargs: Any) -> None:
-    """A dataset with its checksum: numbers are stored exactly as given, so the checksum is taken from the array
-    itself (reading hundreds of MB of block tokens back cost a third of the write); strings as HDF5 returns them."""
+    """A small dataset with the checksum of its values (strings as HDF5 returns them)."""
     ds = h5.create_dataset(name, data=values, **kwargs)
     ds.attrs[CHECKSUM] = _crc(ds[()] if values.dtype.kind in "OUS" else values)
 
 
-def _compose(embeddings: np.ndarray, manifest: pd.DataFrame, attrs: Mapping[str, Any],
-             prompts: Mapping[str, PromptEmbeddings], failed: pd.DataFrame, extras: Mapping[str, np.ndarray],
-             file_stats: np.ndarray | None) -> io.BytesIO:
-    """The whole HDF5 file, built in memory (it costs the file's size in memory once more).
+def _write_strings(h5: h5py.File | h5py.Group, name: str, values: pd.Series) -> None:
+    """A string column written STRING_ROWS at a time, its checksum (of the values joined by NUL) taken as they pass."""
+    ds = h5.create_dataset(name, shape=(len(values),), dtype=_STR)
+    total = 0
+    for start in range(0, len(values), STRING_ROWS):
+        part = values.iloc[start:start + STRING_ROWS].astype(str).to_numpy(dtype=object)
+        ds[start:start + len(part)] = part
+        total = zlib.crc32((("\0" if start else "") + "\0".join(part)).encode(), total)
+    ds.attrs[CHECKSUM] = total
 
-    HDF5 must never meet a full disk: h5py 3.16 raises in the middle of a write and then crashes the
-    interpreter (segfault) while closing the file, so the bytes are written by plain file I/O instead.
-    """
-    buffer = io.BytesIO()
-    with h5py.File(buffer, "w") as h5:
-        rows = max(1, min(1024, len(embeddings)))
-        _dataset(h5, "image_embeddings", embeddings.astype(np.float16, copy=False), chunks=(rows, embeddings.shape[1]))
-        for name, values in extras.items():
-            _dataset(h5, name, values.astype(np.float16, copy=False), chunks=(rows, values.shape[1]))
-        for col in STRING_COLUMNS + tuple(c for c in OPTIONAL_COLUMNS if c in manifest.columns):
-            _dataset(h5, col, manifest[col].astype(str).to_numpy(dtype=object), dtype=_STR)
-        _dataset(h5, "label", manifest["label"].to_numpy(dtype=np.int8))
-        if file_stats is not None:
-            _dataset(h5, "file_stats", np.asarray(file_stats, dtype=np.int64).reshape(len(embeddings), 2))
+
+@dataclass
+class CacheTable:
+    """Everything of a cache but its row datasets: the manifest of its N rows and what describes them."""
+
+    manifest: pd.DataFrame
+    attrs: Mapping[str, Any]
+    prompts: Mapping[str, PromptEmbeddings]
+    failed: pd.DataFrame
+    file_stats: np.ndarray | None = None
+
+    def size(self, widths: Mapping[str, int]) -> int:
+        """Bytes the file will take, about: float16 rows, strings with their heap records."""
+        n = len(self.manifest)
+        texts = [self.manifest[c] for c in STRING_COLUMNS + self.optional()] + [self.failed[c] for c in self.failed]
+        chars = sum(int(col.astype(str).str.len().sum()) + 32 * len(col) for col in texts)
+        return n * (2 * sum(widths.values()) + 1 + (16 if self.file_stats is not None else 0)) + chars
+
+    def optional(self) -> tuple[str, ...]:
+        return tuple(c for c in OPTIONAL_COLUMNS if c in self.manifest.columns)
+
+    def fill(self, h5: h5py.File) -> None:
+        """The manifest columns, failures, prompts and attributes."""
+        for col in STRING_COLUMNS + self.optional():
+            _write_strings(h5, col, self.manifest[col])
+        _dataset(h5, "label", self.manifest["label"].to_numpy(dtype=np.int8))
+        if self.file_stats is not None:
+            _dataset(h5, "file_stats", np.asarray(self.file_stats, dtype=np.int64).reshape(len(self.manifest), 2))
         grp = h5.create_group("failed")
         for col in ("path", "reason"):
-            _dataset(grp, col, failed[col].astype(str).to_numpy(dtype=object), dtype=_STR)
-        for name, p in prompts.items():
+            _write_strings(grp, col, self.failed[col])
+        for name, p in self.prompts.items():
             g = h5.create_group(f"prompts/{name}")
             _dataset(g, "text", np.array(p.texts, dtype=object), dtype=_STR)
             _dataset(g, "embedding", p.embeddings.astype(np.float32))
             _dataset(g, "label", np.asarray(p.labels, dtype=np.int8))
-        full = {**attrs, "schema_version": SCHEMA_VERSION, "package_version": __version__,
-                "n_images": len(embeddings), "n_failed": len(failed)}
+        full = {**self.attrs, "schema_version": SCHEMA_VERSION, "package_version": __version__,
+                "n_images": len(self.manifest), "n_failed": len(self.failed)}
         for key, value in full.items():
             h5.attrs[key] = _encode_attr(value)
-    return buffer
+
+
+Blocks = Callable[[], Iterable[Mapping[str, np.ndarray]]]
+
+
+def _fill_rows(h5: h5py.File, n: int, widths: Mapping[str, int], blocks: Blocks) -> None:
+    """The row datasets, written block by block as `blocks()` yields consecutive rows, checksummed as they pass."""
+    rows = max(1, min(HDF5_ROWS, n))
+    datasets = {name: h5.create_dataset(name, shape=(n, w), dtype=np.float16, chunks=(rows, w))
+                for name, w in widths.items()}
+    sums = {name: BlockChecksums(n) for name in widths}
+    at = 0
+    for block in blocks():
+        m = len(next(iter(block.values())))
+        for name, values in block.items():
+            values = np.ascontiguousarray(values, dtype=np.float16)
+            datasets[name][at:at + m] = values
+            sums[name].add(values)
+        at += m
+    if at != n:
+        raise ValueError(f"the row blocks held {at} rows, the manifest {n}")
+    for name, ds in datasets.items():
+        ds.attrs.update(sums[name].attrs())
+
+
+def _write_file(tmp: Path, table: CacheTable, widths: Mapping[str, int], blocks: Blocks) -> None:
+    """The whole file (in the writer's child). The file is created by Python first, so that a folder that refuses
+    it fails before HDF5 runs; an error leaves the file open: closing it after a failed write is what crashes."""
+    open(tmp, "wb").close()
+    cache_rows = 4 * HDF5_ROWS * max(widths.values()) * 2  # partly written HDF5 chunks stay in memory, not re-read
+    h5 = h5py.File(tmp, "w", rdcc_nbytes=cache_rows, rdcc_w0=1.0)
+    _fill_rows(h5, len(table.manifest), widths, blocks)
+    table.fill(h5)
+    h5.close()
+
+
+def write_rows(path: str | Path, table: CacheTable, widths: Mapping[str, int], blocks: Blocks) -> Path:
+    """Write a cache atomically from blocks of rows (`widths`: float16 columns of each row dataset by path,
+    image_embeddings first): the final path appears only once everything is on disk. A folder without the
+    space the file needs is refused before anything is written."""
+    path = Path(path)
+    check_space(path, table.size(widths))
+    with atomic_path(path) as tmp:
+        in_child(lambda: _write_file(tmp, table, widths, blocks), tmp)
+    return path
 
 
 def write_cache(path: str | Path, *, embeddings: np.ndarray, manifest: pd.DataFrame, attrs: Mapping[str, Any],
                 prompts: Mapping[str, PromptEmbeddings], failed: pd.DataFrame,
                 extras: Mapping[str, np.ndarray] | None = None, file_stats: np.ndarray | None = None) -> Path:
-    """Write a complete cache atomically: the final path appears only once everything is on disk.
+    """Write a complete cache of arrays in memory atomically (write_rows, one block of arrays' rows at a time).
 
     `extras` are further N-row float16 arrays by path (layers/<k>, perturbed/<kind:level>/image_embeddings);
     `file_stats` the size and mtime of each frame (data.fingerprint)."""
-    path = Path(path)
-    extras = dict(extras or {})
-    if len(embeddings) != len(manifest) or any(len(v) != len(manifest) for v in extras.values()):
+    arrays = {EMBEDDINGS: embeddings, **(extras or {})}
+    if any(len(v) != len(manifest) for v in arrays.values()):
         raise ValueError("one embedding per manifest row expected")
-    buffer = _compose(embeddings, manifest, attrs, prompts, failed, extras, file_stats)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(buffer.getbuffer())
-    return path
+    widths = {name: int(np.shape(v)[1]) for name, v in arrays.items()}
+
+    def blocks() -> Iterable[dict[str, np.ndarray]]:
+        for start in range(0, len(manifest), STRING_ROWS):
+            yield {name: np.asarray(v[start:start + STRING_ROWS]) for name, v in arrays.items()}
+    return write_rows(path, CacheTable(manifest, attrs, prompts, failed, file_stats), widths, blocks)
 
 
 def _values(ds: h5py.Dataset) -> np.ndarray:
@@ -159,8 +218,7 @@ def _values(ds: h5py.Dataset) -> np.ndarray:
     values = ds[()]
     stored = ds.attrs.get(CHECKSUM)
     if stored is not None and int(stored) != _crc(values):
-        raise UserError(f"{ds.file.filename}: dataset {ds.name} does not match its checksum (the file is "
-                        "damaged); re-extract it")
+        raise damaged(ds.file.filename, ds.name)
     return values
 
 
@@ -188,12 +246,17 @@ def _open(path: str | Path) -> h5py.File:
     return h5
 
 
+def _rows(path: Path, ds: h5py.Dataset, finite: bool = False) -> StoredRows:
+    return StoredRows(path, ds.name.lstrip("/"), ds.shape, ds.dtype, finite)
+
+
 def read_cache(path: str | Path, expect: Mapping[str, Any] | None = None, *, layers: bool = False,
                perturbed: bool = False) -> FeatureCache:
-    """Load a cache; if `expect` is given, any identity attribute that differs is an error.
+    """Open a cache; if `expect` is given, any identity attribute that differs is an error.
 
-    Stored block tokens (`layers`) and perturbed copies (`perturbed`) are read only when asked: they
-    can be many times the size of the embeddings."""
+    The manifest, prompts and attributes are read; the embeddings are checked (every block's checksum, finite
+    values) but read only when indexed, like the stored block tokens (`layers`) and perturbed copies
+    (`perturbed`), which are listed only when asked and checked block by block as they are read."""
     path = Path(path)
     try:
         with _open(path) as h5:
@@ -204,7 +267,7 @@ def read_cache(path: str | Path, expect: Mapping[str, Any] | None = None, *, lay
             optional = [col for col in OPTIONAL_COLUMNS if col in h5]
             extra = {col: _strings(h5[col]) for col in optional}
             labels = _values(h5["label"])
-            embeddings = _values(h5["image_embeddings"])
+            embeddings = _rows(path, h5[EMBEDDINGS], finite=True)
             failed = pd.DataFrame({c: _strings(h5["failed"][c]) for c in ("path", "reason")})
             file_stats = _values(h5["file_stats"]) if "file_stats" in h5 else None
             prompts = {
@@ -212,8 +275,8 @@ def read_cache(path: str | Path, expect: Mapping[str, Any] | None = None, *, lay
                                        _values(g["label"]).astype(np.int64))
                 for name, g in h5.get("prompts", {}).items()
             }
-            stored_layers = {int(k): _values(ds) for k, ds in h5.get("layers", {}).items()} if layers else {}
-            copies = ({name: _values(g["image_embeddings"]) for name, g in h5.get("perturbed", {}).items()}
+            stored_layers = {int(k): _rows(path, ds) for k, ds in h5.get("layers", {}).items()} if layers else {}
+            copies = ({name: _rows(path, g[EMBEDDINGS]) for name, g in h5.get("perturbed", {}).items()}
                       if perturbed else {})
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise UserError(f"{path} is damaged: {str(exc).splitlines()[0]}") from None
@@ -226,6 +289,7 @@ def read_cache(path: str | Path, expect: Mapping[str, Any] | None = None, *, lay
         bad.append(f"/file_stats has shape {file_stats.shape}")
     if bad:
         raise UserError(f"{path} is damaged: {'; '.join(bad[:3])} for {len(labels)} rows; re-extract it")
+    embeddings.verify()
     manifest = pd.DataFrame(columns)
     manifest.insert(1, "label", labels.astype(np.int64))
     for col in optional:
@@ -246,9 +310,9 @@ def read_file_stats(path: str | Path) -> tuple[list[str], np.ndarray] | None:
         raise UserError(f"{path} is damaged: {str(exc).splitlines()[0]}") from None
 
 
-def _validate(path: Path, columns: dict[str, list[str]], labels: np.ndarray, embeddings: np.ndarray,
+def _validate(path: Path, columns: dict[str, list[str]], labels: np.ndarray, embeddings: StoredRows,
               prompts: Mapping[str, PromptEmbeddings]) -> None:
-    """Shapes that agree, labels 0/1 and finite embeddings: a cache that breaks these is refused, never used."""
+    """Shapes that agree and labels 0/1 (finite embeddings: StoredRows): a cache that breaks these is refused."""
     n = len(labels)
     problems = []
     if embeddings.ndim != 2 or len(embeddings) != n:
@@ -257,9 +321,6 @@ def _validate(path: Path, columns: dict[str, list[str]], labels: np.ndarray, emb
     bad_labels = np.setdiff1d(np.unique(labels), [0, 1])
     if bad_labels.size:
         problems.append(f"/label holds {bad_labels.tolist()[:5]} (only 0 real / 1 fake allowed)")
-    if embeddings.ndim == 2 and embeddings.size and not np.isfinite(embeddings).all():
-        rows = int((~np.isfinite(embeddings)).any(axis=1).sum())
-        problems.append(f"/image_embeddings has {rows} rows with NaN or infinite values")
     for name, p in prompts.items():
         if p.embeddings.ndim != 2 or len(p.embeddings) != len(p.texts) or len(p.labels) != len(p.texts):
             problems.append(f"/prompts/{name} has {len(p.texts)} texts but embeddings {p.embeddings.shape}, "

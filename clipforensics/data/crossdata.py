@@ -24,7 +24,8 @@ import pandas as pd
 from clipforensics.core.errors import UserError
 from clipforensics.core.settings import option
 from clipforensics.data.cache import IDENTITY_KEYS, FeatureCache, read_cache
-from clipforensics.data.manifest import OFFICIAL_SPLIT, sample_frames
+from clipforensics.core.sampling import sample_frames
+from clipforensics.data.manifest import OFFICIAL_SPLIT
 from clipforensics.data.scores import DATASET, make_scores
 
 TEST_ROWS = ("official", "all")

@@ -38,7 +38,7 @@ def stats_hash(paths: Sequence[str], stats: np.ndarray) -> str:
     """Short sha256 of names, sizes and times: what a resumed extraction's parts must have been made from."""
     h = hashlib.sha256()
     for rel, (size, mtime) in zip(paths, stats.tolist()):
-        h.update(f"{rel}\t{size}\t{mtime}\n".encode())
+        h.update(f"{rel}\t{size}\t{mtime}\n".encode("utf-8", "surrogateescape"))  # a name that is not UTF-8: its bytes
     return h.hexdigest()[:16]
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from clipforensics.core.errors import UserError
-from clipforensics.core.sampling import spread
+from clipforensics.core.sampling import natural_key
 from clipforensics.core.settings import option
 
 REAL_CLASSES = ("Real_youtube",)
@@ -217,7 +217,7 @@ def _class_frame_table(root: str, class_name: str, real: bool, pattern: re.Patte
 
 
 def scan(settings: ManifestSettings) -> pd.DataFrame:
-    """Every frame under a class-folder data root (the ffpp layout) as a table with COLUMNS, sorted by path.
+    """Every frame under a class-folder data root (the ffpp layout) as a table with COLUMNS, sorted by path in natural order.
 
     `data.layouts.scan` is the entry point that chooses among layouts; this is the ffpp layout's frame reader.
     """
@@ -225,7 +225,9 @@ def scan(settings: ManifestSettings) -> pd.DataFrame:
     pattern = compile_video_pattern(settings.video_pattern)
     selected, real = _select_classes(root, settings)
     tables = [_class_frame_table(root, name, name in real, pattern) for name in selected]
-    frames = pd.concat(tables, ignore_index=True).sort_values("path", kind="stable", ignore_index=True)
+    frames = pd.concat(tables, ignore_index=True)
+    frames = frames.iloc[sorted(range(len(frames)), key=lambda i: natural_key(frames["path"].iat[i]))]
+    frames = frames.reset_index(drop=True)
     return frames.astype({"label": np.int8, **{name: str for name in STRING_COLUMNS}})[list(COLUMNS)]
 
 
@@ -234,7 +236,7 @@ def manifest_hash(df: pd.DataFrame) -> str:
     hashed = HASHED_COLUMNS + ((OFFICIAL_SPLIT,) if OFFICIAL_SPLIT in df.columns else ())
     columns = [df[name].astype(str).tolist() for name in hashed]
     text = "".join("\t".join(row) + "\n" for row in zip(*columns))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]  # non-UTF-8 names: their bytes
 
 
 def video_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -243,16 +245,3 @@ def video_table(df: pd.DataFrame) -> pd.DataFrame:
         manipulation=("manipulation", "first"), label=("label", "first"), target=("target", "first"),
         source=("source", "first"), n_frames=("path", "size"))
     return table.reset_index()
-
-
-def sample_frames(df: pd.DataFrame, per_video: int | None) -> pd.DataFrame:
-    """Keep at most `per_video` frames of each video, spread over it (not the first N), in df's order."""
-    if per_video is None or df.empty:
-        return df
-    if per_video < 1:
-        raise UserError(f"frames per video must be at least 1, got {per_video}")
-    ordered = df.reset_index(drop=True).sort_values(["video", "path"], kind="stable")
-    sizes = ordered.groupby("video", sort=False).size().to_numpy()
-    starts = np.cumsum(sizes) - sizes
-    picks = np.concatenate([start + spread(size, per_video) for start, size in zip(starts, sizes)])
-    return df.iloc[np.sort(ordered.index.to_numpy()[picks])]

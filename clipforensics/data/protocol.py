@@ -20,9 +20,10 @@ from typing import Callable, NamedTuple
 import pandas as pd
 
 from clipforensics.core.errors import UserError
+from clipforensics.core.sampling import sample_frames
 from clipforensics.core.settings import option
 from clipforensics.data.groups import video_groups, video_ids
-from clipforensics.data.manifest import OFFICIAL_SPLIT, sample_frames, video_table
+from clipforensics.data.manifest import OFFICIAL_SPLIT, video_table
 from clipforensics.data.official import official_group_splits
 from clipforensics.data.splitfile import (SPLITS, UNUSED, ListedSplits, load_split_file, read_split_file,
                                           split_table)
@@ -50,7 +51,7 @@ class ProtocolSettings:
         None, "a splits.csv written by any stage (exact reproduction), or FF++ official splits: a folder with "
               "train.json/val.json/test.json, or one JSON {train: [...], val: [...], test: [...]} (lists of "
               "[target, source] pairs)", metavar="PATH")
-    frames_per_video: int | None = option(None, "use at most N frames per video, spread evenly", metavar="N")
+    frames_per_video: int | None = option(None, "use at most N frames per video, spread evenly in frame-number order (the middle one for 1)", metavar="N")
 
 
 class Move(NamedTuple):

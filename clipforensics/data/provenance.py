@@ -1,4 +1,5 @@
-"""What a LoRA cache's backbone has seen, and the refusal to evaluate on it.
+"""What a LoRA cache's backbone has seen, the refusal to evaluate on it, and the one rule that says which
+test cells are *not* unseen for such a backbone (used by the matrix and by the report alike).
 
 A cache re-extracted by the LoRA stage holds features of a backbone that was trained on that run's
 train videos and selected (best epoch) on its val videos. Those features are only honest under a
@@ -9,8 +10,10 @@ training videos: any other protocol would measure the LoRA run's own training da
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Iterable, Mapping
 
+import h5py
 import pandas as pd
 
 from clipforensics.core.errors import UserError
@@ -88,6 +91,68 @@ def check_lora_overlap(attrs: Mapping[str, Any], rows: pd.DataFrame, cache: str)
         raise UserError(f"{cache} comes from a LoRA run whose training or epoch selection saw the groups of "
                         f"{' and '.join(bad)}: use the LoRA run's protocol{hint}, or the base cache")
     return provenance
+
+
+@dataclass(frozen=True)
+class TunedTower:
+    """What a scorer's image tower was tuned on, as one data set sees it.
+
+    `here` says whether that data set is the one the tuning ran on: True (it is), False (another one), None
+    (not known: then it may be, and nothing the tuning trained on is called unseen)."""
+
+    manipulations: tuple[str, ...]
+    run: str
+    here: bool | None = True
+
+    def saw(self, manipulation: str) -> bool:
+        """Whether the tuning (may have) trained on this manipulation of this data set."""
+        return self.here is not False and manipulation in self.manipulations
+
+    def describe(self) -> str:
+        """'backbone tuned on FaceSwap (LoRA run runs/x)', with the data set where it is not this one."""
+        where = {True: "", False: " of another data set", None: " (of this data set or another)"}[self.here]
+        run = f" (LoRA run {self.run})" if self.run else ""
+        return f"backbone tuned on {', '.join(self.manipulations) or 'nothing recorded'}{where}{run}"
+
+    def record(self) -> dict[str, Any]:
+        return {"manipulations": list(self.manipulations), "run": self.run, "here": self.here}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any] | None) -> "TunedTower | None":
+        if not record:
+            return None
+        here = record.get("here", None)
+        return cls(tuple(record.get("manipulations") or ()), str(record.get("run") or ""),
+                   None if here is None else bool(here))
+
+
+def cache_videos(path: str | Path) -> frozenset[str] | None:
+    """The video keys a cache holds (only that column is read); None where the file cannot be read."""
+    try:
+        with h5py.File(path, "r") as h5:
+            return frozenset(str(v) for v in h5["video"].asstr()[...])
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+
+
+def tuned_tower(path: str | Path, attrs: Mapping[str, Any]) -> TunedTower | None:
+    """The tower behind a cache: None for a base cache; for a LoRA cache its run's manipulations, and whether
+    this cache holds the videos that run trained on (then it is the data set the tuning ran on)."""
+    provenance = LoraProvenance.of(attrs)
+    if provenance is None:
+        return None
+    videos = cache_videos(path)
+    here = None if videos is None else bool(videos & provenance.train)
+    return TunedTower(provenance.manipulations, provenance.run, here)
+
+
+def backbone_note(tower: TunedTower | None, trained: Iterable[str], source: str = "") -> str:
+    """'backbone saw X' for a head trained on other manipulations than the tower behind its features: the
+    tower's manipulations are no unseen test for those features, whatever the head was fitted on. Heads of
+    another data set (`source`) than the tuned one get no note."""
+    if tower is None or source or set(trained) == set(tower.manipulations):
+        return ""
+    return f"backbone saw {', '.join(tower.manipulations)}"
 
 
 def run_identity(cache: FeatureCache, protocol: ProtocolSettings) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from clipforensics.core.io import write_csv, write_json
 from clipforensics.core.errors import UserError
-from clipforensics.data.manifest import video_of
+from clipforensics.data.manifest import KNOWN_MANIPULATIONS, video_of
 
 SCORE_COLUMNS = ("path", "video", "manipulation", "label", "split", "score")
 DATASET = "dataset"
@@ -110,13 +110,26 @@ def _check_rows(df: pd.DataFrame, path: Path) -> None:
                         "video ids must name one video of one class")
 
 
-def read_scores(path: str | Path, *, class_names: list[str] | None = None,
-                video_pattern: str | None = None) -> pd.DataFrame:
+def check_labels(df: pd.DataFrame, path: Path, real_classes: tuple[str, ...]) -> None:
+    """A row's class folder and its label must agree: labels are never flipped silently (as in Celeb-DF's list)."""
+    wrong = df[(df["manipulation"].isin(real_classes) & (df["label"] == 1))
+               | (df["manipulation"].isin(set(KNOWN_MANIPULATIONS) - set(real_classes)) & (df["label"] == 0))]
+    if len(wrong):
+        first = wrong.iloc[0]
+        kind = "a real class" if first["manipulation"] in real_classes else "a manipulation"
+        raise UserError(f"{path}: {len(wrong)} rows contradict their class folder (first: {first['path']} in "
+                        f"{first['manipulation']}, {kind}, labelled {first['label']}); labels are never flipped "
+                        "silently: fix the file, or name the real classes with --real-classes")
+
+
+def read_scores(path: str | Path, *, class_names: list[str] | None = None, video_pattern: str | None = None,
+                real_classes: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Read a scores table from CSV or a JSON list of records (ours or another tool's).
 
     Required: path, score, label. A missing `video` or `manipulation` is read from the path as the
     manifest does (Windows backslashes included); a column the file gives is used as given, never
-    replaced. A missing `split` makes every row test.
+    replaced. A missing `split` makes every row test. With `real_classes`, a row whose class folder contradicts
+    its label (a real class labelled 1, a known manipulation labelled 0) is refused, never evaluated as given.
     """
     path = Path(path)
     if not path.is_file():
@@ -155,4 +168,6 @@ def read_scores(path: str | Path, *, class_names: list[str] | None = None,
         raise UserError(f"{path}: every row needs a numeric score and a label of 0 or 1")
     df["label"] = df["label"].astype(int)
     _check_rows(df, path)
+    if real_classes is not None:
+        check_labels(df, path, real_classes)
     return df[_columns(df)]

@@ -19,7 +19,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from clipforensics.core.errors import UserError
-from clipforensics.core.sampling import spread
+from clipforensics.core.sampling import natural_key, spread
 from clipforensics.data.manifest import IMAGE_EXTENSIONS
 from clipforensics.data.images import decode_rgb
 from clipforensics.extract.reader import uint8_pixels
@@ -84,7 +84,7 @@ def _is_video(path: Path) -> bool:
 
 def _visible(folder: Path) -> list[Path]:
     try:
-        return sorted((p for p in folder.iterdir() if not p.name.startswith(".")), key=lambda p: p.name)
+        return sorted((p for p in folder.iterdir() if not p.name.startswith(".")), key=lambda p: natural_key(p.name))
     except OSError as exc:
         raise UserError(f"cannot list {folder}: {exc.strerror}") from None
 
@@ -97,7 +97,7 @@ def _expand_folder(folder: Path) -> Iterable[Item]:
     for entry in entries:
         if entry.is_dir():
             yield from _expand_folder(entry)
-        elif entry.is_file() and _is_video(entry):
+        elif _is_video(entry):  # a broken link or a FIFO too: listed as failed with its reason, never skipped
             yield Item(entry, VIDEO)
 
 

@@ -24,20 +24,23 @@ from tqdm import tqdm
 
 from clipforensics import __version__
 from clipforensics.core.errors import UserError
-from clipforensics.core.io import OutputDir, atomic_path, claim_output, install_dir, remove_path, temp_sibling
+from clipforensics.core.io import OutputDir, atomic_path, claim_output, install_dir, temp_sibling
 from clipforensics.core.settings import DeviceSettings, option, to_dict
+from clipforensics.data.scores import SCORES
+from clipforensics.detect.calibrate import CALIBRATIONS, NONE, RAW_NOTE, Calibration, fit_calibration
 from clipforensics.detect.explain import FILLS, Occlusion, occlusion_map
 from clipforensics.detect.inputs import FRAMES, OK, Item, Preparer, Sampling, expand, identity, worker_threads
 from clipforensics.detect.rebuild import RUN_PRECISION, Rebuilt, Request, rebuild
 from clipforensics.detect.score import Batcher, Scored, score_stream
-from clipforensics.detect.sheet import contact_sheet
+from clipforensics.detect.sheet import Verdict, contact_sheet
 from clipforensics.measure.metrics import AGGREGATORS
 from clipforensics.extract.models import PRECISIONS
 
 DETECTIONS_CSV, DETECTIONS_JSON, FRAMES_CSV = "detections.csv", "detections.json", "frames.csv"
 SHEETS, RELEVANCE = "sheets", "relevance"
-INPUT_COLUMNS = ("input", "kind", "status", "frames", "faces", "score", "decision", "reason", "sheet", "relevance")
-FRAME_COLUMNS = ("input", "frame", "score", "x0", "y0", "x1", "y1", "fallback", "face_score")
+INPUT_COLUMNS = ("input", "kind", "status", "frames", "faces", "score", "margin", "calibrated", "decision", "reason",
+                 "sheet", "relevance")
+FRAME_COLUMNS = ("input", "frame", "score", "calibrated", "x0", "y0", "x1", "y1", "fallback", "face_score")
 
 
 @dataclass
@@ -68,6 +71,9 @@ class DetectSettings(DeviceSettings):
     explain_stride: int | None = option(None, "step between windows (default: half the window)", metavar="PX")
     explain_fill: str = option("blur", "what an occluded window shows: blur (the image blurred) or mean (the "
                                        "normalisation's mean colour)", choices=tuple(FILLS))
+    calibrate: str = option(NONE, "map raw scores to probabilities of fake fitted on the run's validation frames: "
+                                  "platt (logistic regression on the score) or isotonic; none: scores stay raw "
+                                  "(uncalibrated, no probability)", choices=(NONE, *CALIBRATIONS))
     as_json: bool = option(False, "print machine-readable JSON only (detections.json) on stdout", flag="--json")
 
 
@@ -102,16 +108,17 @@ def claim_out(settings: DetectSettings, items: list[Item]) -> OutputDir:
 @contextlib.contextmanager
 def staged_folder(final: Path, wanted: bool) -> Iterator[Path]:
     """Files of one kind (sheets, maps) go into a temporary folder that replaces `final` only at the end, so an
-    earlier run's folder stays whole until this run has finished; a run that writes none removes the old one."""
+    earlier run's folder stays whole until this run has finished; a run that writes none removes the old one's
+    files (a user's stay)."""
     tmp = temp_sibling(final)
-    if wanted:
-        tmp.mkdir()
+    tmp.mkdir()
     try:
         yield tmp
-        if wanted:
-            install_dir(tmp, final)
-        elif final.exists():
-            remove_path(final)
+        if wanted or final.exists():
+            install_dir(tmp, final)  # a user's files in the old folder are carried over, never removed
+        if not wanted:
+            with contextlib.suppress(OSError):
+                final.rmdir()  # gone unless it holds such files
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -164,15 +171,24 @@ class Writers:
 # ---------------------------------------------------------------- rows and the printed table
 
 
-def input_row(scored: Scored, sheet: str | None, relevance: str | None) -> dict[str, Any]:
+def _calibrated(calibration: Calibration | None, score: float | None) -> float | None:
+    return None if calibration is None or score is None else float(calibration(score)[0])
+
+
+def input_row(scored: Scored, sheet: str | None, relevance: str | None, threshold: float,
+              calibration: Calibration | None) -> dict[str, Any]:
+    """One input's row: its raw score, margin to the threshold (score - threshold) and calibrated P(fake) if fitted."""
     item = scored.prepared
+    margin = None if scored.score is None else scored.score - threshold
     return {"input": str(item.item.path), "kind": item.item.kind, "status": item.status, "frames": item.n_frames,
-            "faces": item.faces_found, "score": scored.score, "decision": scored.decision, "reason": item.reason,
+            "faces": item.faces_found, "score": scored.score, "margin": margin,
+            "calibrated": _calibrated(calibration, scored.score), "decision": scored.decision, "reason": item.reason,
             "sheet": sheet, "relevance": relevance}
 
 
-def frame_rows(scored: Scored) -> list[dict[str, Any]]:
-    return [{**frame, "score": float(s)} for frame, s in zip(scored.prepared.frames, scored.frame_scores)]
+def frame_rows(scored: Scored, calibration: Calibration | None) -> list[dict[str, Any]]:
+    return [{**frame, "score": float(s), "calibrated": _calibrated(calibration, float(s))}
+            for frame, s in zip(scored.prepared.frames, scored.frame_scores)]
 
 
 def save_maps(path: Path, maps: list[np.ndarray], scored: Scored) -> None:
@@ -182,25 +198,34 @@ def save_maps(path: Path, maps: list[np.ndarray], scored: Scored) -> None:
                             frames=np.array([str(f["frame"]) for f in scored.prepared.frames]))
 
 
-def table_line(row: dict[str, Any]) -> str:
-    score = "" if row["score"] is None else f"{row['score']:.4f}"
+def _number(value: float | None, form: str) -> str:
+    return "" if value is None else format(value, form)
+
+
+def table_line(row: dict[str, Any], calibrated: bool) -> str:
+    """The printed row of one input; the P(fake) column only when scores are calibrated."""
     faces = "-" if row["faces"] is None else str(row["faces"])
     verdict = (row["decision"] or "").upper() if row["status"] == OK else f"{row['status']}: {row['reason']}"
-    return f"{_short(row['input'], 48):<48} {row['frames']:>6} {faces:>5} {score:>7}  {verdict}"
+    probability = f" {_number(row['calibrated'], '.3f'):>7}" if calibrated else ""
+    return (f"{_short(row['input'], 48):<48} {row['frames']:>6} {faces:>5} {_number(row['score'], '.4f'):>7} "
+            f"{_number(row['margin'], '+.4f'):>7}{probability}  {verdict}")
 
 
 def _short(text: str, width: int) -> str:
     return text if len(text) <= width else "…" + text[-(width - 1):]
 
 
-TABLE_HEADER = f"{'input':<48} {'frames':>6} {'faces':>5} {'score':>7}  decision"
+def table_header(calibrated: bool) -> str:
+    probability = f" {'P(fake)':>7}" if calibrated else ""
+    return f"{'input':<48} {'frames':>6} {'faces':>5} {'score':>7} {'margin':>7}{probability}  decision"
 
 
-def header_lines(rebuilt: Rebuilt) -> list[str]:
+def header_lines(rebuilt: Rebuilt, calibration: Calibration | None) -> list[str]:
     ident = rebuilt.loaded.identity
     lines = [f"run {rebuilt.run} ({rebuilt.kind} {rebuilt.scorer_name}) on {ident['model']} / {ident['pretrained']}, "
              f"{ident['image_size']} px, {rebuilt.loaded.precision} on {rebuilt.loaded.device}",
-             f"decision: fake if the video score >= {rebuilt.threshold:.4f} ({rebuilt.threshold_note})",
+             f"decision: fake if the video score >= {rebuilt.threshold:.4f} ({rebuilt.threshold_note}); "
+             "margin = score - threshold", calibration.describe() if calibration else RAW_NOTE,
              rebuilt.crop_note, *rebuilt.notes]
     if rebuilt.attrs.get("random_weights"):
         lines.append("RANDOM WEIGHTS: this detector proves the machinery, not detection skill")
@@ -218,50 +243,77 @@ def _prepared(items: list[Item], sampling: Sampling, rebuilt: Rebuilt, workers: 
     return iter(loader)
 
 
+@dataclass(frozen=True)
+class Scoring:
+    """What every scored input is written with: the detector, its threshold and calibration, the explanation."""
+
+    rebuilt: Rebuilt
+    occlusion: Occlusion | None
+    calibration: Calibration | None
+    sheets: bool
+
+
+def _files(scored: Scored, index: int, scoring: Scoring, writers: Writers) -> tuple[str | None, str | None]:
+    """The input's relevance maps and contact sheet, written where the run stages them: (sheet, relevance)."""
+    item, rebuilt, maps = scored.prepared.item, scoring.rebuilt, None
+    sheet = relevance = None
+    if scoring.occlusion is not None:
+        maps = [occlusion_map(rebuilt.score_images, image, scoring.occlusion)[0]
+                for image in rebuilt.model_input(scored.prepared.pixels)]
+        relevance = file_name(RELEVANCE, index, item, ".npz")
+        save_maps(writers.path(relevance), maps, scored)
+    if scoring.sheets:
+        sheet = file_name(SHEETS, index, item, ".png")
+        calibration = scoring.calibration
+        verdict = Verdict(rebuilt.threshold, _calibrated(calibration, scored.score),
+                          f"{calibration.method} on {calibration.n_val} validation frames" if calibration else "")
+        contact_sheet(scored, writers.path(sheet), verdict, maps, str(item.path))
+    return sheet, relevance
+
+
+def _scoring(settings: DetectSettings, rebuilt: Rebuilt) -> Scoring:
+    occlusion = occlusion_settings(settings, rebuilt.loaded.image_size) if settings.explain else None
+    calibration = None if settings.calibrate == NONE else fit_calibration(settings.calibrate, rebuilt.run / SCORES)
+    return Scoring(rebuilt, occlusion, calibration, settings.sheets)
+
+
 def detect(inputs: list[str], settings: DetectSettings) -> dict[str, Any]:
     """Score every input with the run's detector; return the summary (counts and where the files are)."""
     check_settings(settings)
     items = expand(inputs)
-    out = Path(settings.out)
     rebuilt = rebuild(settings.run, Request(settings.device, settings.precision, settings.threshold, settings.crop))
-    occlusion = occlusion_settings(settings, rebuilt.loaded.image_size) if settings.explain else None
-    claim_out(settings, items)
+    scoring = _scoring(settings, rebuilt)
+    calibration = scoring.calibration
+    owned = claim_out(settings, items)  # locked while it lives: to the end of this function
     sampling = Sampling(rebuilt.crop, settings.frames, rebuilt.frames_per_video)
     header = {"detector": rebuilt.describe(), "settings": to_dict(settings), "video_agg": settings.video_agg,
-              "package_version": __version__}
+              "scores": "raw, uncalibrated: no probability of fake" if calibration is None else
+              "raw scores, with calibrated probabilities of fake in 'calibrated'", "margin": "score - threshold",
+              "calibration": calibration.record() if calibration else None, "package_version": __version__}
     say = (lambda line: None) if settings.as_json else (lambda line: tqdm.write(line, file=sys.stdout))
-    for line in header_lines(rebuilt):
+    for line in [*header_lines(rebuilt, calibration), table_header(calibration is not None)]:
         say(line)
-    say(TABLE_HEADER)
     counts = {"inputs": len(items), "scored": 0, "fake": 0, "failed": 0, "no face": 0}
     batcher = Batcher(rebuilt.score_images, settings.batch_size, rebuilt.threshold, settings.video_agg)
     with contextlib.ExitStack() as stack:
-        writers = Writers(stack, out, header, occlusion is not None, settings.sheets)
+        writers = Writers(stack, owned.path, header, scoring.occlusion is not None, settings.sheets)
         stream = score_stream(_prepared(items, sampling, rebuilt, settings.workers), batcher)
         bar = stack.enter_context(tqdm(total=len(items), unit="input", desc="detect", dynamic_ncols=True,
                                        file=sys.stderr))
         for index, scored in enumerate(stream):
-            maps = sheet = relevance = None
-            item = scored.prepared.item
+            sheet = relevance = None
             if scored.score is not None:
-                if occlusion is not None:
-                    maps = [occlusion_map(rebuilt.score_images, image, occlusion)[0]
-                            for image in rebuilt.model_input(scored.prepared.pixels)]
-                    relevance = file_name(RELEVANCE, index, item, ".npz")
-                    save_maps(writers.path(relevance), maps, scored)
-                if settings.sheets:
-                    sheet = file_name(SHEETS, index, item, ".png")
-                    contact_sheet(scored, writers.path(sheet), rebuilt.threshold, maps, str(item.path))
+                sheet, relevance = _files(scored, index, scoring, writers)
                 counts["scored"] += 1
                 counts["fake"] += scored.decision == "fake"
             else:
                 counts[scored.prepared.status] += 1
-            row = input_row(scored, sheet, relevance)
-            writers.add(row, frame_rows(scored))
-            say(table_line(row))
+            row = input_row(scored, sheet, relevance, rebuilt.threshold, calibration)
+            writers.add(row, frame_rows(scored, calibration))
+            say(table_line(row, calibration is not None))
             bar.update(1)
         writers.close()
-    return _close(counts, out, settings.as_json, say)
+    return _close(counts, owned.path, settings.as_json, say)
 
 
 def _close(counts: dict[str, int], out: Path, as_json: bool, say: Callable[[str], None]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from clipforensics.core.errors import UserError
-from clipforensics.core.sampling import spread
+from clipforensics.core.sampling import sample_frames
 from clipforensics.measure.curve import _auc_from, _Sweep, roc_auc
 from clipforensics.measure.metrics import _draw_counts, bootstrap_ci, threshold_metrics, video_scores
 from clipforensics.measure.result import RunResult
@@ -44,12 +44,8 @@ def parse_counts(spec: tuple[str, ...]) -> list[int | str]:
 
 
 def first_frames_spread(test: pd.DataFrame, count: int | str) -> pd.DataFrame:
-    """At most `count` frames of each video, evenly spread over its frames in path order (the protocol's rule)."""
-    if count == ALL:
-        return test
-    ordered = test.sort_values(["video", "path"], kind="stable")
-    keep = [group.index[spread(len(group), int(count))] for _, group in ordered.groupby("video", sort=False)]
-    return test.loc[np.concatenate(keep)]
+    """At most `count` frames of each video, evenly spread in natural frame order (the protocol's rule)."""
+    return test if count == ALL else sample_frames(test, int(count))
 
 
 def frames_per_video(run: RunResult, counts: list[int | str], n_boot: int, seed: int) -> list[dict[str, Any]]:
@@ -80,25 +76,32 @@ def placements(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.n
     return v10, v01
 
 
-def delong(labels: Any, scores_a: Any, scores_b: Any) -> dict[str, float]:
-    """DeLong's test of AUC(a) = AUC(b) on the same units (two-sided, normal approximation)."""
+def delong(labels: Any, scores_a: Any, scores_b: Any) -> dict[str, Any]:
+    """DeLong's test of AUC(a) = AUC(b) on the same units (two-sided, normal approximation).
+
+    With fewer than two units in a class the placement variances cannot be estimated, and with a zero variance
+    of the difference between runs that do differ there is no normal approximation: z, p and se are None
+    then, and `undefined` says why. Two runs that score the units alike (difference and variance 0) get z = 0,
+    p = 1."""
     y = np.asarray(labels).astype(int)
     if y.min() == y.max():
         raise UserError("DeLong's test needs real and fake units")
     v10_a, v01_a = placements(y, scores_a)
     v10_b, v01_b = placements(y, scores_b)
     auc_a, auc_b = float(v10_a.mean()), float(v10_b.mean())
-    s10 = np.cov(np.vstack([v10_a, v10_b])) if v10_a.size > 1 else np.zeros((2, 2))
-    s01 = np.cov(np.vstack([v01_a, v01_b])) if v01_a.size > 1 else np.zeros((2, 2))
+    out: dict[str, Any] = {"auc_a": auc_a, "auc_b": auc_b, "diff": auc_a - auc_b}
+    if min(v10_a.size, v01_a.size) < 2:
+        return {**out, "se": None, "z": None, "p": None,
+                "undefined": f"{min(v10_a.size, v01_a.size)} unit in a class: no variance to test with"}
     contrast = np.array([1.0, -1.0])
-    var = float(contrast @ (s10 / v10_a.size + s01 / v01_a.size) @ contrast)
-    diff = auc_a - auc_b
+    cov = np.cov(np.vstack([v10_a, v10_b])) / v10_a.size + np.cov(np.vstack([v01_a, v01_b])) / v01_a.size
+    var = float(contrast @ cov @ contrast)
     if var <= 0:
-        return {"auc_a": auc_a, "auc_b": auc_b, "diff": diff, "se": 0.0, "z": 0.0 if diff == 0 else math.inf,
-                "p": 1.0 if diff == 0 else 0.0}
-    z = diff / math.sqrt(var)
-    return {"auc_a": auc_a, "auc_b": auc_b, "diff": diff, "se": math.sqrt(var), "z": z,
-            "p": math.erfc(abs(z) / math.sqrt(2))}
+        if out["diff"] == 0:
+            return {**out, "se": 0.0, "z": 0.0, "p": 1.0}
+        return {**out, "se": None, "z": None, "p": None, "undefined": "zero variance of a non-zero difference"}
+    z = out["diff"] / math.sqrt(var)
+    return {**out, "se": math.sqrt(var), "z": z, "p": math.erfc(abs(z) / math.sqrt(2))}
 
 
 # ---------------------------------------------------------------------------- paired bootstrap
@@ -148,10 +151,22 @@ def paired_comparisons(runs: list[RunResult], n_boot: int, seed: int) -> list[di
 # ---------------------------------------------------------------------------- threshold transfer
 
 def oracle_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
-    """The test-label threshold with the highest accuracy: an optimistic bound, never a result."""
-    candidates = np.unique(scores)
-    best = max(candidates, key=lambda t: float(np.mean((scores >= t) == (labels == 1))))
-    return float(best)
+    """The test-label threshold with the highest accuracy: an optimistic bound, never a result.
+
+    Candidates are every distinct score ("fake iff score >= t"; the lowest flags everything) and one just above
+    the highest (flags nothing), so the bound is never below the trivial accuracy. The lowest best threshold
+    wins. One sort and cumulative sums: n log n."""
+    y = np.asarray(labels) == 1
+    s = np.asarray(scores, dtype=float)
+    order = np.argsort(s, kind="stable")
+    values, starts = np.unique(s[order], return_index=True)
+    fakes_below = np.concatenate([[0], np.cumsum(y[order])])[starts]
+    flagged = s.size - starts
+    caught = int(y.sum()) - fakes_below
+    correct = caught + (s.size - int(y.sum())) - (flagged - caught)
+    correct = np.append(correct, s.size - int(y.sum()))
+    thresholds = np.append(values, np.nextafter(values[-1], np.inf) if values.size else 0.5)
+    return float(thresholds[int(np.argmax(correct))])
 
 
 def threshold_transfer(run: RunResult) -> dict[str, Any]:

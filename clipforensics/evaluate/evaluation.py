@@ -13,7 +13,8 @@ from typing import Any
 import pandas as pd
 
 from clipforensics import __version__
-from clipforensics.core.io import OutputDir, claim_output, write_json, write_text
+from clipforensics.core.identity import claim
+from clipforensics.core.io import OutputDir, claim_output, staged_install
 from clipforensics.core.errors import UserError
 from clipforensics.data.manifest import KNOWN_MANIPULATIONS, DataSettings
 from clipforensics.measure.metrics import (AGGREGATORS, FEW_VIDEOS, THRESHOLD_RULES, choose_threshold, evaluate_split,
@@ -21,13 +22,10 @@ from clipforensics.measure.metrics import (AGGREGATORS, FEW_VIDEOS, THRESHOLD_RU
 from clipforensics.evaluate.compare import (frames_per_video, paired_comparisons, parse_counts,
                                             threshold_transfer)
 from clipforensics.measure.result import RunResult
-from clipforensics.report.comparisons import frames_table, paired_table, plot_frames, transfer_table
-from clipforensics.report.errors import error_analysis, safe_name
-from clipforensics.report.figures import plot_confusion, plot_roc
-from clipforensics.report.html import write_html
-from clipforensics.report.included import Included, fold_in, read_included
-from clipforensics.report.provenance import provenance, provenance_table, reading_table
-from clipforensics.report.tables import Table, results_table, to_markdown
+from clipforensics.report.build import owned_files, write_report
+from clipforensics.report.content import ReportContent, ReportOptions
+from clipforensics.report.included import Included, read_included
+from clipforensics.report.provenance import provenance
 from clipforensics.data.scores import DATASET, read_scores, read_settings
 from clipforensics.core.settings import option, to_dict
 
@@ -54,8 +52,13 @@ class EvaluateSettings(MeasureSettings, DataSettings):
     frames_per_video: tuple[str, ...] = option((), "also video AUC using only N evenly spread frames per test video, "
                                                    "for each N (e.g. 1,2,4,8,16,all)", metavar="COUNTS")
     include: tuple[str, ...] = option((), "fold other analyses into this report, as written: a layer sweep's run "
-                                          "folder (fit_heads.py --layer-sweep) or a robustness report folder",
+                                          "folder (fit_heads.py --layer-sweep), a robustness report folder or a "
+                                          "matrix folder (evaluate.py matrix)",
                                       metavar="DIR", spaced=True)
+    overwrite: bool = option(False, "replace a report of other scores files in --out (the files evaluate.py wrote)")
+    compare_to: str = option(None, "the run every other run is compared with (paired tests, Holm-adjusted p); "
+                                   "default: the first run", metavar="NAME")
+    all_pairs: bool = option(False, "compare every pair of runs instead (Holm over all pairs)")
 
 
 def _run_name(path: Path, settings: dict[str, Any], taken: set[str]) -> str:
@@ -79,7 +82,8 @@ def load_run(path: Path, settings: EvaluateSettings, taken: set[str], external: 
                                                                                                dict[str, Any]]:
     meta = {} if external else read_settings(path)
     class_names = list(settings.real_classes) + list(KNOWN_MANIPULATIONS)
-    df = read_scores(path, class_names=class_names, video_pattern=settings.video_pattern)
+    df = read_scores(path, class_names=class_names, video_pattern=settings.video_pattern,
+                     real_classes=tuple(settings.real_classes))
     return _run_name(path, meta, taken), df, meta
 
 
@@ -171,11 +175,24 @@ def check_settings(settings: EvaluateSettings) -> None:
         raise UserError(f"--top-k must be 0 or more, got {settings.top_k}")
 
 
-def claim_report(settings: EvaluateSettings, inputs: list[Path]) -> OutputDir:
-    """The report folder, checked before any work; a rerun replaces the report files it wrote before."""
-    report = claim_output(settings.out, stage="evaluate", inputs=[*(("scores file", p) for p in inputs),
+def report_inputs(files: list[tuple[Path, bool]], settings: EvaluateSettings) -> dict[str, Any]:
+    """What a report is of: its scores files, prediction files and folded-in analyses, by absolute path. A rerun
+    on the same inputs replaces the report (other options may change); a report of other inputs is refused."""
+    return {"scores": sorted(str(p.resolve()) for p, external in files if not external),
+            "predictions": sorted(str(p.resolve()) for p, external in files if external),
+            "include": sorted(str(Path(d).resolve()) for d in settings.include)}
+
+
+def claim_report(settings: EvaluateSettings, files: list[tuple[Path, bool]]) -> OutputDir:
+    """The report folder, checked before any work: a report of other scores files is refused, naming its runs,
+    unless --overwrite; the new report is staged and replaces the old one in one step (`write_outputs`)."""
+    report = claim_output(settings.out, stage="evaluate", inputs=[*(("scores file", p) for p, _ in files),
                                                                   *(("--include", d) for d in settings.include)])
-    report.clear()
+    old = report.read_record("metrics.json")
+    if old is not None:
+        runs = ", ".join(old.get("runs") or ()) or "no runs"
+        claim(old.get("inputs") or {}, report_inputs(files, settings), f"{report.path} (the report of {runs})",
+              overwrite=settings.overwrite, replace=lambda: None, made_with="other scores files")
     return report
 
 
@@ -197,70 +214,55 @@ def evaluate(score_files: list[str], settings: EvaluateSettings) -> dict[str, An
                 for result_name, dataset, table in split_datasets(name, df)]
     _same_test_set(expanded)
     included = read_included(settings.include)
-    report = claim_report(settings, [path for path, _ in files])
+    report = claim_report(settings, files)
     results = []
     for name, df, meta, dataset in expanded:
         results.append(evaluate_run(name, df, settings, dataset_root(meta, dataset, settings.data_root)))
         results[-1].dataset = dataset
         print_notes(results[-1], (df["split"] == "val").any())
-    return write_outputs(results, [(name, df, meta) for name, df, meta, _ in expanded], settings, report, included)
+    return write_outputs(results, [(name, df, meta) for name, df, meta, _ in expanded], settings, report, included,
+                         report_inputs(files, settings))
 
 
-def comparisons(results: list[RunResult], settings: EvaluateSettings, metrics: dict[str, Any],
-                out: Path) -> tuple[list[Table], list[tuple[str, Path]]]:
-    """Threshold transfer per run, paired differences of every pair, video AUC vs frames per video:
-    into `metrics` (JSON), and as tables and figures for the report."""
-    transfer = {r.name: threshold_transfer(r) for r in results}
-    for name, t in transfer.items():
-        metrics["runs"][name]["threshold_transfer"] = t
-    tables, images = [transfer_table(transfer)], []
+def comparisons(results: list[RunResult], settings: EvaluateSettings, metrics: dict[str, Any]) -> None:
+    """Threshold transfer per run, paired differences of every pair, video AUC vs frames per video, into `metrics`
+    (the report draws them: report/sections.py)."""
+    for r in results:
+        metrics["runs"][r.name]["threshold_transfer"] = threshold_transfer(r)
     pairs = paired_comparisons(results, settings.bootstrap, settings.seed) if len(results) > 1 else []
     if pairs:
         metrics["paired"] = pairs
-        tables.insert(0, paired_table(pairs))
     if settings.frames_per_video:
         counts = parse_counts(settings.frames_per_video)
-        fpv = {r.name: frames_per_video(r, counts, settings.bootstrap, settings.seed) for r in results}
-        metrics["frames_per_video"] = fpv
-        tables.append(frames_table(fpv))
-        images.append(("video AUC vs frames per video", plot_frames(fpv, out / "frames_per_video.png")))
-    return tables, images
+        metrics["frames_per_video"] = {r.name: frames_per_video(r, counts, settings.bootstrap, settings.seed)
+                                       for r in results}
 
 
-REPORT_FILES = ("metrics.json", "metrics.md", "roc_frame.png", "roc_video.png", "frames_per_video.png", "report.html")
+def write_outputs(results: list[RunResult], loaded: list, settings: EvaluateSettings, report_dir: OutputDir,
+                  included: list[Included] = (), inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report, written into a staged folder that replaces the old report in one step: a killed rerun leaves
+    the old report whole, never new metrics beside an old page; foreign files in the folder are kept."""
+    report_dir.own()  # a new folder is created and locked here
+    report_dir.refuse_taken(*owned_files(results, included))  # a user's file of one of these names is refused
+    with staged_install(report_dir) as out:
+        metrics, table = _write_report(results, loaded, settings, out, included, inputs)
+    print(table)
+    print(f"report: {report_dir.path / 'report.html'}")
+    return metrics
 
 
-def write_outputs(results: list[RunResult], loaded: list, settings: EvaluateSettings,
-                  report_dir: OutputDir, included: list[Included] = ()) -> dict[str, Any]:
-    out = report_dir.path
-    report_dir.own(*REPORT_FILES, *(f"{kind}_{safe_name(r.name)}.{ext}" for r in results
-                                    for kind, ext in (("confusion", "png"), ("errors", "csv"), ("errors", "png"))),
-                   *(item.figure for item in included))
+def _write_report(results: list[RunResult], loaded: list, settings: EvaluateSettings, out: Path,
+                  included: list[Included], inputs: dict[str, Any] | None) -> tuple[dict[str, Any], str]:
     metas = [meta for _, _, meta in loaded]
     prov = provenance([m["cache"] for m in metas if m.get("cache")],
                       next((m["protocol"] for m in metas if m.get("protocol")), None), [df for _, df, _ in loaded])
     metrics = {
-        "provenance": prov, "settings": to_dict(settings), "package_version": __version__,
+        "provenance": prov, "settings": to_dict(settings), "package_version": __version__, "inputs": inputs or {},
         "runs": {r.name: {"threshold": r.threshold, "threshold_note": r.threshold_note, "test": r.metrics,
                           "per_manipulation": r.per_manipulation, "source": meta}
                  for r, (_, _, meta) in zip(results, loaded)},
     }
-    extra_tables, extra_images = comparisons(results, settings, metrics, out)
-    folded_tables, folded_images = fold_in(included, metrics, out)
-    write_json(out / "metrics.json", metrics)
-    tables = [results_table(results), *extra_tables, *folded_tables]
-    table = "\n".join(to_markdown(t) for t in tables)
-    write_text(out / "metrics.md", table + "\n")
-    images = [("ROC, frame level", plot_roc(results, out / "roc_frame.png", "frame", settings.video_agg)),
-              ("ROC, video level", plot_roc(results, out / "roc_video.png", "video", settings.video_agg))]
-    images += extra_images + folded_images
-    for r in results:
-        confusion = plot_confusion(r, out / f"confusion_{safe_name(r.name)}.png")
-        images.append((f"confusion matrices: {r.name}", confusion))
-        errors = error_analysis(r, out, top_k=settings.top_k)
-        images.append((f"most confident errors: {r.name}", Path(errors["png"])))
-    report = write_html(out / "report.html", "clipforensics report",
-                        [provenance_table(prov), reading_table(metrics), *tables], images, metrics)
-    print(table)
-    print(f"report: {report}")
-    return metrics
+    comparisons(results, settings, metrics)
+    options = ReportOptions(settings.video_agg, settings.top_k, settings.compare_to, settings.all_pairs)
+    content = ReportContent(results, [df for _, df, _ in loaded], metrics, included, options)
+    return metrics, write_report(content, out)

@@ -1,5 +1,5 @@
 """Writer side of extraction: finished chunks of rows saved atomically under `<out>.parts/`, then
-assembled into one cache file.
+streamed into one cache file, a chunk at a time (a merge of shards the same way).
 
 A kill -9 loses at most the chunk being saved and the one being filled; the rerun skips every finished chunk.
 """
@@ -74,6 +74,11 @@ class ChunkStore:
             else:  # parts written before the extras had their own file
                 extras = {name: z[f"{EXTRA}{i}"] for i, name in enumerate(names)}
             return z["embeddings"], [str(r) for r in z["reasons"]], extras
+
+    def reasons(self, k: int) -> np.ndarray:
+        """Why each row of chunk k failed ('' for rows that decoded), without reading its rows."""
+        with np.load(self.path(k)) as z:
+            return z["reasons"].astype(str)
 
     def identity_file(self) -> Path:
         return self.dir / "identity.json"
@@ -180,30 +185,40 @@ class ChunkCollector:
             self.close()
 
 
-def _joined(parts: list[np.ndarray], ok: np.ndarray) -> np.ndarray:
-    """The chunks' rows of the images that decoded; a boolean index copies even when it keeps every row,
-    and with 12 layers of block tokens that copy is a tenth of the assembly's time."""
-    joined = np.concatenate(parts)
-    return joined if ok.all() else joined[ok]
+def _kept(store: ChunkStore, n_chunks: int, manifest: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    """Which rows decoded (one bool per row) and the failed images with their reasons, read from the parts'
+    small members only."""
+    why = np.concatenate([store.reasons(k) for k in range(n_chunks)])
+    ok = why == ""
+    return ok, pd.DataFrame({"path": manifest["path"][~ok].to_numpy(), "reason": why[~ok].astype(object)})
+
+
+def _row_blocks(store: ChunkStore, n_chunks: int, ok: np.ndarray) -> Iterator[dict[str, np.ndarray]]:
+    """Each chunk's decoded rows, one chunk at a time (extras memory-mapped): what assembly holds at once."""
+    start = 0
+    for k in range(n_chunks):
+        embeddings, reasons, extras = store.load(k)
+        keep = ok[start:start + len(reasons)]
+        start += len(reasons)
+        if keep.any():  # a boolean index copies even when it keeps every row
+            rows = {cache_mod.EMBEDDINGS: embeddings, **extras}
+            yield rows if keep.all() else {name: values[keep] for name, values in rows.items()}
 
 
 def assemble(out: Path, store: ChunkStore, n_chunks: int, manifest: pd.DataFrame, attrs: dict[str, Any],
              prompts: Callable[[], dict[str, cache_mod.PromptEmbeddings]], file_stats: np.ndarray) -> Path:
-    """Join every chunk into the cache (failed images listed apart), then drop the parts."""
-    chunks = [store.load(k) for k in range(n_chunks)]
-    reasons = np.array([r for c in chunks for r in c[1]], dtype=object)
-    ok = reasons == ""
-    failed = pd.DataFrame({"path": manifest["path"][~ok].to_numpy(), "reason": reasons[~ok]})
+    """Stream every chunk into the cache (failed images listed apart), then drop the parts."""
+    ok, failed = _kept(store, n_chunks, manifest)
     if not ok.any():
         store.remove()
         raise UserError(f"all {len(manifest)} images failed to decode (first: {failed.iloc[0].path}: "
                         f"{failed.iloc[0].reason})")
-    embeddings = _joined([c[0] for c in chunks], ok)
-    extras = {name: _joined([c[2][name] for c in chunks], ok) for name in chunks[0][2]}
+    first, _, extras = store.load(0)
+    widths = {cache_mod.EMBEDDINGS: first.shape[1], **{name: v.shape[1] for name, v in extras.items()}}
     attrs = {**attrs, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    table = cache_mod.CacheTable(manifest[ok].reset_index(drop=True), attrs, prompts(), failed, file_stats[ok])
     try:
-        cache_mod.write_cache(out, embeddings=embeddings, manifest=manifest[ok].reset_index(drop=True),
-                              attrs=attrs, prompts=prompts(), failed=failed, extras=extras, file_stats=file_stats[ok])
+        cache_mod.write_rows(out, table, widths, lambda: _row_blocks(store, n_chunks, ok))
         write_json(sidecar(out), {**attrs, "n_images": int(ok.sum()), "n_failed": int((~ok).sum())})
     except OSError as exc:
         raise user_os_error(exc, f"write the cache {out}") from None

@@ -3,13 +3,15 @@
 Intermediate CLIP blocks often generalise better than the last one (RINE, 2024); storing them while the
 final embedding is computed costs a copy of one token per block and image, not another pass.
 Block k's token is the residual stream after block k (before ln_post and the projection), so the last
-block's token, through ln_post and proj, is the final embedding (tests/test_layers.py).
+block's token, through ln_post and proj, is the final embedding (tests/test_layers.py). A timm ViT's blocks
+(`visual.blocks`) are tapped the same way: its class token after block k, before the final norm.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -19,12 +21,45 @@ from clipforensics.core.errors import UserError
 LAYER_GROUP = "layers"
 
 
+@dataclass(frozen=True)
+class TowerBlocks:
+    """Where one library's ViT keeps its residual blocks, and whether their outputs are batch-first."""
+
+    blocks: Callable[[torch.nn.Module], torch.nn.ModuleList | None]
+    batch_first: Callable[[torch.nn.Module], bool]
+    refusal: Callable[[torch.nn.Module], str | None] = lambda visual: None
+
+
+def _timm_refusal(visual: torch.nn.Module) -> str | None:
+    if getattr(visual, "cls_token", None) is None:
+        return "--layers stores class tokens; this timm tower has no class token (it pools its patch tokens)"
+    return None
+
+
+TOWER_BLOCKS = (
+    TowerBlocks(lambda visual: getattr(getattr(visual, "transformer", None), "resblocks", None),
+                lambda visual: bool(getattr(visual.transformer, "batch_first", True))),
+    TowerBlocks(lambda visual: getattr(visual, "blocks", None), lambda visual: True, _timm_refusal),
+)
+"""open_clip's ViT (visual.transformer.resblocks), then timm's (visual.blocks)."""
+
+
+def _tower(model: torch.nn.Module) -> tuple[TowerBlocks, torch.nn.ModuleList]:
+    visual = getattr(model, "visual", None)
+    for kind in TOWER_BLOCKS:
+        blocks = kind.blocks(visual) if visual is not None else None
+        if blocks is not None:
+            refusal = kind.refusal(visual)
+            if refusal:
+                raise UserError(refusal)
+            return kind, blocks
+    raise UserError("--layers needs a ViT image tower (open_clip's visual.transformer.resblocks or timm's "
+                    "visual.blocks); this model has none")
+
+
 def vision_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
-    """open_clip's image tower blocks; a tower without them (e.g. a ConvNeXt) cannot give layers."""
-    blocks = getattr(getattr(getattr(model, "visual", None), "transformer", None), "resblocks", None)
-    if blocks is None:
-        raise UserError("--layers needs a ViT image tower (visual.transformer.resblocks); this model has none")
-    return blocks
+    """The image tower's blocks; a tower without them (e.g. a ConvNeXt) cannot give layers."""
+    return _tower(model)[1]
 
 
 def parse_layers(spec: str | None, n_blocks: int) -> tuple[int, ...]:
@@ -61,8 +96,8 @@ class BlockTaps:
     kernels could not be queued while the current ones run)."""
 
     def __init__(self, model: torch.nn.Module, layers: tuple[int, ...]) -> None:
-        self.blocks, self.layers = vision_blocks(model), layers
-        self.batch_first = bool(getattr(model.visual.transformer, "batch_first", True))
+        kind, self.blocks = _tower(model)
+        self.layers, self.batch_first = layers, kind.batch_first(model.visual)
         self.taken: dict[int, torch.Tensor] = {}
 
     def _hook(self, k: int):

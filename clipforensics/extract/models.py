@@ -1,28 +1,22 @@
-"""Model registry: open_clip models by name, weights from a tag, a local file, or a seeded random init.
-
-The package's own configs (e.g. `tiny-vit`) are registered with open_clip the first time a model is
-looked up or built (never at import), so tests and the demo use the same code path as ViT-B-32 with
-real weights. Nothing here changes process-wide settings beyond the call that needs them: offline
-mode for a weights download and torch's thread count are scoped to a `with` block.
+"""What every encoder shares (clipforensics/extract/encoders/ builds the models): the model settings, the loaded
+model with its pixels-then-normalise split, the precision rule, devices and weight fingerprints. Nothing here
+changes process-wide settings beyond the call that needs them: torch's thread count is scoped to a `with` block.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import hashlib
 import json
 import os
 import platform
-import socket
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import open_clip
 import torch
 from torchvision.transforms import Compose, Normalize, ToTensor
 
@@ -30,11 +24,6 @@ from clipforensics.core.errors import UserError
 from clipforensics.core.io import write_json
 from clipforensics.core.settings import PRECISIONS, option
 
-CONFIG_DIR = Path(__file__).parent / "configs"
-
-RANDOM = "none"
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
-HUB_HOST = ("huggingface.co", 443)
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 BF16_MIN_GAIN = 1.05  # auto takes bf16 weights on a CPU only when calibration finds them this much faster
 CALIBRATION_BATCH = 4
@@ -42,12 +31,13 @@ CALIBRATION_BATCH = 4
 
 @dataclass
 class ModelSettings:
-    model: str = option("ViT-B-32", "open_clip model name (e.g. ViT-B-32, ViT-L-14, tiny-vit)")
+    model: str = option("ViT-B-32", "open_clip model name (e.g. ViT-B-32, ViT-L-14, PE-Core-B-16, tiny-vit) or a timm "
+                                    "image tower as timm:NAME (e.g. timm:vit_base_patch14_dinov2; no text tower)")
     pretrained: str = option(
-        "openai", "open_clip pretrained tag (openai, laion2b_s34b_b79k, ...), a local checkpoint file "
-        "(.pt/.pth/.bin/.safetensors), or 'none' for random weights")
+        "openai", "pretrained tag of the model's library (open_clip: openai, laion2b_s34b_b79k, ...; timm: lvd142m, "
+        "...), a local checkpoint file (.pt/.pth/.bin/.safetensors), or 'none' for random weights")
     init_seed: int = option(0, "seed of the random weights when --pretrained none")
-    weights_dir: str | None = option(None, "folder where open_clip keeps downloaded weights (its cache_dir)",
+    weights_dir: str | None = option(None, "folder where open_clip / timm keep downloaded weights (cache_dir)",
                                      metavar="DIR")
 
 
@@ -62,7 +52,7 @@ class LoadedModel:
 
     model: torch.nn.Module
     preprocess: Callable[[Any], torch.Tensor]
-    tokenizer: Callable[[list[str]], torch.Tensor]
+    tokenizer: Callable[[list[str]], torch.Tensor] | None  # None: an image-only encoder
     identity: dict[str, Any]
     device: torch.device
     precision: str
@@ -91,9 +81,17 @@ class LoadedModel:
             images = self.normalize(images)
         return self.model.encode_image(images.to(DTYPES[self.precision])).float().cpu()
 
+    @property
+    def has_text(self) -> bool:
+        """Whether the encoder has a text tower (prompt sets, zero-shot and prompt heads need one)."""
+        return self.tokenizer is not None
+
     @torch.inference_mode()
     def encode_texts(self, texts: list[str]) -> torch.Tensor:
         """Projected text embeddings (not normalised), float32 on the CPU."""
+        if self.tokenizer is None:
+            raise UserError(f"{self.identity['model']} has no text tower (an image-only encoder): prompts cannot be "
+                            "embedded; use heads and objectives without prompts (e.g. --head linear)")
         return self.model.encode_text(self.tokenizer(texts).to(self.device)).float().cpu()
 
 
@@ -172,24 +170,36 @@ def calibrate_cpu(visual: torch.nn.Module, image_size: int, batch: int = CALIBRA
     return best
 
 
-def _remembered(key: str) -> dict[str, Any] | None:
+def _memo() -> dict[str, Any]:
+    """The remembered calibrations; a damaged memo (unreadable, not a JSON object) is as good as none: re-measured."""
     try:
-        return json.loads((user_cache_dir() / "precision.json").read_text()).get(key)
+        known = json.loads((user_cache_dir() / "precision.json").read_text())
     except (OSError, ValueError):
-        return None
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def _remembered(key: str) -> dict[str, Any] | None:
+    entry = _memo().get(key)
+    return entry if isinstance(entry, dict) else None
 
 
 def _remember(key: str, entry: dict[str, Any]) -> None:
     path = user_cache_dir() / "precision.json"
-    try:
-        known = json.loads(path.read_text()) if path.exists() else {}
-    except (OSError, ValueError):
-        known = {}
+    known = _memo()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, {**known, key: entry})
     except OSError as exc:  # an unwritable cache only costs a calibration next time
         print(f"note: cannot remember the precision calibration in {path}: {exc.strerror}", file=sys.stderr)
+
+
+def choose_precision(precision: str, device: torch.device, model_name: str, visual: torch.nn.Module,
+                     image_size: int) -> PrecisionChoice:
+    """`resolve_precision` for a built image tower (timed only where a CPU's bf16 must be measured), printed."""
+    choice = resolve_precision(precision, device, model_name, lambda: calibrate_cpu(visual, image_size))
+    print(f"precision {choice.precision}: {choice.reason}", file=sys.stderr)
+    return choice
 
 
 def resolve_precision(precision: str, device: torch.device, model_name: str | None = None,
@@ -234,23 +244,6 @@ def resolve_precision(precision: str, device: torch.device, model_name: str | No
                                  f"on {model_name} ({where} {user_cache_dir() / 'precision.json'})")
 
 
-@functools.cache
-def _add_package_configs() -> None:
-    """Register this package's configs with open_clip, once per process, on first use."""
-    open_clip.add_model_config(CONFIG_DIR)
-
-
-def list_models() -> list[str]:
-    _add_package_configs()
-    return open_clip.list_models()
-
-
-def model_config(name: str) -> dict[str, Any] | None:
-    """open_clip's config of model `name` (this package's configs included)."""
-    _add_package_configs()
-    return open_clip.get_model_config(name)
-
-
 @contextlib.contextmanager
 def torch_threads(n: int) -> Iterator[None]:
     """torch's intra-op thread count set to `n` for the block, then put back."""
@@ -293,123 +286,3 @@ def file_fingerprint(path: Path) -> str:
         fh.seek(max(0, path.stat().st_size - (1 << 20)))
         h.update(fh.read(1 << 20))
     return h.hexdigest()[:16]
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    try:
-        socket.create_connection(HUB_HOST, timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def _hub_offline(offline: bool) -> Iterator[None]:
-    """Inside the block huggingface_hub uses its local cache only (a missing tag fails in ~0.1 s, not
-    ~47 s of retries); the process's own setting is back afterwards."""
-    if not offline:
-        yield
-        return
-    import huggingface_hub.constants as hub_constants
-
-    previous = hub_constants.HF_HUB_OFFLINE
-    hub_constants.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        hub_constants.HF_HUB_OFFLINE = previous
-
-
-def _weights_source(settings: ModelSettings) -> tuple[str | None, dict[str, Any]]:
-    """What to pass to open_clip as `pretrained`, and how the cache will record it."""
-    name, pretrained = settings.model, settings.pretrained
-    if name not in list_models():
-        raise UserError(f"unknown model {name!r}; open_clip knows e.g. ViT-B-32, ViT-B-16, ViT-L-14 "
-                        f"(and this package's tiny-vit)")
-    if pretrained.lower() == RANDOM:
-        return None, {"pretrained": RANDOM, "weights_kind": "random",
-                      "weights_fingerprint": f"init_seed={settings.init_seed}", "random_weights": True}
-    path = Path(pretrained).expanduser()
-    if path.suffix in CHECKPOINT_SUFFIXES or path.exists():
-        if not path.is_file():
-            raise UserError(f"checkpoint {pretrained} is a folder, not a checkpoint file" if path.is_dir()
-                            else f"checkpoint file not found: {pretrained}")
-        return str(path), {"pretrained": str(path.resolve()), "weights_kind": "file",
-                           "weights_fingerprint": file_fingerprint(path), "random_weights": False}
-    if not open_clip.get_pretrained_cfg(name, pretrained):
-        tags = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none (use a checkpoint file)"
-        raise UserError(f"{pretrained!r} is not a pretrained tag of {name} (known: {tags}) nor a checkpoint file")
-    return pretrained, {"pretrained": pretrained, "weights_kind": "tag",
-                        "weights_fingerprint": f"tag={pretrained}", "random_weights": False}
-
-
-def _text_sequence_first(model: torch.nn.Module) -> None:
-    """Run the text tower's blocks sequence-first: with batch-first inputs PyTorch's attention copies
-    its in-projection weight once per token (77x per layer), which made prompt encoding cost as much
-    as hundreds of image forwards on the CPU. Outputs are unchanged (tests/test_models.py)."""
-    transformer = getattr(model, "transformer", None)
-    blocks = getattr(transformer, "resblocks", [])
-    if not blocks or not all(isinstance(getattr(b, "attn", None), torch.nn.MultiheadAttention) for b in blocks):
-        return
-    transformer.batch_first = False
-    for block in blocks:
-        block.attn.batch_first = False
-
-
-def _create(settings: ModelSettings, pretrained: str | None, is_tag: bool, offline: bool) -> tuple[Any, Any]:
-    """open_clip's model and image transform, seeded; a checkpoint or tag that cannot load is one line."""
-    with torch.random.fork_rng(devices=[]), _hub_offline(offline):
-        torch.manual_seed(settings.init_seed)
-        try:
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                settings.model, pretrained=pretrained, cache_dir=settings.weights_dir)
-        except Exception as exc:  # a user's checkpoint file can fail in any library's own way
-            if not is_tag:
-                first = (str(exc).strip().splitlines() or [""])[0][:200]
-                raise UserError(f"cannot load checkpoint {pretrained} for {settings.model} (truncated, or weights of "
-                                f"another model?): {type(exc).__name__}: {first}") from None
-            if not isinstance(exc, (RuntimeError, OSError)):
-                raise
-            raise UserError(
-                f"weights for {settings.model} / {settings.pretrained} are not in the local cache and cannot be "
-                f"downloaded here: copy them into --weights-dir (open_clip's cache_dir) or pass a checkpoint file "
-                f"with --pretrained PATH") from exc
-    return model, preprocess
-
-
-def load_model(settings: ModelSettings, device: str = "cpu", precision: str = "fp32") -> LoadedModel:
-    """Build the model; a tag that cannot be had offline fails fast with how to supply the weights."""
-    pretrained, identity = _weights_source(settings)
-    torch_device = resolve_device(device)
-    resolve_precision(precision, torch_device)  # a bad choice fails before the model is built
-    is_tag = identity["weights_kind"] == "tag"
-    offline = is_tag and (os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable())
-    if pretrained is None:
-        print(f"WARNING: RANDOM WEIGHTS for {settings.model} (--pretrained none, init seed {settings.init_seed}): "
-              "embeddings carry no CLIP knowledge; results prove the machinery, not detection skill",
-              file=sys.stderr)
-    model, preprocess = _create(settings, pretrained, is_tag, offline)
-    model.eval().requires_grad_(False)
-    _text_sequence_first(model)
-    pp = model.visual.preprocess_cfg
-    image_size = pp["size"] if isinstance(pp["size"], int) else pp["size"][0]
-    choice = resolve_precision(precision, torch_device, settings.model,
-                               lambda: calibrate_cpu(model.visual, int(image_size)))
-    print(f"precision {choice.precision}: {choice.reason}", file=sys.stderr)
-    resolved = choice.precision
-    cast_model(model, torch_device, resolved)
-    identity.update({
-        "model": settings.model,
-        "init_seed": settings.init_seed,
-        "image_size": int(image_size),
-        "mean": [float(v) for v in pp["mean"]],
-        "std": [float(v) for v in pp["std"]],
-        "interpolation": pp.get("interpolation", "bicubic"),
-        "resize_mode": pp.get("resize_mode", "shortest"),
-        "precision": resolved,
-        "embed_dim": int(model.text_projection.shape[1]) if hasattr(model, "text_projection")
-        and model.text_projection is not None else -1,
-    })
-    with _hub_offline(offline):  # some tokenizers come from the hub too
-        tokenizer = open_clip.get_tokenizer(settings.model, cache_dir=settings.weights_dir)
-    return LoadedModel(model, preprocess, tokenizer, identity, torch_device, resolved, choice.reason)

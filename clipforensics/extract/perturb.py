@@ -1,8 +1,12 @@
 """Perturbed copies of every frame (JPEG, blur, resize, noise), made by Pillow in the reader's workers.
 
-Each image is decoded once; every copy is made from that decoded image, then goes through the model's
-own resize and crop, so a copy differs from the clean input by the perturbation alone. Noise is seeded
-per (seed, row, perturbation): the same cache comes out whatever the worker count or batch order.
+Levels are in the frame's own pixels, on every file format and size: copies are made from the frame decoded at
+full resolution (`perturbed_copies`), never from the reduced-scale JPEG decode (draft) that the clean input may
+use, then go through the model's own resize and crop. Applying the perturbation before the reduction is exact
+for every kind; scaling a level by the decode factor is not (JPEG blocks and pixel noise do not commute with a
+DCT-domain downscale), so a PNG and a large JPEG of one frame get the same perturbation. Noise is seeded per
+(seed, row, kind, level) only: the same cache comes out whatever the worker count, batch order or the
+position of the level in --perturb.
 Each kind has an identity level (blur 0, noise 0, resize 1) that returns the image untouched; JPEG has
 none (quality 100 still re-encodes).
 
@@ -13,6 +17,9 @@ from __future__ import annotations
 
 import io
 import math
+import os
+import struct
+import zlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -21,6 +28,7 @@ from PIL import Image, ImageFilter
 
 from clipforensics.core.errors import UserError
 from clipforensics.core.registry import Registry
+from clipforensics.data.images import load_rgb
 
 PERTURBED_GROUP = "perturbed"
 
@@ -133,6 +141,16 @@ def parse_name(name: str) -> Perturbation:
     return Perturbation(kind, float(level))
 
 
-def row_rng(seed: int, row: int, index: int) -> np.random.Generator:
-    """One independent stream per (seed, manifest row, perturbation): the same noise in any worker."""
-    return np.random.default_rng([seed, row, index])
+def perturbation_rng(seed: int, row: int, perturbation: Perturbation) -> np.random.Generator:
+    """One independent stream per (seed, manifest row, kind, level): the same noise in any worker, and wherever
+    the level stands in --perturb (the kind by a checksum of its name, the level by its float64 bits)."""
+    (bits,) = struct.unpack("<Q", struct.pack("<d", float(perturbation.level)))
+    return np.random.default_rng([seed, row, zlib.crc32(perturbation.kind.encode()), bits])
+
+
+def perturbed_copies(path: str | os.PathLike, perturbations: tuple[Perturbation, ...], seed: int,
+                     row: int) -> list[Image.Image]:
+    """Each perturbed copy of the frame at `path`, made on the frame decoded at full resolution (no JPEG draft),
+    so every level means the same in the frame's own pixels whatever its format and size."""
+    frame = load_rgb(path)
+    return [p.apply(frame, perturbation_rng(seed, row, p)) for p in perturbations]

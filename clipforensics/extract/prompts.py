@@ -4,6 +4,7 @@ prompt_set(name, real=[...], fake=[...]))`; `extract_features.py --prompt-sets` 
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,20 @@ for _set in (
     ]),
 ):
     PROMPT_SETS.register(_set.name, _set)
+
+
+def no_text_tower(model: str) -> str:
+    """How every stage names the reason it cannot use prompts with an image-only encoder."""
+    return f"{model} has no text tower (an image-only encoder)"
+
+
+def embeddable(names: tuple[str, ...], has_text: bool, model: str) -> tuple[str, ...]:
+    """The prompt sets an extraction embeds: all asked for, or none (said in one line) without a text tower."""
+    if has_text or not names:
+        return names
+    print(f"note: {no_text_tower(model)}: the cache gets no prompt embeddings (no zero-shot or prompt heads)",
+          file=sys.stderr)
+    return ()
 
 
 def class_means(embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:

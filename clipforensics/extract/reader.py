@@ -9,6 +9,8 @@ Bad files become a reason string, never a crash: one unreadable frame must not s
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,7 +20,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from clipforensics.data.images import load_rgb
-from clipforensics.extract.perturb import Perturbation, row_rng
+from clipforensics.extract.perturb import Perturbation, perturbed_copies
 
 
 class ImageFiles(Dataset):
@@ -39,7 +41,7 @@ class ImageFiles(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str]:
         try:
-            img = load_rgb(self.root / self.paths[i], self.image_size if self.uint8 else None)
+            img = load_rgb(regular_file(self.root / self.paths[i]), self.image_size if self.uint8 else None)
             if self.uint8:
                 return self._views(img, i), i, ""
             return self.preprocess(img), i, ""
@@ -54,9 +56,21 @@ class ImageFiles(Dataset):
         clean = uint8_pixels(self.preprocess(img))
         if not self.perturbations:
             return clean
-        copies = [uint8_pixels(self.preprocess(p.apply(img, row_rng(self.seed, i, j))))
-                  for j, p in enumerate(self.perturbations)]
+        copies = [uint8_pixels(self.preprocess(copy))
+                  for copy in perturbed_copies(self.root / self.paths[i], self.perturbations, self.seed, i)]
         return torch.stack([clean, *copies])
+
+
+def regular_file(path: Path) -> Path:
+    """`path` when it is a regular file (links followed); a FIFO, socket or device is never opened (a FIFO would
+    block the reader forever) and a broken link is named as one: either fails as data, with that reason."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise OSError(f"{'broken link' if os.path.islink(path) else 'missing file'}: {path}") from None
+    if not stat.S_ISREG(mode):
+        raise OSError(f"not a regular file: {path}")
+    return path
 
 
 def uint8_pixels(img: Image.Image) -> torch.Tensor:

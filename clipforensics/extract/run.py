@@ -8,6 +8,7 @@ writer (`extract.chunks`): finished chunks saved atomically under `<out>.parts/`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +32,9 @@ from clipforensics.data.layouts import scan
 from clipforensics.data.manifest import ManifestSettings, manifest_hash
 from clipforensics.extract.chunks import ChunkCollector, ChunkStore, assemble, output_lock, plan_batches
 from clipforensics.extract.distributed import Shard, current_shard, finish, init_process_group
-from clipforensics.extract.models import LoadedModel, ModelSettings, load_model, torch_threads
-from clipforensics.extract.prompts import PROMPT_SETS
+from clipforensics.extract.encoders import load_model
+from clipforensics.extract.models import LoadedModel, ModelSettings, torch_threads
+from clipforensics.extract.prompts import PROMPT_SETS, embeddable
 from clipforensics.extract.layers import BlockTaps, layer_key, parse_layers, vision_blocks
 from clipforensics.extract.perturb import Perturbation, parse_perturbations, perturbation_key
 from clipforensics.extract.reader import ImageFiles, collate_images, describe_preprocessing
@@ -83,6 +85,8 @@ def preprocessing(loaded: LoadedModel) -> str:
 def embed_prompts(loaded: LoadedModel, names: tuple[str, ...]) -> dict[str, cache_mod.PromptEmbeddings]:
     """All prompt sets in one text forward, on one thread: tiny ops gain nothing from a second
     thread and lose a lot waiting for it on a busy machine."""
+    if not names:  # an image-only encoder, or --prompt-sets ''
+        return {}
     sets = [PROMPT_SETS.get(name) for name in names]
     texts = [t for ps in sets for t in ps.texts]
     with torch_threads(1):
@@ -120,6 +124,8 @@ def extract(manifest_settings: ManifestSettings, model_settings: ModelSettings,
     manifest = spread_rows(scan(manifest_settings), settings.limit)
     stats = frame_stats(manifest_settings.data_root, manifest["path"].tolist())
     loaded = load_agreed(model_settings, shard, init_process_group(shard, settings.device), settings.precision)
+    settings = dataclasses.replace(settings, prompt_sets=embeddable(settings.prompt_sets, loaded.has_text,
+                                                                    model_settings.model))
     layers = parse_layers(settings.layers, len(vision_blocks(loaded.model))) if settings.layers is not None else ()
     model = {k: loaded.identity[k] for k in cache_mod.IDENTITY_KEYS if k in loaded.identity}
     inputs = {**model, "manifest_hash": manifest_hash(manifest), "preprocessing": preprocessing(loaded),

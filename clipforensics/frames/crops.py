@@ -14,7 +14,7 @@ import numpy as np
 
 from clipforensics.core.errors import UserError
 from clipforensics.frames.align import ALIGNMENTS, Box, centre_matrix, cut, warp
-from clipforensics.frames.detectors import DETECTORS, LANDMARKS, detect, make_detector, rgb
+from clipforensics.frames.detectors import DETECTORS, LANDMARKS, Face, detect, make_detector, rgb
 from clipforensics.frames.track import CENTRE_CROP, TrackedFace, choose_track, fill_gaps
 
 
@@ -80,10 +80,39 @@ class VideoCrops:
     other_detections: int
 
 
-def crop_video(frames: Sequence[np.ndarray], times: Sequence[int], recipe: CropRecipe) -> VideoCrops:
-    """The crop of every frame of one video (BGR frames; `times` their source indices)."""
+MASK_LEVEL = 32
+"""A mask pixel brighter than this (0-255) marks the manipulated face; below it is compression noise."""
+
+
+def mask_box(mask: np.ndarray) -> Box | None:
+    """The bounding box of a mask frame's marked pixels (frame pixels), None when nothing is marked."""
+    grey = mask.max(axis=2) if mask.ndim == 3 else mask
+    ys, xs = np.nonzero(grey > MASK_LEVEL)
+    if not len(xs):
+        return None
+    return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
+
+
+def on_mask(faces: list[Face], mask: np.ndarray) -> list[Face]:
+    """The detections of the manipulated face: those centred inside the mask's box; the mask's box itself (score
+    0) when the detector found none there; none on a frame whose mask is empty (the tracker fills that frame)."""
+    box = mask_box(mask)
+    if box is None:
+        return []
+    inside = [face for face in faces if box[0] <= (face.box[0] + face.box[2]) / 2 <= box[2]
+              and box[1] <= (face.box[1] + face.box[3]) / 2 <= box[3]]
+    return inside or [Face(box, 0.0)]
+
+
+def crop_video(frames: Sequence[np.ndarray], times: Sequence[int], recipe: CropRecipe,
+               masks: Sequence[np.ndarray] | None = None) -> VideoCrops:
+    """The crop of every frame of one video (BGR frames; `times` their source indices); with `masks` (one mask
+    frame per frame, a data set's record of the manipulated face) only the face on the mask is tracked."""
     detector = make_detector(recipe.detector)
-    track = choose_track([detect(detector, frame, recipe.detect_max_side) for frame in frames])
+    found = [detect(detector, frame, recipe.detect_max_side) for frame in frames]
+    if masks is not None:
+        found = [on_mask(faces, mask) for faces, mask in zip(found, masks)]
+    track = choose_track(found)
     models = recipe.landmark_models()
     landmarks = []
     for frame, face in zip(frames, track.faces):

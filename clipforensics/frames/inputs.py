@@ -23,13 +23,27 @@ def _select(by_class: dict[str, list[VideoFile]], classes: tuple[str, ...]) -> d
     return {name: by_class[name] for name in (classes or sorted(set(by_class) - set(OPT_IN_CLASSES)))}
 
 
+def _unreadable(videos: list[VideoFile]) -> list[VideoFile]:
+    """Entries named like videos beside a class's videos that are no regular file (a broken link, a FIFO): the
+    layout skips them, so they are added here and listed as failed with their reason, never silently dropped."""
+    listed = {job.source for job in videos}
+    found = []
+    for folder in sorted({job.source.parent for job in videos}):
+        for path in sorted(folder.iterdir()):
+            if (path.suffix.lower() in VIDEO_EXTENSIONS and not path.name.startswith(".") and path not in listed
+                    and not path.is_dir() and not path.is_file()):
+                found.append(VideoFile(videos[0].class_name, path.stem, path))
+    return found
+
+
 def find_videos(settings: FrameSettings) -> list[VideoFile]:
     """Every input video, in class then name order; duplicate output names are refused."""
     root = Path(settings.videos_root)
     if not root.is_dir():
         raise UserError(f"videos root {root} {'is not a directory' if root.exists() else 'does not exist'}")
     layout, by_class = video_files(root, settings.layout, settings.compression)
-    jobs = [job for videos in _select(by_class, settings.classes).values() for job in videos[:settings.max_videos]]
+    jobs = [job for videos in _select(by_class, settings.classes).values()
+            for job in [*videos, *_unreadable(videos)][:settings.max_videos]]
     if not jobs:
         raise UserError(f"no videos ({'/'.join(sorted(e[1:] for e in VIDEO_EXTENSIONS))}) found under {root} "
                         f"(layout {layout.name})")

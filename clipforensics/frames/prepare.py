@@ -102,12 +102,17 @@ def _run_jobs(todo: list[VideoFile], plan: Plan, jobs: int) -> list[Outcome]:
         return list(bar)
 
 
+def shown(name: str) -> str:
+    """A file name as text that can be written anywhere: bytes that are not UTF-8 as \\xNN escapes."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _write_tables(out: Path, failed: list[Outcome]) -> None:
     """faces.csv and videos.csv merged from every finished video, failed_videos.csv from this run."""
     write_csv(out / "faces.csv", merge_parts(out, "faces", FACE_COLUMNS, ["class", "video", "frame"]))
     write_csv(out / "videos.csv", merge_parts(out, "video", VIDEO_COLUMNS, ["class", "video"]))
-    rows = [{"class": o.job.class_name, "video": o.job.video, "source": str(o.job.source), "reason": o.reason}
-            for o in failed]
+    rows = [{"class": shown(o.job.class_name), "video": shown(o.job.video), "source": shown(str(o.job.source)),
+             "reason": o.reason} for o in failed]
     write_csv(out / "failed_videos.csv", pd.DataFrame(rows, columns=list(FAILED_COLUMNS)))
 
 

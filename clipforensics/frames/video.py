@@ -8,6 +8,8 @@ pass runs only when the header was wrong and a recomputed index was not kept.
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Collection
@@ -40,8 +42,24 @@ def sample_indices(n_frames: int, count: int) -> np.ndarray:
     return spread(n_frames, count)
 
 
+def _openable(path: Path) -> None:
+    """Refuse what OpenCV must never be handed: a name that is not UTF-8 (it crashes the process), a broken link, a
+    FIFO or other non-regular file (it blocks forever)."""
+    try:
+        os.fsdecode(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise VideoError("the file name is not valid UTF-8 (OpenCV cannot open it): rename the file") from None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise VideoError(f"{'broken link' if os.path.islink(path) else 'cannot read'}: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise VideoError("not a regular file")
+
+
 def _open(path: Path, threads: int) -> cv2.VideoCapture:
     """FFmpeg only: other backends would read a file name as an image-sequence pattern."""
+    _openable(path)
     capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, threads])
     if not capture.isOpened():
         capture.release()

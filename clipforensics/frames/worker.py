@@ -19,6 +19,7 @@ import pandas as pd
 
 from clipforensics.core.io import install_dir, remove_stale_temps, temp_sibling, write_csv
 from clipforensics.data.layouts import VideoFile
+from clipforensics.data.layouts.masked import MaskedVideoFile
 from clipforensics.frames import track
 from clipforensics.frames.align import matrix_roll, matrix_scale, source_bounds
 from clipforensics.frames.crops import CropRecipe, FrameCrop, VideoCrops, crop_video, format_points, render
@@ -128,6 +129,17 @@ def _exit_when_orphaned(plan: Plan) -> None:
     threading.Thread(target=watch, name=WATCHDOG, daemon=True).start()
 
 
+def read_masks(job: VideoFile, sampled: Sampled, plan: Plan) -> tuple[np.ndarray, ...] | None:
+    """The mask frames at the sampled frames' indices for a video that has a mask video, else None; a mask video
+    that does not match its video frame for frame is a failed video (its crops could be of the wrong face)."""
+    if not isinstance(job, MaskedVideoFile):
+        return None
+    masks = read_sampled(job.mask, plan.frames, plan.threads)
+    if masks.indices != sampled.indices:
+        raise VideoError(f"mask video {job.mask} has {masks.n_frames} frames, the video {sampled.n_frames}")
+    return masks.frames
+
+
 def prepare_video(job: VideoFile, plan: Plan) -> Outcome:
     """Sample, detect, crop and write one video; an unreadable video is an Outcome with a reason."""
     _exit_when_orphaned(plan)
@@ -139,7 +151,7 @@ def prepare_video(job: VideoFile, plan: Plan) -> Outcome:
     tmp = temp_sibling(final)
     try:
         sampled = read_sampled(job.source, plan.frames, plan.threads)
-        result = crop_video(sampled.frames, sampled.indices, plan.recipe)
+        result = crop_video(sampled.frames, sampled.indices, plan.recipe, read_masks(job, sampled, plan))
         crops = result.crops
         _write_frames(tmp, sampled, crops, plan.recipe.size)
         face_rows, video = _tables(job, plan, sampled, result)

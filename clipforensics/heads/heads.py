@@ -9,6 +9,7 @@ Nothing here ever sees a test row: the caller passes train and val only.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -83,7 +84,8 @@ class Head:
 
 
 class GridHead(Head):
-    """A linear scikit-learn model whose regularisation is chosen by validation video AUC."""
+    """A linear scikit-learn model whose regularisation is chosen by validation video AUC of what is reported: the
+    video mean of its probabilities (each candidate calibrated as the chosen one is), not of decision values."""
 
     grid: tuple[float, ...] = ()
     param = "C"
@@ -95,13 +97,13 @@ class GridHead(Head):
         best = None
         for value in self.grid:
             model = self.estimator(value).fit(train.X, train.y)
-            auc = video_auc(val, model.decision_function(val.X))
+            if self.calibration:
+                model = platt_scaled(model, val)
+            auc = video_auc(val, fake_probability(model, val.X))
             if best is None or auc > best[0]:
                 best = (auc, value, model)
         self.val_auc, value, self.model = best
         self.params = {self.param: value}
-        if self.calibration:
-            self.model = platt_scaled(self.model, val)
         return self
 
 
@@ -224,18 +226,33 @@ def _prompt_set(prompts: dict[str, PromptEmbeddings], name: str) -> PromptEmbedd
     return prompts[name]
 
 
+PROMPT_HEADS = ("prompt-features", ZEROSHOT_PREFIX + "*")
+"""Heads that score against prompt embeddings: a cache without them (an image-only encoder) cannot fit them."""
+NO_PROMPTS = "the cache holds no prompt embeddings (its encoder has no text tower, or --prompt-sets was empty)"
+
+
 def available_heads(prompts: dict[str, PromptEmbeddings]) -> list[str]:
     """Every head name usable with a cache holding these prompt sets."""
     names = [n for n in HEADS if n != "prompt-features" or "bank" in prompts]
     return names + [ZEROSHOT_PREFIX + p for p in prompts]
 
 
+def _needs_prompts(name: str) -> bool:
+    return name == "prompt-features" or name.startswith(ZEROSHOT_PREFIX)
+
+
 def resolve_heads(spec: tuple[str, ...], prompts: dict[str, PromptEmbeddings]) -> list[str]:
-    """Expand `all` and check names against what this cache supports."""
+    """Expand `all` and check names against what this cache supports; a cache without prompt embeddings drops
+    the prompt heads from `all` with a note and refuses them by name."""
+    if "all" in spec and not prompts:
+        print(f"note: {NO_PROMPTS}: 'all' leaves out {', '.join(PROMPT_HEADS)}", file=sys.stderr)
     names = available_heads(prompts) if "all" in spec else list(dict.fromkeys(spec))
     if not names:
         raise UserError(f"--heads names no head; available: {', '.join(available_heads(prompts))}")
     unknown = [n for n in names if n not in available_heads(prompts)]
+    if unknown and not prompts and _needs_prompts(unknown[0]):
+        raise UserError(f"head {unknown[0]!r} needs prompt embeddings, but {NO_PROMPTS}; available: "
+                        f"{', '.join(available_heads(prompts))}")
     if unknown:
         raise UserError(f"unknown head {unknown[0]!r}; available: {', '.join(available_heads(prompts))}")
     return names

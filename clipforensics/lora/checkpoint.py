@@ -1,20 +1,19 @@
-"""What a LoRA run keeps: the resumable training checkpoint, and the finished model as a peft adapter, head
-tensors and merged open_clip weights.
+"""What a fine-tuning run keeps: the resumable training checkpoint, and the finished model as the method's saved
+change (its `Method.save`), head tensors and merged open_clip weights.
 
 The checkpoint carries the run's identity (base cache, protocol, learning settings); a folder holding a checkpoint
-made with other settings is refused by name, so a resumed run is always the run that was asked for.
+made with other settings is refused by name, so a resumed run is always the run that was asked for. Besides the
+trainable tensors it keeps the method's fixed ones (`fixed`: what the method computed at attach time, e.g. svd's
+initial residual), so a resume never depends on attach recomputing them bit for bit on another machine.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-import peft
 import safetensors.torch
 from safetensors import SafetensorError, safe_open
 import torch
@@ -23,7 +22,8 @@ from torch import nn
 from clipforensics.core.errors import UserError
 from clipforensics.core.identity import claim
 from clipforensics.core.io import OutputDir, atomic_path
-from clipforensics.lora.model import SAVED_HEADS, Detector, keep_base_exact
+from clipforensics.lora.files import save_tensors
+from clipforensics.lora.model import SAVED_HEADS, Detector
 from clipforensics.lora.train import Optimization, TrainRun, TrainState, untrained_state
 
 CHECKPOINT = "checkpoint.pt"
@@ -32,13 +32,30 @@ CHECKPOINT_VERSION = 1
 
 def save_checkpoint(run: TrainRun, optim: Optimization, state: TrainState) -> None:
     payload = {"version": CHECKPOINT_VERSION, "identity": json.dumps(run.identity, sort_keys=True),
-               "epoch": state.epoch, "trainable": run.detector.trainable_state(), **optim.state_dict(),
+               "epoch": state.epoch, "trainable": run.detector.trainable_state(),
+               "fixed": fixed_tensors(run.detector), **optim.state_dict(),
                "history": state.history, "best_epoch": state.best_epoch, "best": state.best}
     with atomic_path(run.out / CHECKPOINT, suffix=".pt") as tmp:
         torch.save(payload, tmp)
 
 
 CHECKPOINT_KEYS = ("identity", "epoch", "trainable", "history", "best_epoch", "best")
+"""Keys every checkpoint holds; `fixed` is optional (checkpoints written before it resume by attach's recompute)."""
+
+
+def fixed_tensors(detector: Detector) -> dict[str, torch.Tensor]:
+    """CPU copies of the method's saved tensors that do not train (`Method.state` beyond `Method.trainable`): the
+    fixed tensors attach computed, which the trainable state alone cannot bring back. Empty for most methods."""
+    trained = {p.data_ptr() for p in detector.method.trainable(detector.adapted).values()}
+    return {name: t.to("cpu", copy=True) for name, t in detector.method.state(detector.adapted).items()
+            if t.data_ptr() not in trained}
+
+
+def restore_fixed(detector: Detector, fixed: Mapping[str, torch.Tensor]) -> None:
+    """Put a checkpoint's fixed tensors back into the attached method (`Method.load_state`, its trainable tensors
+    left as they are: the checkpoint's trainable state is loaded after)."""
+    if fixed:
+        detector.method.load_state(detector.adapted, {**detector.method.state(detector.adapted), **fixed})
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
@@ -97,35 +114,16 @@ def resume_or_start(run: TrainRun, optim: Optimization, run_dir: OutputDir) -> T
     checkpoint = claim_checkpoint(run.identity, run_dir, run.settings.overwrite)
     if checkpoint is None:
         return untrained_state(run)
+    restore_fixed(run.detector, checkpoint.get("fixed") or {})
     run.detector.load_trainable_state(checkpoint["trainable"])
     optim.load_state_dict(checkpoint)
     print(f"resuming {run.out} after epoch {checkpoint['epoch']} of {run.settings.epochs}", file=sys.stderr)
     return TrainState(checkpoint["epoch"], checkpoint["history"], checkpoint["best_epoch"], checkpoint["best"])
 
 
-def save_adapter(detector: Detector, folder: Path) -> Path:
-    """peft's adapter format (adapter_model.safetensors + adapter_config.json); each file lands atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}.") as tmp:
-        detector.adapted.save_pretrained(tmp)
-        for path in sorted(Path(tmp).iterdir()):
-            os.replace(path, folder / path.name)
-    return folder / "adapter_model.safetensors"
-
-
-def load_adapter(model: nn.Module, folder: str | Path) -> peft.PeftModel:
-    """A saved adapter on a freshly built base model, with the base kept exact as in training."""
-    adapted = peft.PeftModel.from_pretrained(model, str(folder))
-    keep_base_exact(adapted)
-    return adapted
-
-
-def save_tensors(tensors: Mapping[str, torch.Tensor], path: Path, metadata: Mapping[str, str] | None = None) -> Path:
-    """A .safetensors file, written atomically through open() so the umask applies (save_file makes it 0600)."""
-    state = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
-    with atomic_path(path, suffix=".safetensors") as tmp:
-        tmp.write_bytes(safetensors.torch.save(state, metadata=dict(metadata) if metadata else None))
-    return path
+def save_change(detector: Detector, run: Path) -> Path:
+    """The method's change, saved into the run folder; returns the file whose sha256 the run records."""
+    return detector.method.save(detector.adapted, run, detector.settings)
 
 
 def save_head_tensors(head: nn.Module, path: Path, meta: Mapping[str, Any]) -> Path:
@@ -149,8 +147,6 @@ def load_head_tensors(path: Path) -> nn.Module:
 
 
 def save_merged(detector: Detector, path: Path) -> Path:
-    """Merge LoRA into the weights and save the plain open_clip state dict (`--pretrained PATH` loads it).
-
-    `merge_and_unload` rewrites the model in place: the detector is spent afterwards.
-    """
-    return save_tensors(detector.adapted.merge_and_unload().state_dict(), path)
+    """Fold the method's change into the weights and save the plain open_clip state dict (`--pretrained PATH`
+    loads it). The method may rewrite the model in place: the detector is spent afterwards."""
+    return save_tensors(detector.method.merge(detector.adapted).state_dict(), path)

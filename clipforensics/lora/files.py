@@ -5,15 +5,28 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Mapping
+
+import safetensors.torch
+import torch
+
+from clipforensics.core.io import atomic_path
 
 RUN_FILE = "lora.json"  # a fine-tuned tower (finetune_lora.py): its record, naming its base cache
-ADAPTER_DIR = "adapter"
-ADAPTER_FILE = "adapter_model.safetensors"  # inside ADAPTER_DIR, peft's name
 HEAD_FILE = "head.safetensors"
 CURVE = "train_curve.png"
 
 
 def sha256(path: Path) -> str:
-    """The hex digest a tower run records of its adapter, and its re-extracted cache carries."""
+    """The hex digest a tower run records of its method's change (`adapter_sha`), and its re-extracted cache
+    carries; each method names its change file (lora/methods/)."""
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def save_tensors(tensors: Mapping[str, torch.Tensor], path: Path, metadata: Mapping[str, str] | None = None) -> Path:
+    """A .safetensors file, written atomically through open() so the umask applies (save_file makes it 0600)."""
+    state = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        tmp.write_bytes(safetensors.torch.save(state, metadata=dict(metadata) if metadata else None))
+    return path

@@ -1,53 +1,37 @@
-"""LoRA on CLIP's image tower through peft: named target sets, two trainable heads, and the checks they need.
-
-Three peft 0.21 behaviours on open_clip's `nn.MultiheadAttention` shape this module (tests/test_lora.py shows the
-first two):
-- MHA never calls `out_proj.forward`, so LoRA on `attn.out_proj` alone gets no gradient and no warning. A target
-  set is therefore tried with one backward pass before training, and LoRA tensors the pass never reaches are an
-  error (`check_gradients`). Targeting the `attn` module itself adapts the fused in-projection and out-projection.
-- peft adapts MHA by adding its delta to the frozen weights before each forward and subtracting it after, which
-  leaves them off by rounding (~1e-8 per forward). `keep_base_exact` puts the untouched tensors back after every
-  forward, so the base stays bit-identical and a resumed run equals an uninterrupted one.
-- peft 0.21 adds the out_proj delta twice on that path (huggingface/peft PR #3774). Training, merging and reloading
-  all take the same path, so the model is self-consistent, but a peft with the fix would load the adapter
-  differently: the merged checkpoint is the artefact to keep. The same merging means LoRA dropout has no effect
-  on attention targets; it acts on MLP targets only.
+"""The fine-tuning stage's model: its settings, the two trainable heads, and the Detector (a method's adapted image
+tower, then a head). What adapts the tower is a fine-tuning method (`--method`, clipforensics/lora/methods/);
+this module asks the method for its tensors, never which method it is.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
-import peft
 import torch
 import torch.nn.functional as F
-from peft.tuners.lora.layer import MultiheadAttention as LoraMultiheadAttention
 from torch import nn
 
 from clipforensics.core.errors import UserError
 from clipforensics.core.registry import Registry
 from clipforensics.extract.models import PRECISIONS, LoadedModel
 from clipforensics.extract.prompts import PROMPT_SETS, class_means
-from clipforensics.core.settings import DeviceSettings, option
-
-BLOCK = r"visual\.transformer\.resblocks\.\d+"
-ATTENTION = BLOCK + r"\.attn"
-MLP = BLOCK + r"\.mlp\.(?:c_fc|c_proj)"
-TARGET_SETS: Registry[tuple[str, ...]] = Registry("target set")
-"""Named LoRA targets: regexes over module names (fully matched), image tower only."""
-TARGET_SETS.register("attn", (ATTENTION,))
-TARGET_SETS.register("attn+mlp", (ATTENTION, MLP))
-TARGET_SETS.register("mlp", (MLP,))
+from clipforensics.core.settings import DeviceSettings, flag_of, option
+from clipforensics.lora.methods import METHODS, Method
+from clipforensics.lora.methods.lora import TARGET_SETS
+from clipforensics.lora.selection import SELECTIONS
 
 MAX_LOGIT_SCALE = float(np.log(100.0))  # CLIP's own clamp on its temperature
 
 
 @dataclass
 class LoraSettings(DeviceSettings):
-    """The LoRA stage: fine-tune the image tower of a base cache's model, select on val, re-extract."""
+    """The fine-tuning stage: adapt the image tower of a base cache's model by a method, select on val, re-extract.
+    `rank`, `alpha`, `dropout`, `targets` and the loss weights are options of some methods only (each method's
+    `takes`)."""
 
     base_cache: str = option(None, "cache of the base model: model, weights, image size, prompts and data root "
                                     "are taken from it", required=True, metavar="FILE")
@@ -55,10 +39,22 @@ class LoraSettings(DeviceSettings):
                       metavar="DIR", execution_only=True)
     data_root: str | None = option(None, "data root (default: the one recorded in the base cache)", metavar="DIR",
                                    execution_only=True)
-    rank: int = option(32, "LoRA rank r")
-    alpha: float = option(64.0, "LoRA alpha (the update is scaled by alpha / r)")
-    dropout: float = option(0.05, "LoRA dropout (acts on MLP targets; peft merges attention deltas, no dropout)")
-    targets: str = option("attn", f"LoRA target set: {', '.join(TARGET_SETS)}")
+    method: str = option("lora", f"fine-tuning method: {', '.join(METHODS)}", identity=True)
+    rank: int = option(32, "LoRA / DoRA rank r; svd: rank of the trained residual")
+    alpha: float = option(64.0, "LoRA / DoRA alpha (the update is scaled by alpha / r)")
+    dropout: float = option(0.05, "LoRA / DoRA dropout (acts on MLP targets; peft merges attention deltas, no "
+                                   "dropout)")
+    targets: str = option("attn", f"LoRA / DoRA / svd target set: {', '.join(TARGET_SETS)} (DoRA: mlp only)")
+    uniformity_weight: float = option(0.0, "layernorm: weight of GenD's uniformity loss on the L2-normalised "
+                                           "features (GenD: 0.5; 0: off)", metavar="W")
+    alignment_weight: float = option(0.0, "layernorm: weight of GenD's same-label alignment loss on the "
+                                          "L2-normalised features (GenD: 0.1; 0: off)", metavar="W")
+    svd_orth_weight: float = option(1.0, "svd: weight of Effort's orthogonality loss (U and V of each decomposed "
+                                         "matrix kept orthonormal), averaged over the matrices; 0: off",
+                                    metavar="W")
+    svd_sv_weight: float = option(1.0, "svd: weight of Effort's keep-singular-value loss (| ||W||_F^2 - "
+                                       "||W0||_F^2 |), averaged over the matrices; 0: off (Effort's released "
+                                       "training uses neither: --svd-orth-weight 0 --svd-sv-weight 0)", metavar="W")
     head: str = option("prompt", "objective: prompt (cosine to the prompt set's class means, learnable "
                                  "temperature) or linear (a linear layer on the normalised embedding)")
     prompt_set: str = option("v2", "prompt set of the prompt head (classes come from its labels)")
@@ -86,6 +82,10 @@ class LoraSettings(DeviceSettings):
                            execution_only=True)
     overwrite: bool = option(False, "start again: remove a run in --out made with other settings (or write into "
                                     "a non-empty --out)", execution_only=True)
+    select: str = option("val", "which epoch is the result: val (best val video AUC, then frame AUC) or last",
+                         choices=tuple(SELECTIONS), identity=True)
+    pair_batches: bool = option(False, "put a real frame and a fake made from the same video in the same batch "
+                                       "(GenD's paired training)", identity=True)
 
 
 class PromptHead(nn.Module):
@@ -148,47 +148,82 @@ def fake_probability(head: nn.Module, embeddings: np.ndarray) -> np.ndarray:
 
 
 class Detector(nn.Module):
-    """CLIP's image tower with LoRA, then a head: logits [real, fake] per image."""
+    """CLIP's image tower adapted by a fine-tuning method, then a head: logits [real, fake] per image.
 
-    def __init__(self, adapted: peft.PeftModel, head: nn.Module) -> None:
+    In training mode the forward keeps its batch's embeddings, so the method's extra loss (`extra_loss`) needs no
+    second forward and the training step stays one call of the module (as DistributedDataParallel requires)."""
+
+    def __init__(self, method: Method, adapted: nn.Module, head: nn.Module, settings: "LoraSettings",
+                 tower_size: int) -> None:
         super().__init__()
+        self.method = method
         self.adapted = adapted
         self.head = head
+        self.settings = settings
+        self.tower_size = tower_size  # parameters of the image tower before the method changed it
+        self.embeddings: torch.Tensor | None = None
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        return self.adapted.get_base_model().encode_image(images)
+        return self.method.encoder(self.adapted).encode_image(images)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(images).float())
+        embeddings = self.embed(images)
+        self.embeddings = embeddings if self.training else None
+        return self.head(embeddings.float())
+
+    def extra_loss(self, labels: torch.Tensor) -> torch.Tensor | float:
+        """The method's loss terms on the last training forward's embeddings (0.0 where it adds none)."""
+        if self.embeddings is None:
+            return 0.0
+        extra = self.method.extra_loss(self.adapted, self.embeddings, labels, self.settings)
+        return 0.0 if extra is None else extra
 
     def trainable(self) -> dict[str, nn.Parameter]:
         return {name: p for name, p in self.named_parameters() if p.requires_grad}
 
-    def lora_tensors(self) -> dict[str, nn.Parameter]:
-        return {name: p for name, p in self.trainable().items() if ".lora_" in name}
+    def method_tensors(self) -> dict[str, nn.Parameter]:
+        """The method's trainable tensors, named as in `trainable` (the head's left out)."""
+        return {f"adapted.{name}": p for name, p in self.method.trainable(self.adapted).items()}
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        """Copies of the trainable tensors (LoRA and head) on the CPU: all a checkpoint needs of the model."""
+        """Copies of the trainable tensors (method and head) on the CPU: all a checkpoint needs of the model."""
         return {name: p.detach().to("cpu", copy=True) for name, p in self.trainable().items()}
 
     def load_trainable_state(self, state: Mapping[str, torch.Tensor]) -> None:
         params = self.trainable()
         if set(state) != set(params):
-            raise UserError("checkpoint tensors do not match this model's LoRA and head (other targets or rank?)")
+            raise UserError("checkpoint tensors do not match this model's method and head tensors (other method, "
+                            "targets or rank?)")
         with torch.no_grad():
             for name, p in params.items():
                 p.copy_(state[name])
 
 
+METHOD_FIELDS = tuple(sorted({name for _, method in METHODS.items() for name in method.takes}))
+"""Settings that belong to some methods only; the others are common to every method."""
+
+
+def check_method_options(settings: LoraSettings) -> Method:
+    """The chosen method; an option of another method given a non-default value is a one-line error."""
+    method = METHODS.get(settings.method)
+    defaults = {f.name: f.default for f in dataclasses.fields(LoraSettings)}
+    foreign = [name for name in METHOD_FIELDS if name not in method.takes and getattr(settings, name) != defaults[name]]
+    if foreign:
+        flags = " and ".join(flag_of(LoraSettings, name) for name in foreign)
+        raise UserError(f"{flags} {'is not an option' if len(foreign) == 1 else 'are not options'} of "
+                        f"--method {method.name}")
+    method.check_settings(settings)
+    return method
+
+
 def check_settings(settings: LoraSettings) -> None:
     """Every name and number of the stage, checked before anything is loaded."""
-    TARGET_SETS.get(settings.targets)
+    check_method_options(settings)
     LORA_HEADS.get(settings.head)
+    SELECTIONS.get(settings.select)
     PROMPT_SETS.get(settings.prompt_set)
     s = settings
     rules = (
-        (s.rank >= 1 and s.alpha > 0, f"--rank {s.rank} and --alpha {s.alpha} must be positive"),
-        (0 <= s.dropout < 1, f"--dropout {s.dropout} must be in [0, 1)"),
         (s.epochs >= 1 and s.batch_size >= 1, "--epochs and --batch-size must be at least 1"),
         (s.lr > 0 and s.weight_decay >= 0 and 0 <= s.warmup < 1 and s.clip_grad >= 0,
          "--lr must be positive; --weight-decay and --clip-grad non-negative; --warmup a share of the steps in [0, 1)"),
@@ -200,65 +235,6 @@ def check_settings(settings: LoraSettings) -> None:
     bad = [message for ok, message in rules if not ok]
     if bad:
         raise UserError("; ".join(bad))
-
-
-def target_regex(name: str) -> str:
-    return "|".join(f"(?:{pattern})" for pattern in TARGET_SETS.get(name))
-
-
-def _pin(module: nn.Module, args: Any, kwargs: Any) -> None:
-    base = module.get_base_layer()
-    module._pinned_base = (base.in_proj_weight, base.out_proj.get_base_layer().weight)
-
-
-def _restore(module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
-    base = module.get_base_layer()
-    in_proj, out_proj = module.__dict__.pop("_pinned_base")
-    out_layer = base.out_proj.get_base_layer()
-    del base.in_proj_weight
-    base.register_parameter("in_proj_weight", in_proj)
-    del out_layer.weight
-    out_layer.register_parameter("weight", out_proj)
-
-
-def keep_base_exact(model: nn.Module) -> None:
-    """After each forward of a LoRA'd MHA, put back the frozen tensors peft replaced by (W + d) - d."""
-    for module in model.modules():
-        if isinstance(module, LoraMultiheadAttention):
-            module.register_forward_pre_hook(_pin, with_kwargs=True)
-            module.register_forward_hook(_restore, with_kwargs=True, always_call=True)
-
-
-def add_lora(model: nn.Module, settings: LoraSettings) -> peft.PeftModel:
-    """Wrap the open_clip model with LoRA on the named target set (weights init from the global torch RNG)."""
-    config = peft.LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                             target_modules=target_regex(settings.targets))
-    try:
-        adapted = peft.get_peft_model(model, config)
-    except ValueError as exc:
-        raise UserError(f"target set {settings.targets!r} matches no module: {str(exc).splitlines()[0]}") from None
-    keep_base_exact(adapted)
-    return adapted
-
-
-def dead_lora_tensors(detector: Detector, image_size: int) -> list[str]:
-    """LoRA tensors that one backward pass does not reach (grad None), without touching any RNG stream."""
-    device = next(detector.parameters()).device
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        images = torch.randn(2, 3, image_size, image_size, device=device)
-        detector.zero_grad(set_to_none=True)
-        detector(images).square().sum().backward()
-    dead = [name for name, p in detector.lora_tensors().items() if p.grad is None]
-    detector.zero_grad(set_to_none=True)
-    return dead
-
-
-def check_gradients(detector: Detector, image_size: int, targets: str) -> None:
-    dead = dead_lora_tensors(detector, image_size)
-    if dead:
-        raise UserError(f"target set {targets!r}: {len(dead)} of {len(detector.lora_tensors())} LoRA tensors never "
-                        f"get a gradient (e.g. {dead[0]}): the forward pass does not call them "
-                        "(nn.MultiheadAttention never calls out_proj.forward; target the attn module itself)")
 
 
 @contextlib.contextmanager
@@ -278,23 +254,32 @@ def seeded_torch_rng(seed: int, device: torch.device) -> Iterator[None]:
 
 
 def build_detector(loaded: LoadedModel, settings: LoraSettings) -> Detector:
-    """LoRA + head on the loaded model, initialised from `settings.seed`, targets proven to receive gradients."""
+    """The method + head on the loaded model, initialised from `settings.seed`, its tensors proven to receive
+    gradients."""
+    method = METHODS.get(settings.method)
+    tower_size = sum(p.numel() for p in loaded.model.visual.parameters())
+    loaded.model.requires_grad_(False)
     with seeded_torch_rng(settings.seed, torch.device("cpu")):  # peft and nn.Linear initialise on the CPU
         head = LORA_HEADS.get(settings.head)(loaded, settings)
-        adapted = add_lora(loaded.model, settings)
-    detector = Detector(adapted, head).to(loaded.device)
-    check_gradients(detector, loaded.image_size, settings.targets)
+        adapted = method.attach(loaded.model, settings)
+    detector = Detector(method, adapted, head, settings, tower_size).to(loaded.device)
+    method.check_attached(detector, loaded.image_size, settings)
     return detector
 
 
-def parameter_counts(detector: Detector) -> dict[str, int]:
-    """Trainable LoRA and head parameters, and all parameters of the model (frozen text tower included)."""
-    return {"lora": sum(p.numel() for p in detector.lora_tensors().values()),
+def parameter_counts(detector: Detector) -> dict[str, Any]:
+    """Trainable parameters of the method (under its name) and of the head, the image tower's parameters before the
+    method, the method's share of them in %, and all parameters of the model (frozen text tower included)."""
+    method = sum(p.numel() for p in detector.method_tensors().values())
+    return {detector.method.name: method,
             "head": sum(p.numel() for p in detector.head.parameters() if p.requires_grad),
+            "tower": detector.tower_size,
+            "method_share_of_tower": 100.0 * method / detector.tower_size,
             "total": sum(p.numel() for p in detector.parameters())}
 
 
-def describe_counts(counts: Mapping[str, int], targets: str) -> str:
-    share = 100.0 * counts["lora"] / counts["total"]
-    return (f"LoRA on {targets}: {counts['lora']:,} trainable parameters ({share:.2f} % of {counts['total']:,}); "
+def describe_counts(counts: Mapping[str, Any], detector: Detector) -> str:
+    method = counts[detector.method.name]
+    return (f"{detector.method.describe(detector.settings)}: {method:,} trainable parameters "
+            f"({counts['method_share_of_tower']:.3f} % of the image tower's {counts['tower']:,}); "
             f"head: {counts['head']:,}")

@@ -1,10 +1,13 @@
-"""The LoRA stage: fine-tune CLIP's image tower on a base cache's frames, select the epoch on validation, re-extract.
+"""The fine-tuning stage: adapt CLIP's image tower by a method (`--method`, lora/methods/) on a base cache's frames,
+select the epoch on validation, re-extract.
 
-Model, weights, image size, prompts and data root come from the base cache, so the two cannot drift. In --out:
-checkpoint.pt (every epoch; the same command resumes), adapter/ (peft format, best epoch), head.safetensors,
-lora.json, train_log.csv, scores.csv + scores.json (val and test rows, for evaluate.py) and merged.safetensors;
-beside the base cache, NAME-lora-<adapter hash>.h5: the merged model's embeddings, for the heads and the
-cross-manipulation matrix. The stage renders nothing: finetune_lora.py draws train_curve.png from train_log.csv.
+Model, weights, image size, prompts and data root come from the base cache, so the two cannot drift. In --out, the
+same for every method: checkpoint.pt (every epoch; the same command resumes), the method's change (best epoch:
+adapter/ for LoRA and DoRA, layernorm.safetensors, ...), head.safetensors, lora.json (method, settings, parameter
+counts), train_log.csv, scores.csv + scores.json (val and test rows, for evaluate.py) and merged.safetensors (the
+whole model under open_clip's names); beside the base cache, NAME-lora-<change hash>.h5: the merged model's
+embeddings, for the heads and the cross-manipulation matrix. The stage renders nothing: finetune_lora.py draws
+train_curve.png from train_log.csv.
 The run folder's file names are clipforensics.runs's, which readers (detect.py, the studies) open it through.
 """
 
@@ -39,18 +42,21 @@ from clipforensics.data.splitfile import TABLE_NAME, write_split_table
 from clipforensics.data.scores import write_scores
 from clipforensics.extract.models import LoadedModel, ModelSettings, resolve_device, resolve_precision
 from clipforensics.extract.run import ExtractSettings, extract, spread_rows
-from clipforensics.lora.checkpoint import (CHECKPOINT, refuse_other_checkpoint, resume_or_start, save_adapter,
+from clipforensics.lora.checkpoint import (CHECKPOINT, refuse_other_checkpoint, resume_or_start, save_change,
                                            save_checkpoint, save_head_tensors, save_merged)
 from clipforensics.lora.data import LabelledImages
 from clipforensics.lora.model import LoraSettings, check_settings, describe_counts, parameter_counts
-from clipforensics.lora.train import (LOG, TrainRun, TrainState, make_optimization, predict, training_precision,
-                                      train_epoch, validate, write_log)
-from clipforensics.lora.files import ADAPTER_DIR, CURVE, HEAD_FILE, RUN_FILE, sha256
+from clipforensics.lora.distributed import current_ranks, joined
+from clipforensics.lora.selection import SELECTIONS
+from clipforensics.lora.train import (LOG, TrainRun, TrainState, make_optimization, predict, start_training,
+                                      training_precision, train_epoch, validate, write_log)
+from clipforensics.lora.files import CURVE, HEAD_FILE, RUN_FILE, sha256
 from clipforensics.extract.tower import load_tower, model_settings
 
 MERGED = "merged.safetensors"
-OUTPUTS = (CHECKPOINT, LOG, ADAPTER_DIR, HEAD_FILE, RUN_FILE, CURVE, MERGED, "scores.csv", "scores.json", TABLE_NAME)
-"""Every entry the stage writes into --out (recorded before training, so --overwrite removes exactly these)."""
+OUTPUTS = (CHECKPOINT, LOG, HEAD_FILE, RUN_FILE, CURVE, MERGED, "scores.csv", "scores.json", TABLE_NAME)
+"""Every entry the stage writes into --out besides the method's change (recorded before training, so --overwrite
+removes exactly these)."""
 
 
 @dataclass
@@ -152,13 +158,14 @@ def load_elsewhere(base: Base, cross: CrossSettings | None, frames_per_video: in
 
 
 def prepare(settings: LoraSettings, protocol: ProtocolSettings,
-            cross: CrossSettings | None = None) -> tuple[TrainRun, Base, Splits, list[Elsewhere], OutputDir]:
+            cross: CrossSettings | None = None) -> tuple[TrainRun, Base, Splits, list[Elsewhere], OutputDir | None]:
     """Everything checked and loaded, cheapest checks first; returns the run, the base, the split rows, the
     other data sets to test on and the run folder."""
     check_settings(settings)
     base = Base.read(settings.base_cache)
     manifest_settings = base.manifest_settings(settings.data_root)
-    run_dir = claim_outputs(settings, base, manifest_settings.data_root, cross.test_cache if cross else ())
+    run_dir = (claim_outputs(settings, base, manifest_settings.data_root, cross.test_cache if cross else ())
+               if current_ranks().leader else None)  # torchrun: rank 0 alone writes the run folder
     check_data_root(base, manifest_settings)
     elsewhere = load_elsewhere(base, cross, protocol.frames_per_video)
     device = resolve_device(settings.device)
@@ -169,7 +176,8 @@ def prepare(settings: LoraSettings, protocol: ProtocolSettings,
     check_lora_overlap(base.attrs, splits.rows, str(base.cache.path))
     lora = without_execution_only(settings)  # a checkpoint resumes across where / how fast the run goes
     identity = {**run_identity(base.cache, protocol), "splits": splits.digest(), "lora": lora}
-    refuse_other_checkpoint(identity, run_dir, settings.overwrite)
+    if run_dir:
+        refuse_other_checkpoint(identity, run_dir, settings.overwrite)
     log_splits(splits)
     rows = splits.rows
     for other in elsewhere:
@@ -179,23 +187,26 @@ def prepare(settings: LoraSettings, protocol: ProtocolSettings,
     loaded = load_base_model(base, settings.device)
     run = TrainRun.build(loaded, settings, manifest_settings.data_root, train, val_rows=rows[rows["split"] == "val"],
                          identity=identity)
-    print(describe_counts(parameter_counts(run.detector), settings.targets), file=sys.stderr)
+    print(describe_counts(parameter_counts(run.detector), run.detector), file=sys.stderr)
     return run, base, splits, elsewhere, run_dir
 
 
-def train_epochs(run: TrainRun, run_dir: OutputDir) -> TrainState:
+def train_epochs(run: TrainRun, run_dir: OutputDir | None) -> TrainState:
     """Train (or resume) to the last epoch, validating and checkpointing after each; return the final state."""
     optim = make_optimization(run)
-    state = resume_or_start(run, optim, run_dir)
-    run_dir.own(*OUTPUTS)
+    state = start_training(run, optim, lambda: resume_or_start(run, optim, run_dir))
+    if run_dir:
+        run_dir.own(*OUTPUTS, Path(run.detector.method.change_file).parts[0])
     epochs = range(state.epoch + 1, run.settings.epochs + 1)
-    with tqdm(epochs, desc="LoRA", unit="epoch", dynamic_ncols=True, file=sys.stderr) as bar:
+    with tqdm(epochs, desc=run.detector.method.title, unit="epoch", dynamic_ncols=True, file=sys.stderr,
+              disable=not run.ranks.leader) as bar:
         bar.set_postfix(val_video_auc=f"{state.history[-1]['val_video_auc']:.3f}")
         for epoch in bar:
             row = {"epoch": epoch, **train_epoch(run, optim, epoch), **validate(run)}
-            state.record(row, run.detector)
-            save_checkpoint(run, optim, state)
-            write_log(run.out / LOG, state.history)
+            state.record(row, run.detector, run.settings.select)
+            if run.ranks.leader:
+                save_checkpoint(run, optim, state)
+                write_log(run.out / LOG, state.history)
             bar.set_postfix(loss=f"{row['loss']:.4f}", val_video_auc=f"{row['val_video_auc']:.3f}",
                             best=state.best_epoch)
     return state
@@ -211,7 +222,8 @@ def write_scores_table(run: TrainRun, base: Base, rows: pd.DataFrame, state: Tra
     table = scores_with_tests(scored, probs, dataset_name(base.cache.path), [other.test for other in elsewhere],
                               lambda test: predict(run, LabelledImages.of(roots[test.name], test.rows)))
     meta = {**run_identity(base.cache, protocol), "scorer": "lora", "name": run.out.name, "head": run.settings.head,
-            "data_root": str(run.data_root), "best_epoch": state.best_epoch, "selected_on": "val video AUC",
+            "data_root": str(run.data_root), "best_epoch": state.best_epoch,
+            "selected_on": SELECTIONS.get(run.settings.select).description,
             "package_version": __version__}
     if elsewhere:
         meta["test_sets"] = [other.test.record() for other in elsewhere]
@@ -249,14 +261,14 @@ def reextract(run: TrainRun, base: Base, merged: Path, adapter_sha: str, provena
 
 def write_outputs(run: TrainRun, base: Base, splits: Splits, state: TrainState,
                   protocol: ProtocolSettings, elsewhere: list[Elsewhere] = ()) -> dict[str, Any]:
-    """Everything of the best epoch: scores, splits.csv, adapter, head, log, merged weights, new cache,
+    """Everything of the best epoch: scores, splits.csv, the method's change, head, log, merged weights, new cache,
     lora.json."""
     s, out, rows = run.settings, run.out, splits.rows
     write_split_table(out, splits.table())
     counts = parameter_counts(run.detector)
     run.detector.load_trainable_state(state.best)
     write_scores_table(run, base, rows, state, protocol, elsewhere)
-    adapter_sha = sha256(save_adapter(run.detector, out / ADAPTER_DIR))
+    adapter_sha = sha256(save_change(run.detector, out))
     save_head_tensors(run.detector.head, out / HEAD_FILE, head_meta(s))
     write_log(out / LOG, state.history)
     merged = save_merged(run.detector, out / MERGED)
@@ -269,12 +281,13 @@ def write_outputs(run: TrainRun, base: Base, splits: Splits, state: TrainState,
                     for other in elsewhere} if s.extract else {}
     summary = {"base": {"cache": str(base.cache.path.resolve()), **base.cache.identity(),
                         "weights_kind": base.attrs.get("weights_kind"), "data_root": base.attrs.get("data_root")},
-               "protocol": to_dict(protocol), "settings": to_dict(s), "data_root": str(run.data_root),
+               "method": s.method, "protocol": to_dict(protocol), "settings": to_dict(s),
+               "data_root": str(run.data_root),
                "parameters": counts, "best_epoch": state.best_epoch, "best": state.best_row,
                "untrained": state.history[0], "adapter_sha": adapter_sha, "merged": str(merged),
                "lora_cache": str(cache.resolve()) if cache else None,  # readers may run from another folder
                "test_sets": [other.test.record() for other in elsewhere], "test_set_caches": other_caches,
-               "training_seconds": sum(row["seconds"] for row in state.history),
+               "training_seconds": sum(row["seconds"] for row in state.history), "world_size": run.ranks.world,
                "versions": {"clipforensics": __version__, "torch": torch.__version__, "peft": peft.__version__,
                             "open_clip": open_clip.__version__}}
     write_json(out / RUN_FILE, summary)
@@ -282,9 +295,11 @@ def write_outputs(run: TrainRun, base: Base, splits: Splits, state: TrainState,
 
 
 def finetune(settings: LoraSettings, protocol: ProtocolSettings, cross: CrossSettings | None = None) -> dict[str, Any]:
-    run, base, splits, elsewhere, run_dir = prepare(settings, protocol, cross)
-    state = train_epochs(run, run_dir)
-    return write_outputs(run, base, splits, state, protocol, elsewhere)
+    with joined(settings.device) as ranks:  # torchrun: every rank trains, rank 0 alone writes
+        settings = dataclasses.replace(settings, device=ranks.device)
+        run, base, splits, elsewhere, run_dir = prepare(settings, protocol, cross)
+        state = train_epochs(run, run_dir)
+        return ranks.leader_alone(lambda: write_outputs(run, base, splits, state, protocol, elsewhere))
 
 
 def summary_text(summary: dict[str, Any]) -> str:

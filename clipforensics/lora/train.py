@@ -3,6 +3,11 @@
 Everything random in epoch e is drawn from generators seeded by (seed, e) (see `lora.data`). A run killed after
 epoch k and started again therefore continues exactly as the uninterrupted run would have: the checkpoint holds
 the trainable tensors, optimizer, scheduler, gradient scaler, history and best epoch, and needs no RNG state.
+
+Under torchrun (`lora.distributed`) the ranks train one DistributedDataParallel model, each on its share of every
+global batch; the order, each image's augmentation (seeded by its position in the epoch) and the batches are the
+same for every number of processes, so N processes train the run one process would (to float rounding). Rank 0
+starts or resumes the run and hands its state to the others.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
@@ -29,9 +35,10 @@ from clipforensics.data.scores import make_scores
 from clipforensics.measure.metrics import frame_video_auc
 from clipforensics.extract.models import DTYPES, LoadedModel, resolve_precision
 from clipforensics.extract.reader import ImageFiles, collate_images
-from clipforensics.lora.data import (LabelledImages, TrainImages, augmentations, epoch_order, epoch_seed,
-                                     make_loader)
+from clipforensics.lora.data import LabelledImages, TrainImages, augmentations, epoch_seed, make_loader, training_order
+from clipforensics.lora.distributed import Ranks, current_ranks
 from clipforensics.lora.model import Detector, LoraSettings, build_detector, seeded_torch_rng
+from clipforensics.lora.selection import SELECTIONS
 
 LOG = "train_log.csv"
 LOG_COLUMNS = ("epoch", "loss", "val_frame_auc", "val_video_auc", "seconds", "images_per_s", "data_wait_share",
@@ -63,6 +70,9 @@ class TrainRun:
     precision: str
     identity: dict[str, Any]
     out: Path
+    ranks: Ranks
+    model: nn.Module
+    """What training calls: the detector, under DistributedDataParallel on torchrun's ranks."""
 
     @classmethod
     def build(cls, loaded: LoadedModel, settings: LoraSettings, data_root: str | Path, train_rows: pd.DataFrame,
@@ -72,12 +82,13 @@ class TrainRun:
         `identity` is what a checkpoint in `settings.out` must match to be resumed; without `val_rows` the run
         can train but not validate (benchmarks).
         """
-        root = Path(data_root)
-        return cls(detector=build_detector(loaded, settings), preprocess=loaded.preprocess,
-                   image_size=loaded.image_size, data_root=root, train=LabelledImages.of(root, train_rows),
+        root, ranks = Path(data_root), current_ranks()
+        detector = build_detector(loaded, settings)
+        return cls(detector=detector, preprocess=loaded.preprocess, image_size=loaded.image_size, data_root=root,
+                   train=LabelledImages.of(root, train_rows, sources=settings.pair_batches),
                    val_rows=val_rows if val_rows is not None else train_rows.iloc[:0], settings=settings,
                    device=loaded.device, precision=training_precision(settings.amp, loaded.device),
-                   identity=identity or {}, out=Path(settings.out))
+                   identity=identity or {}, out=Path(settings.out), ranks=ranks, model=ranks.wrap(detector))
 
     def autocast(self) -> torch.autocast:
         """Mixed precision of training: fp32 master weights, matmuls in the run's precision (CUDA only)."""
@@ -129,13 +140,16 @@ def make_optimization(run: TrainRun) -> Optimization:
                         torch.amp.GradScaler(run.device.type, enabled=run.precision == "fp16"))
 
 
-def train_step(run: TrainRun, optim: Optimization, images: torch.Tensor, labels: torch.Tensor) -> float:
+def train_step(run: TrainRun, optim: Optimization, images: torch.Tensor, labels: torch.Tensor,
+               weight: float = 1.0) -> float:
+    """One optimizer step on this process's images; returns their mean loss. `weight` scales the loss that is
+    differentiated: a rank's share of the global batch (`Ranks.batch_shares`), 1 in one process."""
     images = images.to(run.device, non_blocking=True)
     labels = labels.to(run.device, non_blocking=True)
     with run.autocast():
-        logits = run.detector(images)
-    loss = F.cross_entropy(logits.float(), labels)
-    optim.scaler.scale(loss).backward()
+        logits = run.model(images)
+    loss = F.cross_entropy(logits.float(), labels) + run.detector.extra_loss(labels)
+    optim.scaler.scale(loss * weight).backward()
     if run.settings.clip_grad > 0:
         optim.scaler.unscale_(optim.optimizer)
         torch.nn.utils.clip_grad_norm_(optim.params, run.settings.clip_grad)
@@ -162,25 +176,29 @@ def train_epoch(run: TrainRun, optim: Optimization, epoch: int, max_steps: int |
     Returns the mean loss, seconds, images/s, the share of time spent waiting on the DataLoader and the learning
     rate at the epoch's first step.
     """
-    s = run.settings
+    s, ranks = run.settings, run.ranks
     seed = epoch_seed(s.seed, epoch)
-    order = epoch_order(run.train.labels, s.seed, epoch)
+    order = training_order(run.train, s, epoch)
+    shares = ranks.batch_shares(len(order), s.batch_size)
     loader = run.loader(TrainImages(run.train, order, run.preprocess, augmentations(s), s.seed, epoch),
+                        batch_sampler=[share.positions for share in shares],
                         generator=torch.Generator().manual_seed(seed))
     run.detector.train()
     lr = optim.scheduler.get_last_lr()[0]
     loss_sum, images, waited = 0.0, 0, 0.0
     start = time.perf_counter()
     bar = tqdm(total=len(order), desc=f"epoch {epoch}/{s.epochs}", unit="img", leave=False, dynamic_ncols=True,
-               file=sys.stderr)
-    with seeded_torch_rng(seed, run.device), bar:
+               file=sys.stderr, disable=not ranks.leader)
+    with seeded_torch_rng(seed if ranks.leader else epoch_seed(s.seed, epoch, ranks.shard.rank), run.device), bar:
         for step, ((batch, labels), wait) in enumerate(_timed(iter(loader))):
-            loss = train_step(run, optim, batch, labels)
-            loss_sum, images, waited = loss_sum + loss * len(labels), images + len(labels), waited + wait
+            share = shares[step]
+            loss = train_step(run, optim, batch, labels, share.weight)
+            loss_sum, images, waited = loss_sum + loss * share.count, images + share.count, waited + wait
             bar.set_postfix(loss=f"{loss:.4f}")
-            bar.update(len(labels))
+            bar.update(len(share.positions) * ranks.world)
             if max_steps is not None and step + 1 >= max_steps:
                 break
+    loss_sum, images = ranks.total(loss_sum, images)
     seconds = time.perf_counter() - start
     return {"loss": loss_sum / images, "seconds": seconds, "images_per_s": images / seconds,
             "data_wait_share": waited / seconds, "lr": lr}
@@ -212,24 +230,20 @@ def validate(run: TrainRun) -> dict[str, float]:
     return auc_metrics(run.val_rows, predict(run, LabelledImages.of(run.data_root, run.val_rows)), "val")
 
 
-def selection_key(row: dict[str, Any]) -> tuple[float, float]:
-    """Best epoch: highest val video AUC, then val frame AUC; the earlier epoch wins ties."""
-    return row["val_video_auc"], row["val_frame_auc"]
-
-
 @dataclass
 class TrainState:
-    """Where training stands: last finished epoch, one history row per epoch (0 = untrained), the best epoch."""
+    """Where training stands: last finished epoch, one history row per epoch (0 = untrained), the chosen epoch
+    (`best`: by the `--select` rule, on validation or the last)."""
 
     epoch: int
     history: list[dict[str, Any]]
     best_epoch: int
     best: dict[str, torch.Tensor]
 
-    def record(self, row: dict[str, Any], detector: Detector) -> None:
+    def record(self, row: dict[str, Any], detector: Detector, select: str = "val") -> None:
         self.history.append(row)
         self.epoch = row["epoch"]
-        if selection_key(row) > selection_key(self.best_row):
+        if SELECTIONS.get(select).replaces(row, self.best_row):
             self.best_epoch, self.best = self.epoch, detector.trainable_state()
 
     @property
@@ -242,6 +256,31 @@ def untrained_state(run: TrainRun) -> TrainState:
     row = {"epoch": 0, "loss": float("nan"), **validate(run), "seconds": 0.0, "images_per_s": float("nan"),
            "data_wait_share": float("nan"), "lr": 0.0}
     return TrainState(0, [row], 0, run.detector.trainable_state())
+
+
+def _on_cpu(value: Any) -> Any:
+    """`value` with every tensor inside its dicts, lists and tuples moved to the CPU (to send it to other ranks)."""
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {key: _on_cpu(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_on_cpu(item) for item in value)
+    return value
+
+
+def start_training(run: TrainRun, optim: Optimization, start: Callable[[], TrainState]) -> TrainState:
+    """`start` (start or resume the run) on rank 0, which alone reads and clears the run folder; the other ranks
+    take its trainable tensors, optimizer state and training state."""
+    if not run.ranks.torchrun:
+        return start()
+    state = start() if run.ranks.leader else None
+    sent = (run.detector.trainable_state(), _on_cpu(optim.state_dict()), state) if run.ranks.leader else None
+    trainable, optim_state, state = run.ranks.broadcast(sent)
+    if not run.ranks.leader:
+        run.detector.load_trainable_state(trainable)
+        optim.load_state_dict(optim_state)
+    return state
 
 
 def write_log(path: Path, history: list[dict[str, Any]]) -> None:

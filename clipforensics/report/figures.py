@@ -14,6 +14,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.colors import TwoSlopeNorm
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -36,10 +37,14 @@ def new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def save_figure(fig: Figure, out_png: Path) -> Path:
+def save_figure(fig: Figure, out_png: Path, svg: bool = False) -> Path:
+    """The PNG at `out_png`, and with `svg` the same figure as vector graphics beside it (same stem, .svg)."""
     out_png = Path(out_png)
     with atomic_path(out_png, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
+    if svg:
+        with atomic_path(out_png.with_suffix(".svg"), suffix=".svg") as tmp:
+            fig.savefig(tmp, format="svg", bbox_inches="tight")
     fig.clear()
     return out_png
 
@@ -53,8 +58,10 @@ def _level_table(run: RunResult, level: str, video_agg: str) -> pd.DataFrame:
     return metrics.video_scores(run.scores, video_agg)
 
 
-def plot_roc(runs: list[RunResult], out_png: Path, level: str = "frame", video_agg: str = "mean") -> Path:
-    """Overlaid ROC curves, AUC and EER in the legend, EER points marked, to compare scorers directly."""
+def plot_roc(runs: list[RunResult], out_png: Path, level: str = "frame", video_agg: str = "mean",
+             svg: bool = False) -> Path:
+    """Overlaid ROC curves, AUC and EER in the legend (beside the axes, never over the curves), EER points
+    marked, to compare scorers directly."""
     if not runs:
         raise UserError("ROC plot: no runs")
     if level not in DECISION_LEVELS:
@@ -74,7 +81,7 @@ def plot_roc(runs: list[RunResult], out_png: Path, level: str = "frame", video_a
     handles, labels = ax.get_legend_handles_labels()
     handles.append(Line2D([], [], marker="o", linestyle="", color="white", markeredgecolor="black"))
     labels.append("EER point")
-    ax.legend(handles, labels, loc="lower right", fontsize=8)
+    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False)
     what = "frames" if level == "frame" else f"videos, {video_agg} of frame scores"
     ax.set_title(f"ROC on the test split ({what})")
     ax.set_xlabel("false positive rate (real flagged as fake)")
@@ -83,7 +90,7 @@ def plot_roc(runs: list[RunResult], out_png: Path, level: str = "frame", video_a
     ax.set_ylim(0, 1.01)
     ax.set_aspect("equal")
     ax.grid(alpha=0.3)
-    return save_figure(fig, out_png)
+    return save_figure(fig, out_png, svg)
 
 
 # ---------------------------------------------------------------------------- confusion
@@ -105,7 +112,7 @@ def _confusion_panel(ax: Axes, counts: dict, title: str) -> None:
                  fontsize=10)
 
 
-def plot_confusion(run: RunResult, out_png: Path) -> Path:
+def plot_confusion(run: RunResult, out_png: Path, svg: bool = False) -> Path:
     """Frame and video decisions at the validation threshold, side by side, to show which errors dominate."""
     check_scores_table(run.scores, f"confusion of {run.name}")
     agg = run.video_agg
@@ -117,7 +124,7 @@ def plot_confusion(run: RunResult, out_png: Path) -> Path:
     _confusion_panel(left, frame, f"frames (n={len(run.scores)})")
     _confusion_panel(right, video, f"videos, {agg} score (n={len(videos)})")
     fig.suptitle(f"{run.name}: fake iff score ≥ {run.threshold:.4g}")
-    return save_figure(fig, out_png)
+    return save_figure(fig, out_png, svg)
 
 
 # ---------------------------------------------------------------------------- train x test matrix
@@ -169,33 +176,34 @@ def matrix_marks(matrix: pd.DataFrame, wide: pd.DataFrame) -> list[list[bool]]:
     return [[(r, c) in inside for c in wide.columns] for r in wide.index]
 
 
-def plot_matrix(matrix: pd.DataFrame, out_png: Path, value: str = "frame_auc") -> Path:
-    """Generalisation heatmap (training sources x test sets) from a long table; in-domain cells outlined."""
+def plot_matrix(matrix: pd.DataFrame, out_png: Path, value: str = "frame_auc", svg: bool = False) -> Path:
+    """Generalisation heatmap (training sources x test sets) from a long table, on a diverging scale centred on
+    chance (0.5: white; blue above, red below, so a below-chance cell is not hidden); in-domain cells outlined."""
     wide = matrix_grid(matrix, value)
     data = wide.to_numpy(dtype=float)
     n_rows, n_cols = data.shape
     fig = new_figure(1.15 * n_cols + 2.8, 0.75 * n_rows + 2.0)
     ax = fig.add_subplot()
-    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
-    image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, vmin=0.5, vmax=1.0, aspect="auto")
+    cmap = matplotlib.colormaps["RdBu"].with_extremes(bad="lightgrey")
+    image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, norm=TwoSlopeNorm(0.5, 0.0, 1.0), aspect="auto")
     notes = matrix_notes(matrix, wide)
     marks = matrix_marks(matrix, wide)
     for (i, j), v in np.ndenumerate(data):
         text = "n/a" if np.isnan(v) else f"{v:.3f}"
         note = notes[i][j]
         ax.text(j, i, f"{text}\n{note}" if note else text, ha="center", va="center", fontsize=7 if note else 9,
-                color="black" if np.isnan(v) or v >= 0.8 else "white")
+                color="black" if np.isnan(v) or abs(v - 0.5) < 0.3 else "white")
         if note:
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", edgecolor="lightgrey",
                                    linewidth=0))
         if marks[i][j]:
-            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2.5))
     ax.set_xticks(range(n_cols), wide.columns, rotation=30, ha="right")
     ax.set_yticks(range(n_rows), wide.index)
     several = "dataset" in matrix.columns and matrix["dataset"].nunique() > 1
     ax.set_xlabel("test manipulation or data set" if several else "test manipulation")
     ax.set_ylabel("training source" if several else "train manipulation")
     pretty = value.replace("_", " ").replace("auc", "AUC")
-    ax.set_title(f"{pretty}: trained on rows, tested on columns (red: in-domain)")
-    fig.colorbar(image, ax=ax, label=pretty)
-    return save_figure(fig, out_png)
+    ax.set_title(f"{pretty}: trained on rows, tested on columns (outlined: in-domain)")
+    fig.colorbar(image, ax=ax, label=f"{pretty} (0.5 = chance)")
+    return save_figure(fig, out_png, svg)

@@ -1,8 +1,9 @@
 """Analyses made by other commands, folded into one report (`evaluate.py ... --include DIR`).
 
-A layer sweep (`fit_heads.py --layer-sweep`, a run folder holding layer_sweep.json) and a robustness
-evaluation (`evaluate.py robustness`, a folder holding robustness.json) each wrote their numbers once; the
-report reads those JSON files, never recomputes them, and puts each under its own key in metrics.json and as
+A layer sweep (`fit_heads.py --layer-sweep`, a run folder holding layer_sweep.json), a robustness
+evaluation (`evaluate.py robustness`, a folder holding robustness.json) and a generalisation matrix
+(`evaluate.py matrix`, a folder holding matrix.json and matrix.csv) each wrote their numbers once; the
+report reads those files, never recomputes them, and puts each under its own key in metrics.json and as
 a table and a figure in report.html, so one page holds every result of a study.
 """
 
@@ -13,11 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import pandas as pd
+
 from clipforensics.core.errors import UserError
 from clipforensics.core.io import read_json_object
 from clipforensics.core.registry import Registry
 from clipforensics.report.errors import safe_name
 from clipforensics.report.layers import plot_sweep, sweep_report_table
+from clipforensics.report.matrix import matrix_table, plot_included_matrix
 from clipforensics.report.robustness import plot_robustness, robustness_table
 from clipforensics.report.tables import Table
 
@@ -31,15 +35,33 @@ class Analysis:
     caption: str
     table: Callable[[list[dict[str, Any]]], Table]
     figure: Callable[[list[dict[str, Any]], Path], Path]
+    load: Callable[[Path, dict[str, Any]], Any] | None = None
+    """Where the rows are when not in the marker JSON under `rows` (the matrix's are in matrix.csv)."""
+    title: str = ""
+
+    def read_rows(self, folder: Path, record: dict[str, Any]) -> Any:
+        return self.load(folder, record) if self.load else record.get(self.rows)
+
+
+def _matrix_rows(folder: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
+    """matrix.csv as records (the cells and their intervals; matrix.json holds the settings)."""
+    path = folder / "matrix.csv"
+    if not path.is_file():
+        raise UserError(f"--include {folder}: matrix.json without matrix.csv (an unfinished matrix run?)")
+    table = pd.read_csv(path)
+    return table.astype(object).where(table.notna(), None).to_dict("records")
 
 
 ANALYSES: Registry[Analysis] = Registry("analysis")
 ANALYSES.register("layer_sweep", Analysis(
     "layer_sweep.json", "rows", "video AUC per stored layer (val picks, test beside it)",
-    sweep_report_table, plot_sweep))
+    sweep_report_table, lambda rows, png: plot_sweep(rows, png, svg=True), title="Layer sweep"))
 ANALYSES.register("robustness", Analysis(
     "robustness.json", "robustness", "AUC vs perturbation severity, per perturbation kind (95% CI)",
-    robustness_table, plot_robustness))
+    robustness_table, lambda rows, png: plot_robustness(rows, png, svg=True), title="Robustness"))
+ANALYSES.register("matrix", Analysis(
+    "matrix.json", "matrix.csv", "video AUC, trained on rows, tested on columns (diverging scale, 0.5 = chance)",
+    matrix_table, plot_included_matrix, load=_matrix_rows, title="Generalisation matrix"))
 
 UNREADABLE_ROWS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
 """What a row of the wrong shape raises while its table or figure is drawn (a damaged or foreign JSON)."""
@@ -58,6 +80,7 @@ class Included:
     kind: str
     folder: Path
     record: dict[str, Any]
+    rows: list[dict[str, Any]]
 
     @property
     def figure(self) -> str:
@@ -72,14 +95,14 @@ def read_included(folders: tuple[str, ...] | list[str]) -> list[Included]:
         kind = next((name for name in ANALYSES.names() if (folder / ANALYSES.get(name).marker).is_file()), None)
         if kind is None:
             markers = " or ".join(ANALYSES.get(name).marker for name in ANALYSES.names())
-            raise UserError(f"--include {folder}: not a folder holding {markers} (a fit_heads.py --layer-sweep run "
-                            "or an evaluate.py robustness report)")
+            raise UserError(f"--include {folder}: not a folder holding {markers} (a fit_heads.py --layer-sweep run, "
+                            "an evaluate.py robustness report or an evaluate.py matrix folder)")
         analysis = ANALYSES.get(kind)
         record = read_json_object(folder / analysis.marker, f"--include takes the {kind} as its command wrote it")
-        rows = record.get(analysis.rows)
+        rows = analysis.read_rows(folder, record)
         if not isinstance(rows, list) or not rows:
             raise UserError(f"--include {folder}: {analysis.marker} holds no rows")
-        item = Included(kind, folder, record)
+        item = Included(kind, folder, record, rows)
         try:
             ANALYSES.get(kind).table(rows)  # drawn again in the report; here so a bad file is refused before it
         except UNREADABLE_ROWS as exc:
@@ -91,17 +114,31 @@ def read_included(folders: tuple[str, ...] | list[str]) -> list[Included]:
     return found
 
 
-def fold_in(included: list[Included], metrics: dict[str, Any], out: Path) -> tuple[list[Table], list[tuple[str, Path]]]:
-    """Each analysis into `metrics` (key = its kind, then its folder) and as a table and a figure drawn in `out`."""
-    tables, images = [], []
+@dataclass(frozen=True)
+class Folded:
+    """One analysis as drawn for the report: its kind, section title, table (note says where it came from),
+    figure."""
+
+    kind: str
+    title: str
+    table: Table
+    caption: str
+    figure: Path
+
+
+def fold_in(included: list[Included], metrics: dict[str, Any], out: Path) -> list[Folded]:
+    """Each analysis into `metrics` (key = its kind, then its folder; rows read from a file other than the marker
+    added under that file's name) and as a table and a figure drawn in `out`."""
+    folded = []
     for item in included:
         analysis = ANALYSES.get(item.kind)
-        metrics.setdefault(item.kind, {})[str(item.folder)] = item.record
-        rows = item.record[analysis.rows]
+        metrics.setdefault(item.kind, {})[str(item.folder)] = (
+            {**item.record, analysis.rows: item.rows} if analysis.load else item.record)
         try:
-            table, png = analysis.table(rows), analysis.figure(rows, out / item.figure)
+            table, png = analysis.table(item.rows), analysis.figure(item.rows, out / item.figure)
         except UNREADABLE_ROWS as exc:
             raise _rows_error(item, exc) from None
-        tables.append(dataclasses.replace(table, note=f"From {item.folder}. {table.note}".strip()))
-        images.append((f"{analysis.caption}: {item.folder}", png))
-    return tables, images
+        folded.append(Folded(item.kind, f"{analysis.title}: {item.folder.name}",
+                             dataclasses.replace(table, note=f"From {item.folder}. {table.note}".strip()),
+                             f"{analysis.caption}: {item.folder}", png))
+    return folded

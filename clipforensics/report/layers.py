@@ -12,7 +12,7 @@ import pandas as pd
 
 from clipforensics.core.io import write_text
 from clipforensics.report.figures import new_figure, save_figure
-from clipforensics.report.tables import Table, frame_table, to_markdown
+from clipforensics.report.tables import Table, ci_cell, frame_table, to_markdown
 
 
 def sweep_table(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -23,8 +23,7 @@ def sweep_table(records: list[dict[str, Any]]) -> pd.DataFrame:
         row: dict[str, Any] = {"layer": r["layer"], "head": r["head"], "val video AUC": r["val_video_auc"],
                                "picked by val": "yes" if i == best else ""}
         for test_set, m in sorted(r["test"].items(), key=lambda item: (item[0] != "all", item[0])):
-            lo, hi = m["video_auc_ci"]
-            row[f"{test_set} video AUC"] = f"{m['video_auc']:.3f} [{lo:.2f}, {hi:.2f}]"
+            row[f"{test_set} video AUC"] = ci_cell(f"{m['video_auc']:.3f}", m.get("video_auc_ci"))
             row[f"{test_set} frame AUC"] = m["frame_auc"]
         rows.append(row)
     return pd.DataFrame(rows)
@@ -39,7 +38,7 @@ def sweep_report_table(records: list[dict[str, Any]]) -> Table:
     return dataclasses.replace(frame_table(sweep_table(records)), note=SWEEP_NOTE)
 
 
-def plot_sweep(records: list[dict[str, Any]], out_png: Path) -> Path:
+def plot_sweep(records: list[dict[str, Any]], out_png: Path, svg: bool = False) -> Path:
     """Video AUC per layer, one panel per head: validation (which picks, dashed) and each test set with its
     interval, the picked layer marked."""
     heads = list(dict.fromkeys(r["head"] for r in records))
@@ -52,15 +51,17 @@ def plot_sweep(records: list[dict[str, Any]], out_png: Path) -> Path:
         ax.plot(x, [r["val_video_auc"] for r in mine], "k--o", label="val video AUC (picks)")
         for test_set in mine[0]["test"]:
             auc = np.array([r["test"][test_set]["video_auc"] for r in mine])
-            ci = np.array([r["test"][test_set]["video_auc_ci"] for r in mine])
             line, = ax.plot(x, auc, marker="o", label=f"test {test_set}")
-            ax.fill_between(x, ci[:, 0], ci[:, 1], color=line.get_color(), alpha=0.12)
+            cis = [r["test"][test_set].get("video_auc_ci") for r in mine]
+            if all(cis):  # none with --bootstrap 0
+                ci = np.array(cis)
+                ax.fill_between(x, ci[:, 0], ci[:, 1], color=line.get_color(), alpha=0.12)
         if best["head"] == head:
             ax.axvline([r["layer"] for r in mine].index(best["layer"]), color="grey", linestyle=":")
         ax.set_xticks(x, [r["layer"] for r in mine])
         ax.set(xlabel="block (final = projected embedding)", ylabel="video AUC", title=head, ylim=(0, 1.02))
         ax.legend(fontsize=7, loc="lower right")
-    return save_figure(fig, out_png)
+    return save_figure(fig, out_png, svg)
 
 
 def write_sweep_report(out: Path, records: list[dict[str, Any]]) -> str:

@@ -3,8 +3,10 @@
     python -m clipforensics.report.reading reports/NAME/metrics.json [--runs logreg,NAME-lora]
 
 Everything is computed from metrics.json: which manipulations a run trained on comes from the protocol
-recorded with its scores, the numbers and their 95% intervals from the evaluator. A verdict says only
-what the interval supports: above chance when the whole interval is above 0.5, and a drop only when
+recorded with its scores, what its backbone was tuned on from the cache record in the provenance (a LoRA
+cache) or from the scorer itself (a LoRA run), the numbers and their 95% intervals from the evaluator. A
+manipulation the backbone was tuned on is never called unseen, whatever the head trained on. A verdict says
+only what the interval supports: above chance when the whole interval is above 0.5, and a drop only when
 the in-domain interval lies entirely above the unseen one.
 """
 
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from clipforensics.core.errors import UserError, cli_entry
+from clipforensics.data.provenance import TunedTower
 
 CHANCE = 0.5
 
@@ -50,23 +53,96 @@ def _per_manipulation(run: dict[str, Any]) -> dict[str, Any]:
     return {tested[0]: run["test"]} if len(tested) == 1 else {}
 
 
-def read_run(name: str, run: dict[str, Any], level: str = "video") -> list[str]:
-    """Lines for one run: each in-domain and unseen manipulation with its verdict, then the drop."""
-    trained = list((run.get("source", {}).get("protocol") or {}).get("train_fakes") or [])
+BACKBONE_SEEN = "backbone-seen"
+"""The kind of a manipulation the head did not train on but its backbone was tuned on: never 'unseen'."""
+
+
+def _trained(run: dict[str, Any]) -> list[str]:
+    return list((run.get("source", {}).get("protocol") or {}).get("train_fakes") or [])
+
+
+def run_tower(name: str, run: dict[str, Any], caches: dict[str, dict[str, Any]]) -> TunedTower | None:
+    """What the tower behind one result was tuned on, as its test data set sees it: a LoRA scorer's own training,
+    else its cache's record (None: a base backbone). A result on another data set (`run@other`) is on the tuned
+    data set only where the run's own cache was not (then it may be)."""
+    source = run.get("source") or {}
+    if source.get("scorer") == "lora":
+        tower = TunedTower(tuple(_trained(run)), str(source.get("name") or name))
+    else:
+        tower = TunedTower.from_record((caches.get(str(source.get("cache"))) or {}).get("tuned_on"))
+    if tower is None or not on_other_data_set(name, run):
+        return tower
+    return TunedTower(tower.manipulations, tower.run, False if tower.here else None)
+
+
+def on_other_data_set(name: str, run: dict[str, Any]) -> bool:
+    """Whether a result is a run's test on another data set (`run@other`, named in its test sets)."""
+    others = {str(t.get("name")) for t in (run.get("source") or {}).get("test_sets") or ()}
+    return "@" in name and name.rsplit("@", 1)[1] in others
+
+
+def beyond_training(tower: TunedTower | None, trained: list[str]) -> bool:
+    """Whether the tower may have seen more of this data set than the head trained on (a LoRA scorer's own
+    tuning, or a head fitted on what the tower was tuned on, is not)."""
+    return tower is not None and not (tower.here is True and set(tower.manipulations) <= set(trained))
+
+
+def run_towers(metrics: dict[str, Any]) -> dict[str, TunedTower]:
+    """Result name -> its tuned tower, for every result whose backbone may have seen more than its head trained on
+    (the reading and the results table say so)."""
+    caches = {str(c.get("path")): c for c in (metrics.get("provenance") or {}).get("caches") or ()}
+    runs = metrics.get("runs") or {}
+    towers = {name: run_tower(name, run, caches) for name, run in runs.items()}
+    return {name: tower for name, tower in towers.items()
+            if beyond_training(tower, [] if on_other_data_set(name, runs[name]) else _trained(runs[name]))}
+
+
+def _kind(manipulation: str, trained: list[str], tower: TunedTower | None) -> str:
+    if manipulation in trained:
+        return "in-domain"
+    return BACKBONE_SEEN if tower is not None and tower.saw(manipulation) else "unseen"
+
+
+def result_cells(name: str, run: dict[str, Any], level: str = "video", tower: TunedTower | None = None
+                 ) -> dict[str, tuple[str, tuple[float, float | None, float | None]]]:
+    """Test manipulation -> (in-domain / backbone-seen / unseen, (AUC, low, high)) of one result: the one rule
+    the reading and the report's summary table both use ({} without a recorded training manipulation)."""
+    trained = _trained(run)
     per = _per_manipulation(run)
     if not trained or not per:
+        return {}
+    mine = [] if on_other_data_set(name, run) else trained
+    return {m: (_kind(m, mine, tower), _cell(metrics, level)) for m, metrics in per.items()}
+
+
+def _header(name: str, trained: list[str], tower: TunedTower | None, elsewhere: bool) -> str:
+    """The run and what it trained on; what its backbone was tuned on where that is more than the run's own."""
+    more = beyond_training(tower, [] if elsewhere else trained)
+    where = " of another data set" if elsewhere else ""
+    return f"{name} (trained on {', '.join(trained)}{where}{'; ' + tower.describe() if more else ''}):"
+
+
+def read_run(name: str, run: dict[str, Any], level: str = "video", tower: TunedTower | None = None) -> list[str]:
+    """Lines for one run: each in-domain, backbone-seen and unseen manipulation with its verdict, then the drop
+    (in-domain against unseen only)."""
+    found = result_cells(name, run, level, tower)
+    if not found:
         return [f"{name}: no per-manipulation results with a recorded training manipulation to read"]
-    cells = {m: _cell(metrics, level) for m, metrics in per.items()}
-    seen = [m for m in cells if m in trained]
-    unseen = [m for m in cells if m not in trained]
-    width = max(len(f"in-domain {m}") for m in cells)
-    lines = [f"{name} (trained on {', '.join(trained)}):"]
-    for kind, names in (("in-domain", seen), ("unseen", unseen)):
-        for m in names:
+    trained, elsewhere = _trained(run), on_other_data_set(name, run)
+    cells = {m: cell for m, (_, cell) in found.items()}
+    kinds = {m: kind for m, (kind, _) in found.items()}
+    width = max(len(f"{max(kind, 'in-domain', key=len)} {m}") for m, kind in kinds.items())
+    lines = [_header(name, trained, tower, elsewhere)]
+    for kind in ("in-domain", BACKBONE_SEEN, "unseen"):
+        for m in (m for m in cells if kinds[m] == kind):
             auc, lo, hi = cells[m]
             lines.append(f"  {f'{kind} {m}':<{width}}  {_fmt(auc, lo, hi):<18}  {chance_verdict(lo, hi)}")
+    seen = [m for m in cells if kinds[m] == "in-domain"]
+    unseen = [m for m in cells if kinds[m] == "unseen"]
     if seen and unseen:
         lines.append("  " + drop_sentence(cells, seen, unseen))
+    if any(kind == BACKBONE_SEEN for kind in kinds.values()):
+        lines.append(f"  {BACKBONE_SEEN}: {tower.describe()}, so those cells are not unseen manipulations")
     return lines
 
 
@@ -97,10 +173,32 @@ def reading(metrics: dict[str, Any], runs: Sequence[str] = (), level: str = "vid
     missing = [n for n in names if n not in available]
     if missing:
         raise UserError(f"no run(s) {', '.join(missing)} in the metrics; available: {', '.join(available)}")
+    towers = run_towers(metrics)
     lines = [f"Reading the table ({level} AUC, 95% bootstrap interval over videos; chance = {CHANCE}):"]
     for name in names:
-        lines += read_run(name, available[name], level)
+        lines += read_run(name, available[name], level, towers.get(name))
     return lines
+
+
+def short_line(name: str, run: dict[str, Any], level: str = "video", tower: TunedTower | None = None) -> str:
+    """One line for one result, for the top of the report: in-domain against unseen and what the intervals
+    say; the overall AUC and its chance verdict where there is no such split."""
+    found = result_cells(name, run, level, tower)
+    cells = {m: cell for m, (_, cell) in found.items()}
+    seen = [m for m, (kind, _) in found.items() if kind == "in-domain"]
+    unseen = [m for m, (kind, _) in found.items() if kind == "unseen"]
+    if seen and unseen:
+        skipped = sum(kind == BACKBONE_SEEN for kind, _ in found.values())
+        note = f" ({skipped} backbone-seen left out)" if skipped else ""
+        return f"{name}: {drop_sentence(cells, seen, unseen)}{note}"
+    auc, lo, hi = _cell(run["test"], level)
+    return f"{name}: {_fmt(auc, lo, hi)} over all test fakes, {chance_verdict(lo, hi)} (no in-domain/unseen split)"
+
+
+def short_reading(metrics: dict[str, Any], level: str = "video") -> list[str]:
+    """One line per result (the full reading, per manipulation, is `reading`)."""
+    towers = run_towers(metrics)
+    return [short_line(name, run, level, towers.get(name)) for name, run in (metrics.get("runs") or {}).items()]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -48,7 +48,8 @@ def panel_points(rows: list[dict[str, Any]], kind: str) -> tuple[list[str], dict
                                                           for run, p in points.items()}
 
 
-def plot_robustness(rows: list[dict[str, Any]], out_png: Path, level: str = "video") -> Path:
+def plot_robustness(rows: list[dict[str, Any]], out_png: Path, level: str = "video",
+                    svg: bool = False) -> Path:
     """One panel per perturbation kind: AUC against severity (clean at the left), one curve per run."""
     kinds = list(dict.fromkeys(r["kind"] for r in rows if r["kind"] != CLEAN))
     fig = new_figure(3.6 * max(1, len(kinds)), 3.6)
@@ -67,4 +68,4 @@ def plot_robustness(rows: list[dict[str, Any]], out_png: Path, level: str = "vid
     axes[0].set_ylabel(f"{level} AUC")
     axes[0].legend(fontsize=7, loc="lower left")
     fig.suptitle(f"{level} AUC vs perturbation severity (95% CI)")
-    return save_figure(fig, out_png)
+    return save_figure(fig, out_png, svg)

@@ -10,16 +10,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from html import escape
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import pandas as pd
 
 from clipforensics.core.errors import UserError
+from clipforensics.data.provenance import TunedTower
 from clipforensics.measure.metrics import FEW_VIDEOS
 from clipforensics.measure.result import RunResult
 from clipforensics.measure.specs import LEVELS, MetricSpec, specs
 
 SUB_ROW = "↳ "
+BACKBONE_SAW = "backbone saw"
+"""Marks a test-set cell whose manipulation the scorer's tower was tuned on: not an unseen manipulation."""
 DECISION_LEVELS = ("frame", "video")
 DECISION_COLUMNS = ("acc", "F1", "bal. acc")
 
@@ -98,11 +101,20 @@ def _result_cells(run_cell: str, test_set: str, result: dict, decision_level: st
     )
 
 
-def _run_results(run: RunResult) -> Iterator[tuple[str, str, dict]]:
-    """(run cell, test set, metrics): the overall result, then all reals against each test manipulation."""
-    yield run.name, "all", run.metrics
+def _run_results(run: RunResult, tower: TunedTower | None = None) -> Iterator[tuple[str, str, dict]]:
+    """(run cell, test set, metrics): the overall result, then all reals against each test manipulation; a cell
+    the tower was tuned on (the overall one when it holds such a manipulation) says so."""
+    saw = [m for m in run.per_manipulation if tower is not None and tower.saw(m)]
+    mark = f" ({BACKBONE_SAW} {', '.join(saw)})" if saw else ""
+    yield run.name, f"all{mark}", run.metrics
     for manip, result in run.per_manipulation.items():
-        yield "", f"{SUB_ROW}{manip}", result
+        yield "", f"{SUB_ROW}{manip}" + (f" ({BACKBONE_SAW})" if manip in saw else ""), result
+
+
+def tower_items(runs: list[RunResult], towers: Mapping[str, TunedTower]) -> tuple[str, ...]:
+    """One line per run whose tower was tuned beyond what the run trained on: what, and that it is not unseen."""
+    return tuple(f"{one_line(run.name)}: {one_line(towers[run.name].describe())}; cells marked '{BACKBONE_SAW}' "
+                 "are not unseen manipulations" for run in runs if run.name in towers)
 
 
 def _small_class_warning(counts: list[tuple[int, int]]) -> str:
@@ -115,22 +127,25 @@ def _small_class_warning(counts: list[tuple[int, int]]) -> str:
             f"in a class (fewest: {fewest}); intervals are wide.")
 
 
-def results_table(runs: list[RunResult], decision_level: str = "frame") -> Table:
+def results_table(runs: list[RunResult], decision_level: str = "frame",
+                  towers: Mapping[str, TunedTower] | None = None) -> Table:
     """One table for all runs, so scorers compare at a glance; thresholds and warnings under it.
 
     acc / F1 / bal. acc are at each run's threshold, on frames (default) or videos (`decision_level`).
+    `towers` (run name -> tuned tower, report.reading.run_towers) marks the cells a run's backbone was tuned on.
     """
+    towers = towers or {}
     if not runs:
         raise UserError("report: no runs to tabulate")
     if decision_level not in DECISION_LEVELS:
         raise UserError(f"decision_level must be 'frame' or 'video', got {decision_level!r}")
     rows, counts = [], []
     for run in runs:
-        for run_cell, test_set, result in _run_results(run):
+        for run_cell, test_set, result in _run_results(run, towers.get(run.name)):
             rows.append(Row(_result_cells(run_cell, test_set, result, decision_level), sub=not run_cell))
             counts.append((int(result["video"].get("n_real", 0)), int(result["video"].get("n_fake", 0))))
     items = tuple(f"{one_line(run.name)}: threshold {run.threshold:.4g} ({one_line(run.threshold_note)}); "
-                  f"video score = {run.video_agg} of frame scores" for run in runs)
+                  f"video score = {run.video_agg} of frame scores" for run in runs) + tower_items(runs, towers)
     columns = result_columns()
     return Table(columns=columns, right=(False, False) + (True,) * (len(columns) - 2),
                  rows=tuple(rows), items=items, warning=_small_class_warning(counts),

@@ -16,7 +16,7 @@ from clipforensics.runs.base import Run, RunKind, missing_files
 from clipforensics.data.scores import SCORES
 from clipforensics.lora.files import HEAD_FILE, RUN_FILE
 from clipforensics.runs.head import HeadKind
-from clipforensics.runs.tuned import LORA, TowerKind
+from clipforensics.runs.tuned import TowerKind
 
 RUN_KINDS: Registry[RunKind] = Registry("run kind")
 RUN_KINDS.register("head", HeadKind(
@@ -26,7 +26,7 @@ RUN_KINDS.register("head", HeadKind(
 RUN_KINDS.register("lora", TowerKind(
     "LoRA run", RUN_FILE, (RUN_FILE, HEAD_FILE, SCORES), "adapter_sha", "rerun finetune_lora.py with the same settings",
     "train the LoRA run on a base cache extracted with --perturb (its re-extracted cache keeps the same copies)",
-    nested=False, base_title="base cache", method=LORA))
+    nested=False, base_title="base cache"))
 
 
 def _kind_of(folder: Path) -> str | None:

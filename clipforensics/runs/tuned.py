@@ -1,10 +1,9 @@
 """The fine-tuned-tower kind of run folder (finetune_lora.py): an image tower changed by a fine-tuning method,
 a head on its embeddings, and the cache the changed tower re-extracted.
 
-What differs between fine-tuning methods is only how the saved change is put back on the base model
-(`TowerMethod.merge`) and how the run's settings are read: a new method is a `TowerMethod` and one
-`RUN_KINDS.register` line in kinds.py (or the LoRA kind itself, when it saves a peft adapter the same way).
-peft and the LoRA modules are imported inside the functions: a head run never needs them.
+The record names its method (`method`; records older than the methods are LoRA's), and the tower is rebuilt
+through that method's `load` and `merge` (clipforensics.lora.methods.METHODS): a new method needs nothing here.
+The fine-tuning modules are imported inside the functions: a head run never needs them (nor peft).
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,52 +20,48 @@ from clipforensics.core.errors import UserError
 from clipforensics.data.cache import FeatureCache
 from clipforensics.extract.models import LoadedModel
 from clipforensics.runs.base import Run, RunKind, Scorer
-from clipforensics.lora.files import ADAPTER_DIR, ADAPTER_FILE, HEAD_FILE, sha256
+from clipforensics.lora.files import HEAD_FILE, sha256
 from clipforensics.extract.tower import check_weights, load_tower, loaded_with
 
 
-@dataclass(frozen=True)
-class TowerMethod:
-    """A fine-tuning method as a reader needs it: the file whose sha256 the run records, how the saved change
-    goes back on a freshly loaded base model, and the autocast precision its training (and scoring) used."""
-
-    title: str
-    change: str  # the saved change, relative to the run folder; its sha256 is the record's adapter_sha
-    merge: Callable[[nn.Module, Path], nn.Module]
-    precision: Callable[[dict[str, Any], torch.device], str]
-
-
-def merge_peft_adapter(model: nn.Module, run: Path) -> nn.Module:
-    """A peft adapter (adapter/) merged into the base model's weights."""
-    from clipforensics.lora.checkpoint import load_adapter
-    try:
-        return load_adapter(model, run / ADAPTER_DIR).merge_and_unload()
-    except (ValueError, RuntimeError, KeyError) as exc:
-        raise UserError(f"cannot load the adapter of {run} ({str(exc).splitlines()[0]})") from None
-
-
-def lora_precision(settings: dict[str, Any], device: torch.device) -> str:
-    """The precision the run scored its frames in, as its training autocast resolves on this device (the setting
-    itself where it cannot, e.g. --amp fp16 on a CPU: the caller says what to do)."""
+def run_settings(run: Run) -> Any:
+    """The run's LoraSettings, as recorded (fields added since read as their defaults)."""
     from clipforensics.core.settings import from_dict
     from clipforensics.lora.model import LoraSettings
+    return from_dict(LoraSettings, run.record.get("settings") or {})
+
+
+def run_method(run: Run) -> Any:
+    """The fine-tuning method the record names (LoRA for records that predate the choice)."""
+    from clipforensics.lora.methods import METHODS
+    return METHODS.get(str(run.record.get("method") or run_settings(run).method))
+
+
+def merge_change(run: Run, model: nn.Module) -> nn.Module:
+    """The run's saved change put back on a freshly loaded base model and merged into its weights."""
+    method = run_method(run)
+    try:
+        return method.merge(method.load(model.requires_grad_(False), run.folder, run_settings(run)))
+    except (ValueError, RuntimeError, KeyError) as exc:
+        raise UserError(f"cannot load the {method.title} change of {run.folder} "
+                        f"({str(exc).splitlines()[0]})") from None
+
+
+def tower_precision(run: Run, device: torch.device) -> str:
+    """The precision the run scored its frames in, as its training autocast resolves on this device (the setting
+    itself where it cannot, e.g. --amp fp16 on a CPU: the caller says what to do)."""
     from clipforensics.lora.train import training_precision
-    amp = from_dict(LoraSettings, settings).amp
+    amp = run_settings(run).amp
     try:
         return training_precision(amp, device)
     except UserError:
         return amp
 
 
-LORA = TowerMethod("LoRA", f"{ADAPTER_DIR}/{ADAPTER_FILE}", merge_peft_adapter, lora_precision)
-
-
 @dataclass(frozen=True)
 class TowerKind(RunKind):
-    """The record names its base cache (`base`), its settings, the sha256 of its saved change (`adapter_sha`) and
-    the cache its merged tower re-extracted (`lora_cache`); head.safetensors is its head."""
-
-    method: TowerMethod = LORA
+    """The record names its base cache (`base`), its method and settings, the sha256 of its saved change
+    (`adapter_sha`) and the cache its merged tower re-extracted (`lora_cache`); head.safetensors is its head."""
 
     def base(self, run: Run) -> tuple[str | None, dict[str, Any]]:
         base = run.record.get("base") or {}
@@ -95,10 +90,10 @@ class TowerKind(RunKind):
                             f"{str(cache.attrs.get('adapter_sha'))[:16]} != {str(sha)[:16]})")
 
     def precision(self, run: Run, attrs: dict[str, Any], device: torch.device) -> str:
-        return self.method.precision(run.record.get("settings") or {}, device)
+        return tower_precision(run, device)
 
     def tower(self, run: Run, attrs: dict[str, Any], device: str, precision: str) -> LoadedModel:
-        change = run.folder / self.method.change
+        change = run.folder / run_method(run).change_file
         if not change.is_file():
             raise UserError(f"cannot rebuild {run.folder}: its adapter {change} is missing")
         if sha256(change) != run.record.get("adapter_sha"):
@@ -106,8 +101,8 @@ class TowerKind(RunKind):
                             f"(sha256 differs from {str(run.record.get('adapter_sha'))[:16]})")
         check_weights(attrs, run.folder)
         base = load_tower(attrs, device, "fp32", str(run.folder))
-        return loaded_with(base, self.method.merge(base.model, run.folder), precision)
+        return loaded_with(base, merge_change(run, base.model), precision)
 
     def notes(self, run: Run) -> list[str]:
-        return [f"{self.method.title} best epoch {run.record.get('best_epoch')}, adapter sha256 "
+        return [f"{run_method(run).title} best epoch {run.record.get('best_epoch')}, adapter sha256 "
                 f"{str(run.record['adapter_sha'])[:16]}"]

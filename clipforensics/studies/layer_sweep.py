@@ -77,12 +77,16 @@ def measure_scores(name: str, scores: pd.DataFrame, measure: MeasureSettings) ->
 
 def fit_layer(layer: str, view: FeatureCache, rows: pd.DataFrame, names: list[str],
               measure: MeasureSettings) -> list[dict[str, Any]]:
-    """One record per head fitted on this layer's features: its scores table measured by the evaluator."""
+    """One record per head fitted on this layer's features: its scores table measured by the evaluator.
+
+    The layer's rows are read from the cache here (data/stored.py), the training rows dropped before the scored
+    ones are read: one layer's rows in memory at a time, not the block-token stack."""
     train, val = features(view, rows, "train"), features(view, rows, "val")
+    results = [fit_head(name, {}, train, val) for name in names]
+    del train, val
     scored, X = scored_rows(view, rows)
     records = []
-    for name in names:
-        result = fit_head(name, {}, train, val)
+    for name, result in zip(names, results):
         scores = make_scores(scored, result.head.predict_proba(X))
         measured = measure_scores(f"{name} on layer {layer}", scores, measure)
         records.append({"layer": layer, "head": name, "fit_seconds": result.seconds, **measured})

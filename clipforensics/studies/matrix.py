@@ -9,6 +9,12 @@ set, the same in every row (a data set's official test list, or all of it; a tra
 protocol test split). Each row's head scores a scores table, which goes through the same evaluator as
 `evaluate.py`, so every cell gets its frame and video AUC with bootstrap intervals; cells a row's head
 was trained on the same data for are marked in-domain (the diagonal). One head per row, seconds each.
+
+Per-data-set AUC hides score shifts between data sets: a head whose real scores on one set sit above its
+fake scores on another fails once both arrive together. So every row tested on several data sets also gets
+its Cross-AUC (`cross_auc.csv`, and `cross_auc` in matrix.json): the test reals of each data set against the
+test fakes of each (the diagonal is the data set's own AUC), and one AUC over all its test sets pooled,
+each from the same evaluator with video-level bootstrap intervals.
 """
 
 from __future__ import annotations
@@ -29,15 +35,16 @@ from clipforensics.data.cache import FeatureCache, read_cache
 from clipforensics.data.crossdata import (CrossSettings, TestSet, check_disjoint, check_same_features,
                                           dataset_name, load_test_sets, scores_with_tests)
 from clipforensics.data.protocol import ProtocolSettings, Splits, make_splits
-from clipforensics.data.provenance import LoraProvenance, check_lora_overlap
+from clipforensics.data.provenance import backbone_note, check_lora_overlap, tuned_tower
 from clipforensics.data.splitfile import TABLE_NAME, union_split_table, write_split_table
 from clipforensics.data.scores import write_scores
 from clipforensics.evaluate.evaluation import MeasureSettings, check_measure, evaluate_run, split_datasets
+from clipforensics.measure.metrics import evaluate_split
 from clipforensics.measure.result import RunResult
 from clipforensics.measure.specs import summary_values
 from clipforensics.heads.features import features, scored_rows
 from clipforensics.heads.heads import fit_head, resolve_heads
-from clipforensics.report.matrix import write_matrix_report
+from clipforensics.report.matrix import POOLED, write_matrix_report
 
 ALL_OTHERS = "all others"
 ALL_OF = "all of "
@@ -130,14 +137,6 @@ def score_row(source: Source, head: str, row: MatrixRow,
     return scores, splits.table()
 
 
-def backbone_note(provenance: LoraProvenance | None, row: MatrixRow) -> str:
-    """'backbone saw X' for a row trained on other manipulations than the LoRA run behind the cache: its
-    columns are not unseen manipulations for the features, whatever the head was fitted on."""
-    if provenance is None or row.source or set(row.train) == set(provenance.manipulations):
-        return ""
-    return f"backbone saw {', '.join(provenance.manipulations)}"
-
-
 def _metric_columns(result: dict[str, Any]) -> dict[str, Any]:
     """Every summary metric of the cell with its interval bounds (frame_auc, frame_auc_lo, frame_auc_hi, ...)."""
     columns: dict[str, Any] = {}
@@ -191,7 +190,39 @@ def _check_names(primary: str, manips: list[str], names: list[str]) -> None:
                         "or one of its manipulations; rename the cache so rows and columns stay apart")
 
 
-FILES = ("matrix.csv", "matrix.json", "matrix_frame_auc.png", "matrix_video_auc.png", "scores", "splits",
+CROSS_KEYS = ["train", "reals", "fakes"]
+"""The columns that name a Cross-AUC cell (its metrics follow)."""
+
+
+def _tagged(results: dict[str, RunResult]) -> dict[str, pd.DataFrame]:
+    """Each data set's test rows with its videos named `<data set>/<video>`, so two sets never share a video."""
+    return {name: result.scores.assign(video=name + "/" + result.scores["video"].astype(str))
+            for name, result in results.items()}
+
+
+def cross_auc(row: MatrixRow, results: dict[str, RunResult], measure: MeasureSettings) -> list[dict[str, Any]]:
+    """Reals of each test data set against fakes of each, then every test set pooled (one row with `reals` and
+    `fakes` both POOLED), at the row's validation threshold; none for a row tested on one data set only."""
+    if len(results) < 2:
+        return []
+    tests = _tagged(results)
+    kw = dict(threshold=next(iter(results.values())).threshold, video_agg=measure.video_agg,
+              n_boot=measure.bootstrap, seed=measure.seed)
+    parts = [(reals, fakes, pd.concat([tests[reals][tests[reals]["label"] == 0],
+                                       tests[fakes][tests[fakes]["label"] == 1]], ignore_index=True))
+             for reals in tests for fakes in tests]
+    parts.append((POOLED, POOLED, pd.concat(list(tests.values()), ignore_index=True)))
+    cells = []
+    for reals, fakes, table in parts:
+        if table["label"].nunique() < 2:
+            continue
+        result = evaluate_split(table, **kw)
+        cells.append({"train": row.label, "reals": reals, "fakes": fakes, **_metric_columns(result),
+                      "real_videos": result["video"]["n_real"], "fake_videos": result["video"]["n_fake"]})
+    return cells
+
+
+FILES = ("matrix.csv", "matrix.json", "cross_auc.csv", "matrix_frame_auc.png", "matrix_video_auc.png", "scores", "splits",
          TABLE_NAME)
 
 
@@ -228,16 +259,17 @@ def _columns(primary: Source, trainers: list[Source],
 
 
 def _measure_row(row: MatrixRow, source: Source, settings: MatrixSettings, columns: list[TestSet], out: Path,
-                 meta: dict[str, Any], primary: str) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+                 meta: dict[str, Any], primary: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], pd.DataFrame]:
     """The row's head fitted and its scores table written, then every cell from the shared evaluator; returns the
-    cells (without the backbone note) and the row's split table."""
+    cells (without the backbone note), its Cross-AUC cells and the row's split table."""
     scores, table = score_row(source, settings.head, row, columns)
     write_scores(out / "scores" / row.name, scores, {**meta, "name": row.name, "source": source.name,
                                                        "train_fakes": list(row.train), "test_fakes": list(row.tests)})
     results = {dataset or source.name: evaluate_run(name, part, settings)
                for name, dataset, part in split_datasets(row.name, scores)}
+    cross = cross_auc(row, results, settings)
     own = results.pop(source.name)
-    return row_cells(row, own, primary, results), table
+    return row_cells(row, own, primary, results), cross, table
 
 
 def cross_manipulation(settings: MatrixSettings, base: ProtocolSettings,
@@ -263,21 +295,25 @@ def cross_manipulation(settings: MatrixSettings, base: ProtocolSettings,
             "cache_identity": cache.identity(), "data_root": cache.attrs.get("data_root"),
             "test_sets": [column.record() for column in columns if column.name != primary.name],
             "package_version": __version__}
-    provenance = LoraProvenance.of(cache.attrs)
-    cells = []
+    tower = tuned_tower(settings.cache, cache.attrs)
+    cells, cross_cells = [], []
     rows = matrix_rows(list(primary.manipulations), primary.name, {t.name: t.manipulations for t in trainers})
     for row in tqdm(rows, desc="matrix", unit="fit", file=sys.stderr):
         source = sources[row.source or primary.name]
-        measured, table = _measure_row(row, source, settings, columns, out, meta, primary.name)
+        measured, crossed, table = _measure_row(row, source, settings, columns, out, meta, primary.name)
+        cross_cells += crossed
         tables[source.name].append(table)
-        note = backbone_note(provenance, row)
+        note = backbone_note(tower, row.train, row.source)
         cells += [{**cell, "backbone": note} for cell in measured]
-    matrix = pd.DataFrame(cells)
+    matrix, crossing = pd.DataFrame(cells), (pd.DataFrame(cross_cells) if cross_cells
+                                                     else pd.DataFrame(columns=CROSS_KEYS))
     write_csv(out / "matrix.csv", matrix)
+    write_csv(out / "cross_auc.csv", crossing)
     write_split_table(out, union_split_table(tables[primary.name]))
     for trainer in trainers:
         write_split_table(out / "splits" / trainer.name, union_split_table(tables[trainer.name]))
     write_json(out / "matrix.json", {"matrix": to_dict(settings), "protocol": to_dict(base), "other": to_dict(cross),
-                                     "cache_identity": cache.identity(), "test_sets": meta["test_sets"]})
-    print(write_matrix_report(matrix, out))
+                                     "cache_identity": cache.identity(), "test_sets": meta["test_sets"],
+                                     "cross_auc": cross_cells})
+    print(write_matrix_report(matrix, out, crossing))
     return matrix

@@ -23,6 +23,7 @@ import pandas as pd
 
 from clipforensics import __version__
 from clipforensics.core.errors import UserError
+from clipforensics.core.identity import claim
 from clipforensics.core.io import OutputDir, claim_output, write_csv, write_json, write_text
 from clipforensics.core.settings import option, to_dict
 from clipforensics.data.cache import FeatureCache, read_cache
@@ -42,6 +43,7 @@ from clipforensics.report.tables import to_markdown
 @dataclass
 class RobustnessSettings(MeasureSettings):
     out: str = option(None, "report folder", required=True, metavar="DIR")
+    overwrite: bool = option(False, "replace a robustness report of other runs in --out (the files it wrote)")
 
 
 @dataclass
@@ -122,12 +124,27 @@ def _load_cache(scorer: FittedScorer, cached: dict[str, FeatureCache]) -> Featur
     return cached[path]
 
 
+def claim_robustness(runs: list[str], settings: RobustnessSettings) -> OutputDir:
+    """The report folder: a report of other runs is refused, naming them, unless --overwrite (as evaluate.py's)."""
+    report = claim_output(settings.out, stage="robustness", inputs=[("run", run) for run in runs])
+    old = report.read_record("robustness.json")
+    if old is not None:
+        held = ", ".join(old.get("runs") or ()) or "no runs"
+        claim(old.get("inputs") or {}, run_inputs(runs), f"{report.path} (the robustness report of {held})",
+              overwrite=settings.overwrite, replace=lambda: None, made_with="other runs")
+    return report
+
+
+def run_inputs(runs: list[str]) -> dict[str, Any]:
+    return {"runs": sorted(str(Path(run).resolve()) for run in runs)}
+
+
 def robustness(runs: list[str], settings: RobustnessSettings) -> dict[str, Any]:
     """AUC of every fitted head on every perturbed copy of its cache, clean first, into robustness.* and a report."""
     if not runs:
         raise UserError("give run folders written by fit_heads.py (runs/NAME)")
     check_measure(settings)
-    report = claim_output(settings.out, stage="robustness", inputs=[("run", run) for run in runs])
+    report = claim_robustness(runs, settings)
     heads = find_scorers(runs)
     caches: dict[str, FeatureCache] = {}
     rows: list[dict[str, Any]] = []
@@ -143,21 +160,21 @@ def robustness(runs: list[str], settings: RobustnessSettings) -> dict[str, Any]:
                          "level": p.level if p else None, "severity": p.severity if p else None,
                          **summary_row(result.metrics),
                          "n_test_frames": frame["n"], "n_test_videos": frame["n_videos"]})
-    return write_robustness(rows, heads, caches, settings, report)
+    return write_robustness(rows, heads, caches, settings, report, run_inputs(runs))
 
 
 FILES = ("robustness.json", "robustness.csv", "robustness.md", "robustness.png", "report.html")
 
 
 def write_robustness(rows: list[dict[str, Any]], heads: list[FittedScorer], caches: dict[str, FeatureCache],
-                     settings: RobustnessSettings, report: OutputDir) -> dict[str, Any]:
+                     settings: RobustnessSettings, report: OutputDir, inputs: dict[str, Any]) -> dict[str, Any]:
     """The report files, replacing only the ones an earlier run of this command wrote in the folder."""
     report.clear()
     report.own(*FILES)
     out = report.path
     first = heads[0].meta
     prov = provenance([str(c.path) for c in caches.values()], first.get("protocol"), [h.scores for h in heads])
-    metrics = {"provenance": prov, "settings": to_dict(settings), "package_version": __version__,
+    metrics = {"provenance": prov, "settings": to_dict(settings), "package_version": __version__, "inputs": inputs,
                "robustness": rows, "runs": {h.name: {"source": h.meta} for h in heads}}
     write_json(out / "robustness.json", metrics)
     flat = pd.DataFrame([{key: json.dumps(value) if key.endswith("_ci") else value for key, value in r.items()}

@@ -26,7 +26,7 @@ from clipforensics.core.errors import UserError
 from clipforensics.core.io import OutputDir, claim_output, install_dir, remove_stale_temps, temp_sibling
 from clipforensics.core.registry import Registry
 from clipforensics.core.settings import option, split_csv
-from clipforensics.synthetic import celebdf
+from clipforensics.synthetic import celebdf, celebdfpp, df40, dfd
 from clipforensics.synthetic.manipulations import (DEFAULT_MANIPULATIONS, MANIPULATORS, SUPPORTED_MANIPULATIONS,
                                                    make_job, manipulate)
 from clipforensics.synthetic.scene import RNG_PAIRING, Video, add_noise, make_video, render
@@ -55,6 +55,9 @@ STYLES.register("ffpp", Style(
     real_folder=lambda s, target: f"{REAL_CLASS}/{s.video_id(target)}",
     fake_folder=lambda s, name, target, source: f"{name}/{s.video_id(target)}_{s.video_id(source)}"))
 STYLES.register("celebdf", Style(layout=celebdf.LAYOUT, writer=celebdf.write_celebdf))
+STYLES.register("celebdfpp", Style(layout=celebdfpp.LAYOUT, writer=celebdfpp.write_celebdfpp))
+STYLES.register("dfd", Style(layout=dfd.LAYOUT, real_folder=dfd.real_folder, fake_folder=dfd.fake_folder))
+STYLES.register("df40", Style(layout=df40.LAYOUT, real_folder=df40.real_folder, fake_folder=df40.fake_folder))
 DEFAULT_STYLE = "ffpp"
 
 

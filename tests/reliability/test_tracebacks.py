@@ -169,7 +169,8 @@ def test_read_only_outputs_are_refused_before_any_work(readonly, tiny_cache, syn
 def weights(tmp_path_factory):
     import torch
 
-    from clipforensics.extract.models import ModelSettings, load_model
+    from clipforensics.extract.encoders import load_model
+    from clipforensics.extract.models import ModelSettings
 
     folder = tmp_path_factory.mktemp("weights")
     good = folder / "good.pt"

@@ -10,7 +10,9 @@ import pandas as pd
 
 from clipforensics.core.errors import UserError
 from clipforensics.core.io import atomic_path
+from clipforensics.core.registry import unknown_name
 from clipforensics.data.layouts.base import LAYOUTS, FrameReader, Layout, VideoClasses, VideoReader
+from clipforensics.data.layouts.hints import root_hint
 from clipforensics.data.manifest import ManifestSettings
 
 AUTO = "auto"
@@ -48,12 +50,13 @@ def _choose(root: Path, name: str, pick: Pick, kind: str) -> Layout:
     """The layout named, or detected for `auto`; a name without this kind of reader is refused."""
     if name == AUTO:
         return _detect(root, pick)
-    choices = ", ".join(reader_names(pick))
+    names = reader_names(pick)
     if name not in LAYOUTS:
-        raise UserError(f"unknown layout {name!r}; choose from {choices}")
+        raise UserError(unknown_name("layout", name, [AUTO, *names], choices=", ".join(names)))
     layout = LAYOUTS.get(name)
     if pick(layout) is None:
-        raise UserError(f"layout {name!r} has no reader of {kind}; for a root of {kind} choose from {choices}")
+        raise UserError(f"layout {name!r} has no reader of {kind}; for a root of {kind} choose from "
+                        f"{', '.join(names)}")
     return layout
 
 
@@ -78,9 +81,20 @@ def _data_root(settings: ManifestSettings) -> Path:
 
 
 def scan(settings: ManifestSettings) -> pd.DataFrame:
-    """Every frame of the data root as a manifest (COLUMNS, plus `official_split` when the data set has one)."""
+    """Every frame of the data root as a manifest (COLUMNS, plus `official_split` when the data set has one).
+
+    A root that cannot be read gets a hint in the same line when it is the folder above a data root or holds
+    videos instead of frames (`hints.root_hint`)."""
     root = _data_root(settings)
-    return resolve(root, settings.layout).frames.scan(root, settings)
+    layout = resolve(root, settings.layout)
+    try:
+        return layout.frames.scan(root, settings)
+    except UserError as exc:
+        markers = [layout.frames.detect for layout in _ordered(frame_reader) if not layout.frames.fallback]
+        hint = root_hint(root, settings.real_classes, markers)
+        if hint is None:
+            raise
+        raise UserError(f"{exc}; {hint}") from None
 
 
 def video_files(root: Path, name: str, compression: str) -> tuple[Layout, VideoClasses]:
