@@ -76,3 +76,22 @@ def lock_held_elsewhere(path: Path) -> Iterator[None]:
     finally:
         proc.stdin.close()
         proc.wait()
+
+
+def kill_at_first_checkpoint(args: list[str], out: Path) -> None:
+    """Run `finetune_lora.py ARGS` and SIGKILL it as soon as its first checkpoint exists (a crash mid-run), before
+    the run is finished: what the resume tests start from."""
+    import signal
+    import time
+
+    import torch
+
+    cmd = [sys.executable, str(Path(__file__).resolve().parents[1] / "finetune_lora.py"), *args]
+    proc = subprocess.Popen(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "checkpoint.pt").exists() and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] < 3 and not (out / "lora.json").exists()

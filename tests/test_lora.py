@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +31,7 @@ from clipforensics.extract.models import ModelSettings
 from clipforensics.extract.prompts import PROMPT_SETS, PromptSet
 from clipforensics.data.scores import read_scores
 from clipforensics.synthetic.write import generate
-from conftest import TINY
+from conftest import TINY, kill_at_first_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 VISION = json.loads((models.CONFIG_DIR / "tiny-vit.json").read_text())["vision_cfg"]
@@ -311,16 +306,7 @@ def test_bad_base_cache_and_wrong_data_root_are_one_line_errors(strong_cache, sy
 @pytest.mark.slow
 def test_kill_9_then_the_same_command_resumes_to_the_same_result(finished_run, strong_cache, tmp_path):
     out = tmp_path / "killed"
-    cmd = [sys.executable, str(ROOT / "finetune_lora.py"), "--base-cache", str(strong_cache), "--out", str(out),
-           *FAST, "--no-extract"]
-    proc = subprocess.Popen(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / "checkpoint.pt").exists() and proc.poll() is None:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] < 3 and not (out / "lora.json").exists()
+    kill_at_first_checkpoint(["--base-cache", str(strong_cache), "--out", str(out), *FAST, "--no-extract"], out)
     assert finetune(strong_cache, out, "--no-extract") == 0
     assert run_summary(out)["best"]["val_video_auc"] == run_summary(finished_run)["best"]["val_video_auc"]
     resumed, reference = (load_file(str(d / "adapter/adapter_model.safetensors")) for d in (out, finished_run))

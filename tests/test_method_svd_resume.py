@@ -4,11 +4,6 @@ where the resumed process's SVD would not round the same (another LAPACK, other 
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -18,9 +13,9 @@ import torch
 import finetune_lora
 from clipforensics.lora import stage
 from clipforensics.lora.methods.svd import Residual
+from conftest import kill_at_first_checkpoint
 from test_lora import strong_cache  # noqa: F401  (the module-scoped fixture: a learnable cache)
 
-ROOT = Path(__file__).resolve().parents[1]
 SVD = ["--method", "svd", "--rank", "2", "--epochs", "3", "--batch-size", "16", "--lr", "3e-3", "--workers", "0",
        "--no-extract"]
 METRICS = ["epoch", "loss", "val_frame_auc", "val_video_auc"]
@@ -81,14 +76,6 @@ def test_a_resume_restores_the_fixed_tensors_instead_of_recomputing_them(svd_run
 @pytest.mark.slow
 def test_an_svd_run_resumes_after_kill_9_to_the_same_result(svd_run, strong_cache, tmp_path):  # noqa: F811
     out = tmp_path / "killed"
-    cmd = [sys.executable, str(ROOT / "finetune_lora.py"), "--base-cache", str(strong_cache), "--out", str(out), *SVD]
-    proc = subprocess.Popen(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / "checkpoint.pt").exists() and proc.poll() is None:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] < 3 and not (out / "lora.json").exists()
+    kill_at_first_checkpoint(["--base-cache", str(strong_cache), "--out", str(out), *SVD], out)
     assert finetune(strong_cache, out) == 0
     assert_same_run(out, svd_run)

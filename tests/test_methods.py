@@ -6,12 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +30,9 @@ from clipforensics.lora import model as lora
 from clipforensics.lora.files import sha256
 from clipforensics.lora.methods import METHODS
 from clipforensics.lora.methods.layernorm import alignment, uniformity
+from conftest import kill_at_first_checkpoint
 from test_lora import strong_cache  # noqa: F401  (the module-scoped fixture: a learnable cache)
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIG = json.loads((models.CONFIG_DIR / "tiny-vit.json").read_text())
 VISION, EMBED = CONFIG["vision_cfg"], int(CONFIG["embed_dim"])
 TINY_MODEL = ModelSettings(model="tiny-vit", pretrained="none")
@@ -252,16 +247,7 @@ def test_a_layernorm_run_keeps_the_run_folder_contract(layernorm_run, strong_cac
 @pytest.mark.slow
 def test_a_layernorm_run_resumes_after_kill_9_to_the_same_result(layernorm_run, strong_cache, tmp_path):  # noqa: F811
     out = tmp_path / "killed"
-    cmd = [sys.executable, str(ROOT / "finetune_lora.py"), "--base-cache", str(strong_cache), "--out", str(out),
-           *LAYERNORM, "--no-extract"]
-    proc = subprocess.Popen(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / "checkpoint.pt").exists() and proc.poll() is None:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] < 3 and not (out / "lora.json").exists()
+    kill_at_first_checkpoint(["--base-cache", str(strong_cache), "--out", str(out), *LAYERNORM, "--no-extract"], out)
     assert finetune_lora.main(["--base-cache", str(strong_cache), "--out", str(out), *LAYERNORM, "--no-extract"]) == 0
     metrics = ["epoch", "loss", "val_frame_auc", "val_video_auc"]
     pd.testing.assert_frame_equal(pd.read_csv(out / "train_log.csv")[metrics],

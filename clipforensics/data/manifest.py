@@ -55,7 +55,7 @@ class ManifestSettings(DataSettings):
     classes: tuple[str, ...] = option((), "only these class folders (default: all; real folders are always kept)")
     layout: str = option("auto", "data set layout: auto (detected from the root's marker files) or a layout's name, "
                                  "e.g. ffpp, celebdf, dfdc, csv (one module each in clipforensics/data/layouts/; see "
-                                 "the README's data set layouts)", metavar="NAME")
+                                 "docs/cross-dataset.md)", metavar="NAME")
     labels: str | None = option(None, "label file of --layout csv (default: DATA_ROOT/labels.csv)", metavar="FILE")
 
     def __post_init__(self) -> None:

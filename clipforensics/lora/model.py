@@ -85,7 +85,8 @@ class LoraSettings(DeviceSettings):
     select: str = option("val", "which epoch is the result: val (best val video AUC, then frame AUC) or last",
                          choices=tuple(SELECTIONS), identity=True)
     pair_batches: bool = option(False, "put a real frame and a fake made from the same video in the same batch "
-                                       "(GenD's paired training)", identity=True)
+                                       "(batch-level pairing; GenD's code pairs videos in the training set, not "
+                                       "batches)", identity=True)
 
 
 class PromptHead(nn.Module):
