@@ -127,10 +127,12 @@ $(REPORT)-all/metrics.json: $(RUNDIR)/run.json $(LORADIR)/scores.csv $(REPORT)/m
 
 report: $(REPORT)-all/metrics.json  ## one report comparing the frozen heads with the LoRA run, the matrix folded in
 
+# The stages print their tables once (evaluate.py's only with --print: they are in the report); the demo ends with
+# the reading and where the report is.
 demo: $(REPORT)/matrix/matrix.csv $(REPORT)-all/metrics.json  ## data -> extract -> heads -> LoRA -> evaluate -> matrix
-	@echo "matrix heatmap: $(REPORT)/matrix/matrix_frame_auc.png (also in the report)"
 	@echo
 	@$(PY) -m clipforensics.report.reading $(REPORT)-all/metrics.json --runs $(READ)
+	@echo "report: $(REPORT)-all/report.html (matrix heatmap: $(REPORT)/matrix/matrix_frame_auc.png)"
 
 # Every block's class token in its own cache (the plain cache stays small), then a head per layer.
 cache/$(RUN)-layers.h5: $(DATA_DEP) .make/$(RUN).layers | $(STAMP)

@@ -29,7 +29,7 @@ def runs(tiny_cache, tmp_path_factory):
 def test_report_from_two_heads(runs, tmp_path, capsys):
     out = tmp_path / "report"
     files = [str(runs / "logreg" / "scores.csv"), str(runs / "zeroshot-v2" / "scores.csv")]
-    assert evaluate.main([*files, "--out", str(out), "--bootstrap", "200"]) == 0
+    assert evaluate.main([*files, "--out", str(out), "--bootstrap", "200", "--print"]) == 0
     printed = capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["runs"]) == {"logreg", "zeroshot-v2"}
@@ -192,3 +192,12 @@ def test_report_is_the_implicit_command():
     assert vars(implicit[1]) == vars(explicit[1]) and implicit[1].scores == ["a.csv"]
     command, ns = parse_command(evaluate.COMMANDS, "report", ["matrix", "--cache", "c.h5", "--out", "o"])
     assert command is evaluate.COMMANDS["matrix"] and (ns.cache, ns.bootstrap) == ("c.h5", 1000)
+
+
+def test_tables_printed_only_on_request(runs, tmp_path, capsys):
+    files = [str(runs / "logreg" / "scores.csv"), str(runs / "zeroshot-v2" / "scores.csv")]
+    assert evaluate.main([*files, "--out", str(tmp_path / "report"), "--bootstrap", "100"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [f"report: {tmp_path / 'report' / 'report.html'}"]
+    notes = [line for line in captured.err.splitlines() if "intervals are wide" in line]
+    assert len(notes) <= 2 and all("logreg, zeroshot-v2:" in line for line in notes)

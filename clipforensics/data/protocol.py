@@ -25,8 +25,8 @@ from clipforensics.core.settings import option
 from clipforensics.data.groups import video_groups, video_ids
 from clipforensics.data.manifest import OFFICIAL_SPLIT, video_table
 from clipforensics.data.official import official_group_splits
-from clipforensics.data.splitfile import (SPLITS, UNUSED, ListedSplits, load_split_file, read_split_file,
-                                          split_table)
+from clipforensics.data.splitfile import (SPLITS, UNUSED, ListedSplits, absent_note, load_split_file,
+                                          read_split_file, split_table)
 
 __all__ = ["ProtocolSettings", "Splits", "assign_splits", "check_splits", "load_split_file", "make_splits",
            "parse_real_split", "resolve_fakes", "split_summary", "split_table", "video_uniform"]
@@ -69,6 +69,7 @@ class Splits:
 
     rows: pd.DataFrame
     moves: list[Move]
+    absent: str = ""  # what a --split-file lists that the data does not hold (splitfile.absent_note)
 
     def table(self) -> pd.DataFrame:
         """One row per video: video, class, group, split (the content of `splits.csv`)."""
@@ -81,8 +82,9 @@ class Splits:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
     def notes(self) -> list[str]:
-        """One line per group moved, for the stage's log."""
-        return [f"protocol: group {m.group} moved from {m.source} to {m.target} ({m.reason})" for m in self.moves]
+        """One line per group moved, and what the split file lists that is absent, for the stage's log."""
+        return [f"protocol: group {m.group} moved from {m.source} to {m.target} ({m.reason})"
+                for m in self.moves] + ([self.absent] if self.absent else [])
 
 
 def video_uniform(key: str, seed: int) -> float:
@@ -255,7 +257,15 @@ def make_splits(manifest: pd.DataFrame, settings: ProtocolSettings) -> Splits:
     out["group"] = out["video"].map(by_video["group"]).astype(str)
     out = sample_frames(out, settings.frames_per_video)
     check_splits(out)
-    return Splits(out, moves)
+    return Splits(out, moves, _absent(listed, videos))
+
+
+def _absent(listed: ListedSplits | None, videos: pd.DataFrame) -> str:
+    """The note on names a split file lists that no video here has (by video name, or by id for FF++ lists)."""
+    if listed is None:
+        return ""
+    present = set(videos["video"]) if listed.by_video else {i for ids in video_ids(videos) for i in ids}
+    return absent_note(listed, present)
 
 
 def assign_splits(manifest: pd.DataFrame, settings: ProtocolSettings) -> pd.DataFrame:
@@ -301,8 +311,15 @@ def split_summary(df: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
-def log_splits(splits: Splits) -> None:
-    """What the protocol decided, on stderr: videos and frames per split, and any group it moved."""
-    print(split_summary(splits.rows).to_string(index=False), file=sys.stderr)
+def log_splits(splits: Splits, brief: bool = False) -> None:
+    """What the protocol decided, on stderr: videos and frames per split (`brief`: one line, for a stage whose
+    table another stage of the same protocol printed already), and any group it moved."""
+    table = split_summary(splits.rows)
+    if brief:
+        per_split = table.groupby("split", observed=True)[["videos", "frames"]].sum()
+        print("splits: " + ", ".join(f"{split} {row.videos} videos ({row.frames} frames)"
+                                     for split, row in per_split.iterrows()), file=sys.stderr)
+    else:
+        print(table.to_string(index=False), file=sys.stderr)
     for line in splits.notes():
         print(line, file=sys.stderr)

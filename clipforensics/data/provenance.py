@@ -17,8 +17,9 @@ import h5py
 import pandas as pd
 
 from clipforensics.core.errors import UserError
+from clipforensics.core.identity import differences
 from clipforensics.core.settings import to_dict
-from clipforensics.data.cache import FeatureCache
+from clipforensics.data.cache import IDENTITY_KEYS, FeatureCache, read_attrs
 from clipforensics.data.protocol import ProtocolSettings
 
 ATTR_PROTOCOL = "lora_protocol"
@@ -159,3 +160,21 @@ def run_identity(cache: FeatureCache, protocol: ProtocolSettings) -> dict[str, A
     """What a run folder is tied to: the cache's identity and the protocol."""
     return {"cache": str(cache.path.resolve()), "cache_identity": cache.identity(),
             "protocol": to_dict(protocol)}
+
+
+def check_recorded_cache(meta: Mapping[str, Any], what: str) -> None:
+    """Scores are reported under the identity of the cache named in their record: refuse them when that cache is
+    no longer the one they were made from (re-extracted with another seed or model since), naming every differing
+    field, rather than report old scores under the new cache's model and weights. A cache that is gone or cannot
+    be read is left to the report, which names it as missing."""
+    cache, recorded = meta.get("cache"), meta.get("cache_identity")
+    if not cache or not isinstance(recorded, Mapping) or not Path(str(cache)).is_file():
+        return
+    try:
+        attrs = read_attrs(str(cache))
+    except UserError:
+        return
+    diffs = differences(recorded, {k: attrs.get(k) for k in IDENTITY_KEYS}, keys=recorded.keys())
+    if diffs:
+        raise UserError(f"{what}: the cache {cache} is not the one these scores were made from (re-extracted "
+                        f"since?); differs in {'; '.join(diffs)}; rescore it on this cache, or restore the old cache")

@@ -18,6 +18,7 @@ import pandas as pd
 from clipforensics.core.io import write_csv, write_json
 from clipforensics.core.errors import UserError
 from clipforensics.data.manifest import KNOWN_MANIPULATIONS, video_of
+from clipforensics.data.provenance import check_recorded_cache
 
 SCORE_COLUMNS = ("path", "video", "manipulation", "label", "split", "score")
 DATASET = "dataset"
@@ -67,7 +68,8 @@ def read_settings(scores_path: str | Path) -> dict[str, Any]:
     """The settings saved beside a scores file ({} for an external file without them).
 
     Only a JSON object that a scorer of this tool wrote counts (it records a `scorer`); any other
-    same-stem JSON (another tool's, a user's notes) is not ours and is ignored.
+    same-stem JSON (another tool's, a user's notes) is not ours and is ignored. The cache it names must still be
+    the one it records (`cache_identity`): the report's provenance is read from that cache.
     """
     side = Path(scores_path).with_suffix(".json")
     if not side.is_file() or side == Path(scores_path):
@@ -76,7 +78,10 @@ def read_settings(scores_path: str | Path) -> dict[str, Any]:
         data = json.loads(side.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return data if isinstance(data, dict) and "scorer" in data else {}
+    if not isinstance(data, dict) or "scorer" not in data:
+        return {}
+    check_recorded_cache(data, str(side))
+    return data
 
 
 def _text_column(df: pd.DataFrame, column: str, path: Path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Iterable, NamedTuple
 
 import pandas as pd
 
@@ -115,6 +115,17 @@ def read_split_file(path: str) -> ListedSplits:
     if Path(path).suffix.lower() == ".csv":
         return ListedSplits(path, {}, read_split_table(path))
     return ListedSplits(path, load_split_file(path).ids, {})
+
+
+def absent_note(listed: ListedSplits, present: Iterable[str]) -> str:
+    """One line naming what a split file lists that the data does not hold ('' when it holds all): such entries
+    shrink the split silently otherwise. Worded as the note on Celeb-DF's test list (data.layouts.celebdf)."""
+    lookup, what = (listed.by_video, "videos") if listed.by_video else (listed.by_id, "ids")
+    absent = sorted(set(lookup) - set(present))
+    if not absent:
+        return ""
+    return (f"note: {len(absent)} of {len(lookup)} {what} in {listed.path} are not in the data (first: "
+            f"{', '.join(absent[:3])}): the split here uses the {len(lookup) - len(absent)} present")
 
 
 def split_table(rows: pd.DataFrame) -> pd.DataFrame:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, TextIO
 
 import numpy as np
 from torch.utils.data import DataLoader
-from tqdm import tqdm
+from clipforensics.core.progress import progress, say as say_line
 
 from clipforensics import __version__
 from clipforensics.core.errors import UserError
@@ -290,7 +290,7 @@ def detect(inputs: list[str], settings: DetectSettings) -> dict[str, Any]:
               "scores": "raw, uncalibrated: no probability of fake" if calibration is None else
               "raw scores, with calibrated probabilities of fake in 'calibrated'", "margin": "score - threshold",
               "calibration": calibration.record() if calibration else None, "package_version": __version__}
-    say = (lambda line: None) if settings.as_json else (lambda line: tqdm.write(line, file=sys.stdout))
+    say = (lambda line: None) if settings.as_json else say_line
     for line in [*header_lines(rebuilt, calibration), table_header(calibration is not None)]:
         say(line)
     counts = {"inputs": len(items), "scored": 0, "fake": 0, "failed": 0, "no face": 0}
@@ -298,8 +298,7 @@ def detect(inputs: list[str], settings: DetectSettings) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         writers = Writers(stack, owned.path, header, scoring.occlusion is not None, settings.sheets)
         stream = score_stream(_prepared(items, sampling, rebuilt, settings.workers), batcher)
-        bar = stack.enter_context(tqdm(total=len(items), unit="input", desc="detect", dynamic_ncols=True,
-                                       file=sys.stderr))
+        bar = stack.enter_context(progress(total=len(items), unit="input", desc="detect"))
         for index, scored in enumerate(stream):
             sheet = relevance = None
             if scored.score is not None:

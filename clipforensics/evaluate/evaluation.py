@@ -59,6 +59,8 @@ class EvaluateSettings(MeasureSettings, DataSettings):
     compare_to: str = option(None, "the run every other run is compared with (paired tests, Holm-adjusted p); "
                                    "default: the first run", metavar="NAME")
     all_pairs: bool = option(False, "compare every pair of runs instead (Holm over all pairs)")
+    print_tables: bool = option(False, "also print the metrics tables (they are in report.html and metrics.md)",
+                                flag="--print", execution_only=True)
 
 
 def _run_name(path: Path, settings: dict[str, Any], taken: set[str]) -> str:
@@ -137,14 +139,19 @@ def dataset_root(meta: dict[str, Any], dataset: str | None, given: str | None = 
     return given or meta.get("data_root")
 
 
-def print_notes(result: RunResult, has_val: bool) -> None:
-    """Say on stderr what weakens a result: a fixed threshold, classes too small for tight intervals."""
-    if not has_val:
-        print(f"warning: {result.name}: {result.threshold_note}", file=sys.stderr)
-    video = result.metrics["video"]
-    for cls, n in (("real", video["n_real"]), ("fake", video["n_fake"])):
-        if n < FEW_VIDEOS:
-            print(f"note: {result.name}: only {n} {cls} test videos: the 95% intervals are wide", file=sys.stderr)
+def print_notes(results: list[tuple[RunResult, bool]]) -> None:
+    """Say on stderr what weakens a result: a fixed threshold (per run), classes too small for tight intervals
+    (one line naming every run they weaken, not one per run). `results`: each run and whether it had a val split."""
+    small: dict[tuple[str, int], list[str]] = {}
+    for result, has_val in results:
+        if not has_val:
+            print(f"warning: {result.name}: {result.threshold_note}", file=sys.stderr)
+        video = result.metrics["video"]
+        for cls, n in (("real", video["n_real"]), ("fake", video["n_fake"])):
+            if n < FEW_VIDEOS:
+                small.setdefault((cls, n), []).append(result.name)
+    for (cls, n), names in small.items():
+        print(f"note: {', '.join(names)}: only {n} {cls} test videos: the 95% intervals are wide", file=sys.stderr)
 
 
 def _same_test_set(runs: list[tuple[str, pd.DataFrame, dict, str | None]]) -> None:
@@ -219,7 +226,7 @@ def evaluate(score_files: list[str], settings: EvaluateSettings) -> dict[str, An
     for name, df, meta, dataset in expanded:
         results.append(evaluate_run(name, df, settings, dataset_root(meta, dataset, settings.data_root)))
         results[-1].dataset = dataset
-        print_notes(results[-1], (df["split"] == "val").any())
+    print_notes([(result, (df["split"] == "val").any()) for result, (_, df, _, _) in zip(results, expanded)])
     return write_outputs(results, [(name, df, meta) for name, df, meta, _ in expanded], settings, report, included,
                          report_inputs(files, settings))
 
@@ -246,7 +253,8 @@ def write_outputs(results: list[RunResult], loaded: list, settings: EvaluateSett
     report_dir.refuse_taken(*owned_files(results, included))  # a user's file of one of these names is refused
     with staged_install(report_dir) as out:
         metrics, table = _write_report(results, loaded, settings, out, included, inputs)
-    print(table)
+    if settings.print_tables:
+        print(table)
     print(f"report: {report_dir.path / 'report.html'}")
     return metrics
 

@@ -6,6 +6,7 @@ changes process-wide settings beyond the call that needs them: torch's thread co
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
 import hashlib
 import json
@@ -194,11 +195,31 @@ def _remember(key: str, entry: dict[str, Any]) -> None:
         print(f"note: cannot remember the precision calibration in {path}: {exc.strerror}", file=sys.stderr)
 
 
+_CHOSEN_BY: contextvars.ContextVar[tuple[str, bool] | None] = contextvars.ContextVar("precision_chosen_by",
+                                                                                   default=None)
+
+
+@contextlib.contextmanager
+def precision_chosen_by(reason: str, say: bool = True) -> Iterator[None]:
+    """Models loaded in the block at an explicit precision that the code, not the user, chose: the line printed
+    (only if `say`) and the reason recorded give `reason` instead of "asked for (--precision ...)"."""
+    token = _CHOSEN_BY.set((reason, say))
+    try:
+        yield
+    finally:
+        _CHOSEN_BY.reset(token)
+
+
 def choose_precision(precision: str, device: torch.device, model_name: str, visual: torch.nn.Module,
                      image_size: int) -> PrecisionChoice:
-    """`resolve_precision` for a built image tower (timed only where a CPU's bf16 must be measured), printed."""
+    """`resolve_precision` for a built image tower (timed only where a CPU's bf16 must be measured), printed
+    once, saying who chose it."""
     choice = resolve_precision(precision, device, model_name, lambda: calibrate_cpu(visual, image_size))
-    print(f"precision {choice.precision}: {choice.reason}", file=sys.stderr)
+    chosen_by = _CHOSEN_BY.get()
+    if chosen_by and precision != "auto":
+        choice = PrecisionChoice(choice.precision, chosen_by[0])
+    if not chosen_by or chosen_by[1] or precision == "auto":
+        print(f"precision {choice.precision}: {choice.reason}", file=sys.stderr)
     return choice
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
+from clipforensics.core.progress import progress
 
 from clipforensics.core.errors import UserError
 from clipforensics.core.identity import check, declare
@@ -266,7 +266,7 @@ def _run_chunks(job: Job, chunks: Iterable[int]) -> None:
         print(f"resuming: {len(chunks) - len(todo)} of {len(chunks)} chunks already done", file=sys.stderr)
     taps = BlockTaps(loaded.model, job.layers) if job.layers else None
     with ChunkCollector(job.store, n, settings.chunk_size) as collector, \
-            tqdm(total=remaining, unit="img", desc="extract", dynamic_ncols=True, file=sys.stderr) as bar:
+            progress(total=remaining, unit="img", desc="extract") as bar:
         for images, idx, reasons in loader:
             embeddings, extras = encode_batch(job, taps, images)
             collector.add(idx, embeddings, reasons, extras)

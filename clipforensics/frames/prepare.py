@@ -15,14 +15,13 @@ import contextlib
 import json
 import os
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import pandas as pd
 from joblib import Parallel, delayed
-from tqdm import tqdm
+from clipforensics.core.progress import progress
 
 from clipforensics import __version__
 from clipforensics.core.errors import UserError
@@ -98,7 +97,7 @@ def _plan(settings: FrameSettings) -> Plan:
 def _run_jobs(todo: list[VideoFile], plan: Plan, jobs: int) -> list[Outcome]:
     """Videos in parallel (joblib), results as they finish, with a progress bar."""
     results = Parallel(n_jobs=jobs, return_as="generator_unordered")(delayed(prepare_video)(job, plan) for job in todo)
-    with tqdm(results, total=len(todo), unit="video", desc="frames", dynamic_ncols=True, file=sys.stderr) as bar:
+    with progress(results, total=len(todo), unit="video", desc="frames") as bar:
         return list(bar)
 
 

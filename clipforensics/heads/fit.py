@@ -78,7 +78,7 @@ def fit_heads(settings: FitSettings, protocol: ProtocolSettings,
     for name in names:
         result = fit_head(name, cache.prompts, train, val)
         meta = {**identity, "scorer": "head", "name": name, "data_root": cache.attrs.get("data_root"),
-                "package_version": __version__}
+                "split_file_absent": splits.absent or None, "package_version": __version__}
         run_dir.own(name)
         head_dir = run_dir.path / name
         save_head(head_dir, result, meta)

@@ -9,6 +9,7 @@ saved before this format (a pickle of the project's own head class) are refused 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ RECORD_FILE = "head.json"
 FORMAT = "scikit-learn Pipeline; P(fake) = predict_proba(X)[:, 1]"
 PACKAGE = "clipforensics"
 REFIT = "refit the run with fit_heads.py"
+MODEL_SHA = "model_sha256"  # head.json's sha256 of model.joblib: a model file copied from another run is refused
 
 
 @dataclass
@@ -51,7 +53,9 @@ def save_head(out_dir: Path, result: FitResult, meta: dict[str, Any]) -> None:
     """Write the head's pipeline (not the head) and its record; scores.json keeps the fit's own info."""
     with atomic_path(out_dir / MODEL_FILE, suffix=".joblib") as tmp:
         joblib.dump(result.head.model, tmp)
-    write_json(out_dir / RECORD_FILE, {**meta, **result.info, "estimator": estimator_record(result)})
+    with open(out_dir / MODEL_FILE, "rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    write_json(out_dir / RECORD_FILE, {**meta, **result.info, "estimator": estimator_record(result), MODEL_SHA: digest})
 
 
 def load_head(path: Path) -> SavedHead:

@@ -28,6 +28,8 @@ from clipforensics.lora.train import Optimization, TrainRun, TrainState, untrain
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_VERSION = 1
+HEAD_SHA = "head_sha"  # lora.json's sha256 of head.safetensors (runs/tuned.py refuses a head copied from another run)
+MERGED_SHA = "merged_sha"  # lora.json's sha256 of the merged tower's weights
 
 
 def save_checkpoint(run: TrainRun, optim: Optimization, state: TrainState) -> None:

@@ -24,7 +24,7 @@ import open_clip
 import pandas as pd
 import peft
 import torch
-from tqdm import tqdm
+from clipforensics.core.progress import progress
 
 from clipforensics import __version__
 from clipforensics.core.errors import UserError
@@ -40,10 +40,11 @@ from clipforensics.data.protocol import ProtocolSettings, Splits, log_splits, ma
 from clipforensics.data.provenance import check_lora_overlap, provenance_of, run_identity
 from clipforensics.data.splitfile import TABLE_NAME, write_split_table
 from clipforensics.data.scores import write_scores
-from clipforensics.extract.models import LoadedModel, ModelSettings, resolve_device, resolve_precision
+from clipforensics.extract.models import (LoadedModel, ModelSettings, precision_chosen_by, resolve_device,
+                                          resolve_precision)
 from clipforensics.extract.run import ExtractSettings, extract, spread_rows
-from clipforensics.lora.checkpoint import (CHECKPOINT, refuse_other_checkpoint, resume_or_start, save_change,
-                                           save_checkpoint, save_head_tensors, save_merged)
+from clipforensics.lora.checkpoint import (CHECKPOINT, HEAD_SHA, MERGED_SHA, refuse_other_checkpoint, resume_or_start,
+                                           save_change, save_checkpoint, save_head_tensors, save_merged)
 from clipforensics.lora.data import LabelledImages
 from clipforensics.lora.model import LoraSettings, check_settings, describe_counts, parameter_counts
 from clipforensics.lora.distributed import current_ranks, joined
@@ -132,7 +133,9 @@ def training_rows(rows: pd.DataFrame, settings: LoraSettings) -> pd.DataFrame:
 
 def load_base_model(base: Base, device: str) -> LoadedModel:
     """The base model rebuilt from the cache's attributes, in fp32 for training, checked against the cache."""
-    return load_tower(base.attrs, device, "fp32", str(base.cache.path))
+    why = f"fine-tuning trains fp32 weights; the re-extraction runs at the base cache's {base.attrs['precision']}"
+    with precision_chosen_by(why):
+        return load_tower(base.attrs, device, "fp32", str(base.cache.path))
 
 
 @dataclass
@@ -178,7 +181,7 @@ def prepare(settings: LoraSettings, protocol: ProtocolSettings,
     identity = {**run_identity(base.cache, protocol), "splits": splits.digest(), "lora": lora}
     if run_dir:
         refuse_other_checkpoint(identity, run_dir, settings.overwrite)
-    log_splits(splits)
+    log_splits(splits, brief=True)
     rows = splits.rows
     for other in elsewhere:
         check_disjoint(rows, other.test)
@@ -198,8 +201,7 @@ def train_epochs(run: TrainRun, run_dir: OutputDir | None) -> TrainState:
     if run_dir:
         run_dir.own(*OUTPUTS, Path(run.detector.method.change_file).parts[0])
     epochs = range(state.epoch + 1, run.settings.epochs + 1)
-    with tqdm(epochs, desc=run.detector.method.title, unit="epoch", dynamic_ncols=True, file=sys.stderr,
-              disable=not run.ranks.leader) as bar:
+    with progress(epochs, desc=run.detector.method.title, unit="epoch", enabled=run.ranks.leader) as bar:
         bar.set_postfix(val_video_auc=f"{state.history[-1]['val_video_auc']:.3f}")
         for epoch in bar:
             row = {"epoch": epoch, **train_epoch(run, optim, epoch), **validate(run)}
@@ -255,8 +257,9 @@ def reextract(run: TrainRun, base: Base, merged: Path, adapter_sha: str, provena
              "base_pretrained": base.attrs["pretrained"], "adapter_sha": adapter_sha,
              "lora_run": str(run.out.resolve()), "random_weights": bool(base.attrs.get("random_weights", False)),
              **provenance}
-    return extract(base.manifest_settings(data_root or str(run.data_root)),
-                   base.model_settings(str(merged.resolve())), extract_settings, extra_attrs=links)
+    with precision_chosen_by(f"the base cache's precision ({base.cache.path})", say=False):
+        return extract(base.manifest_settings(data_root or str(run.data_root)),
+                       base.model_settings(str(merged.resolve())), extract_settings, extra_attrs=links)
 
 
 def write_outputs(run: TrainRun, base: Base, splits: Splits, state: TrainState,
@@ -269,7 +272,7 @@ def write_outputs(run: TrainRun, base: Base, splits: Splits, state: TrainState,
     run.detector.load_trainable_state(state.best)
     write_scores_table(run, base, rows, state, protocol, elsewhere)
     adapter_sha = sha256(save_change(run.detector, out))
-    save_head_tensors(run.detector.head, out / HEAD_FILE, head_meta(s))
+    head_sha = sha256(save_head_tensors(run.detector.head, out / HEAD_FILE, head_meta(s)))
     write_log(out / LOG, state.history)
     merged = save_merged(run.detector, out / MERGED)
     if s.merge_out:
@@ -282,9 +285,10 @@ def write_outputs(run: TrainRun, base: Base, splits: Splits, state: TrainState,
     summary = {"base": {"cache": str(base.cache.path.resolve()), **base.cache.identity(),
                         "weights_kind": base.attrs.get("weights_kind"), "data_root": base.attrs.get("data_root")},
                "method": s.method, "protocol": to_dict(protocol), "settings": to_dict(s),
-               "data_root": str(run.data_root),
+               "data_root": str(run.data_root), "split_file_absent": splits.absent or None,
                "parameters": counts, "best_epoch": state.best_epoch, "best": state.best_row,
-               "untrained": state.history[0], "adapter_sha": adapter_sha, "merged": str(merged),
+               "untrained": state.history[0], "adapter_sha": adapter_sha, HEAD_SHA: head_sha,
+               "merged": str(merged), MERGED_SHA: sha256(merged),
                "lora_cache": str(cache.resolve()) if cache else None,  # readers may run from another folder
                "test_sets": [other.test.record() for other in elsewhere], "test_set_caches": other_caches,
                "training_seconds": sum(row["seconds"] for row in state.history), "world_size": run.ranks.world,

@@ -13,7 +13,6 @@ starts or resumes the run and hands its state to the others.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from PIL import Image
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
+from clipforensics.core.progress import progress
 
 from clipforensics.core.errors import UserError
 from clipforensics.core.io import write_csv
@@ -187,8 +186,8 @@ def train_epoch(run: TrainRun, optim: Optimization, epoch: int, max_steps: int |
     lr = optim.scheduler.get_last_lr()[0]
     loss_sum, images, waited = 0.0, 0, 0.0
     start = time.perf_counter()
-    bar = tqdm(total=len(order), desc=f"epoch {epoch}/{s.epochs}", unit="img", leave=False, dynamic_ncols=True,
-               file=sys.stderr, disable=not ranks.leader)
+    bar = progress(total=len(order), desc=f"epoch {epoch}/{s.epochs}", unit="img", leave=False,
+                   enabled=ranks.leader)
     with seeded_torch_rng(seed if ranks.leader else epoch_seed(s.seed, epoch, ranks.shard.rank), run.device), bar:
         for step, ((batch, labels), wait) in enumerate(_timed(iter(loader))):
             share = shares[step]

@@ -12,8 +12,9 @@ import torch
 from clipforensics.core.errors import UserError
 from clipforensics.data.cache import FeatureCache
 from clipforensics.extract.models import LoadedModel
-from clipforensics.heads.saved import MODEL_FILE, load_head
+from clipforensics.heads.saved import MODEL_FILE, MODEL_SHA, load_head
 from clipforensics.runs.base import Run, RunKind, Scorer
+from clipforensics.runs.records import check_artifact
 from clipforensics.extract.tower import check_weights, load_tower
 
 
@@ -33,7 +34,9 @@ class HeadKind(RunKind):
         return run.record.get("cache"), run.record.get("cache_identity") or {}
 
     def scorer(self, run: Run) -> Scorer:
-        return rounded_scores(load_head(run.folder / MODEL_FILE))
+        head = load_head(run.folder / MODEL_FILE)  # a damaged file is named as such before any hash is compared
+        check_artifact(run.folder / MODEL_FILE, run.record.get(MODEL_SHA), self.fix)
+        return rounded_scores(head)
 
     def scored_cache(self, run: Run) -> str:
         return str(run.record["cache"])

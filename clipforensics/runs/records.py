@@ -6,6 +6,7 @@ read exactly (a cache gone, no validation rows, other face models), since "nearl
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -33,6 +34,18 @@ def cache_attrs(cache: str | None, run: Path) -> dict[str, Any]:
             return read_json_object(side, f"the attributes of {path}")
     raise UserError(f"cannot rebuild {run}: its cache {path} (and {sides[0].name}) is gone, and with it the record "
                     "of the model, weights and preprocessing the run was trained on")
+
+
+def check_artifact(path: Path, recorded: Any, fix: str) -> None:
+    """A file a run loads must be the one the run wrote (its sha256 recorded then): a model or head copied in from
+    another run would otherwise score at this run's threshold. Runs that recorded no hash are refused too."""
+    if not recorded:
+        raise UserError(f"{path.parent} records no sha256 of {path.name} (written before run files were hashed); {fix}")
+    with open(path, "rb") as fh:
+        found = hashlib.file_digest(fh, "sha256").hexdigest()
+    if found != recorded:
+        raise UserError(f"{path} is not the file its run wrote (sha256 {found[:12]}, recorded {str(recorded)[:12]}: "
+                        f"copied from another run?); {fix}")
 
 
 def validation_threshold(scores: Path) -> tuple[float, str]:

@@ -20,6 +20,7 @@ from clipforensics.core.errors import UserError
 from clipforensics.data.cache import FeatureCache
 from clipforensics.extract.models import LoadedModel
 from clipforensics.runs.base import Run, RunKind, Scorer
+from clipforensics.runs.records import check_artifact
 from clipforensics.lora.files import HEAD_FILE, sha256
 from clipforensics.extract.tower import check_weights, load_tower, loaded_with
 
@@ -61,15 +62,17 @@ def tower_precision(run: Run, device: torch.device) -> str:
 @dataclass(frozen=True)
 class TowerKind(RunKind):
     """The record names its base cache (`base`), its method and settings, the sha256 of its saved change
-    (`adapter_sha`) and the cache its merged tower re-extracted (`lora_cache`); head.safetensors is its head."""
+    (`adapter_sha`), of its head (`head_sha`, checked before head.safetensors is scored) and of its merged tower
+    (`merged_sha`), and the cache its merged tower re-extracted (`lora_cache`)."""
 
     def base(self, run: Run) -> tuple[str | None, dict[str, Any]]:
         base = run.record.get("base") or {}
         return base.get("cache"), base
 
     def scorer(self, run: Run) -> Scorer:
-        from clipforensics.lora.checkpoint import load_head_tensors
+        from clipforensics.lora.checkpoint import HEAD_SHA, load_head_tensors
         from clipforensics.lora.model import fake_probability
+        check_artifact(run.folder / HEAD_FILE, run.record.get(HEAD_SHA), self.fix)
         return functools.partial(fake_probability, load_head_tensors(run.folder / HEAD_FILE))
 
     def scored_cache(self, run: Run) -> str:

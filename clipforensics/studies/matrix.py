@@ -19,13 +19,12 @@ each from the same evaluator with video-level bootstrap intervals.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm import tqdm
+from clipforensics.core.progress import progress
 
 from clipforensics import __version__
 from clipforensics.core.errors import UserError
@@ -298,7 +297,7 @@ def cross_manipulation(settings: MatrixSettings, base: ProtocolSettings,
     tower = tuned_tower(settings.cache, cache.attrs)
     cells, cross_cells = [], []
     rows = matrix_rows(list(primary.manipulations), primary.name, {t.name: t.manipulations for t in trainers})
-    for row in tqdm(rows, desc="matrix", unit="fit", file=sys.stderr):
+    for row in progress(rows, desc="matrix", unit="fit"):
         source = sources[row.source or primary.name]
         measured, crossed, table = _measure_row(row, source, settings, columns, out, meta, primary.name)
         cross_cells += crossed
