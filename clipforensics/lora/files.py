@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Mapping
-
-import safetensors.torch
-import torch
+from typing import TYPE_CHECKING, Mapping
 
 from clipforensics.core.io import atomic_path
+
+if TYPE_CHECKING:  # the names and the hash are read by runs/ without torch
+    import torch
 
 RUN_FILE = "lora.json"  # a fine-tuned tower (finetune_lora.py): its record, naming its base cache
 HEAD_FILE = "head.safetensors"
@@ -26,6 +26,7 @@ def sha256(path: Path) -> str:
 
 def save_tensors(tensors: Mapping[str, torch.Tensor], path: Path, metadata: Mapping[str, str] | None = None) -> Path:
     """A .safetensors file, written atomically through open() so the umask applies (save_file makes it 0600)."""
+    import safetensors.torch
     state = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
     with atomic_path(path, suffix=".safetensors") as tmp:
         tmp.write_bytes(safetensors.torch.save(state, metadata=dict(metadata) if metadata else None))

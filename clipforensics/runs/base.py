@@ -9,17 +9,20 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
-import torch
 
 from clipforensics.core.errors import UserError
 from clipforensics.data.cache import FeatureCache, check_identity
-from clipforensics.extract.models import LoadedModel
 from clipforensics.frames.crops import CropRecipe
 from clipforensics.data.scores import SCORES
 from clipforensics.runs.records import cache_attrs, crop_recipe, validation_threshold
+
+if TYPE_CHECKING:  # torch and the model code load only when a tower is rebuilt (detect.py), not to score a run
+    import torch
+
+    from clipforensics.extract.models import LoadedModel
 
 Scorer = Callable[[np.ndarray], np.ndarray]  # float32 embeddings -> probability of fake (float64)
 

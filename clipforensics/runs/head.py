@@ -4,18 +4,20 @@ format of heads/saved.py (which names its files)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from clipforensics.core.errors import UserError
 from clipforensics.data.cache import FeatureCache
-from clipforensics.extract.models import LoadedModel
 from clipforensics.heads.saved import MODEL_FILE, MODEL_SHA, load_head
 from clipforensics.runs.base import Run, RunKind, Scorer
 from clipforensics.runs.records import check_artifact
-from clipforensics.extract.tower import check_weights, load_tower
+
+if TYPE_CHECKING:
+    import torch
+
+    from clipforensics.extract.models import LoadedModel
 
 
 def rounded_scores(head: Any) -> Scorer:
@@ -50,5 +52,6 @@ class HeadKind(RunKind):
         return str(attrs["precision"])
 
     def tower(self, run: Run, attrs: dict[str, Any], device: str, precision: str) -> LoadedModel:
+        from clipforensics.extract.tower import check_weights, load_tower  # torch: only to rebuild a tower
         check_weights(attrs, run.folder)
         return load_tower(attrs, device, precision, str(run.folder))

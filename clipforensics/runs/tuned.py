@@ -11,18 +11,19 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from clipforensics.core.errors import UserError
 from clipforensics.data.cache import FeatureCache
-from clipforensics.extract.models import LoadedModel
 from clipforensics.runs.base import Run, RunKind, Scorer
 from clipforensics.runs.records import check_artifact
 from clipforensics.lora.files import HEAD_FILE, sha256
-from clipforensics.extract.tower import check_weights, load_tower, loaded_with
+
+if TYPE_CHECKING:  # torch and the model code load only when a tower is rebuilt (detect.py), not to score a run
+    import torch
+    from torch import nn
+
+    from clipforensics.extract.models import LoadedModel
 
 
 def run_settings(run: Run) -> Any:
@@ -102,6 +103,7 @@ class TowerKind(RunKind):
         if sha256(change) != run.record.get("adapter_sha"):
             raise UserError(f"cannot rebuild {run.folder}: {change} is not the adapter the run recorded "
                             f"(sha256 differs from {str(run.record.get('adapter_sha'))[:16]})")
+        from clipforensics.extract.tower import check_weights, load_tower, loaded_with
         check_weights(attrs, run.folder)
         base = load_tower(attrs, device, "fp32", str(run.folder))
         return loaded_with(base, merge_change(run, base.model), precision)
