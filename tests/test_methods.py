@@ -27,7 +27,7 @@ from clipforensics.extract.encoders import load_model
 from clipforensics.extract.models import ModelSettings
 from clipforensics.lora import checkpoint
 from clipforensics.lora import model as lora
-from clipforensics.lora.files import sha256
+from clipforensics.core.paths import sha256_file
 from clipforensics.lora.methods import METHODS
 from clipforensics.lora.methods.layernorm import alignment, uniformity
 from conftest import kill_at_first_checkpoint
@@ -228,7 +228,7 @@ def test_a_layernorm_run_keeps_the_run_folder_contract(layernorm_run, strong_cac
     assert record["parameters"]["tower"] == tower
     assert record["parameters"]["method_share_of_tower"] == pytest.approx(100 * n / tower)
     change = layernorm_run / "layernorm.safetensors"
-    assert record["adapter_sha"] == sha256(change) and not (layernorm_run / "adapter").exists()
+    assert record["adapter_sha"] == sha256_file(change) and not (layernorm_run / "adapter").exists()
     saved = load_file(str(change))
     assert set(saved) == layernorm_names(LAYERS)
     models.model_config("tiny-vit")  # registers the package's configs with open_clip

@@ -17,7 +17,7 @@ from sklearn.pipeline import Pipeline
 from clipforensics.core.errors import UserError
 from clipforensics.frames.crops import CropRecipe
 from clipforensics.lora.checkpoint import save_head_tensors
-from clipforensics.lora.files import sha256
+from clipforensics.core.paths import sha256_file
 from clipforensics.lora.model import LinearHead
 from clipforensics.runs.kinds import RUN_KINDS, open_run, runs_in
 from clipforensics.extract.tower import model_settings
@@ -41,7 +41,7 @@ def head_run(folder: Path, rng: np.random.Generator) -> Pipeline:
     joblib.dump(head, folder / "model.joblib")
     (folder / "head.json").write_text(json.dumps({"name": folder.name, "cache": "c.h5", "protocol":
                                                   {"frames_per_video": 3},
-                                                  "model_sha256": sha256(folder / "model.joblib")}))
+                                                  "model_sha256": sha256_file(folder / "model.joblib")}))
     scores_table(folder)
     return head
 
@@ -52,7 +52,7 @@ def lora_run(folder: Path) -> LinearHead:
     head = LinearHead(8)
     save_head_tensors(head, folder / "head.safetensors", {"head": "linear"})
     (folder / "lora.json").write_text(json.dumps({"adapter_sha": "ab" * 32, "base": {"cache": "c.h5"},
-                                                  "head_sha": sha256(folder / "head.safetensors"),
+                                                  "head_sha": sha256_file(folder / "head.safetensors"),
                                                   "lora_cache": None, "best_epoch": 2}))
     scores_table(folder)
     return head

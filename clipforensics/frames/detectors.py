@@ -14,7 +14,6 @@ rebuild the registry by importing it.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
 from dataclasses import dataclass
 from importlib import metadata
@@ -25,6 +24,7 @@ import cv2
 import numpy as np
 
 from clipforensics.core.errors import UserError
+from clipforensics.core.paths import sha256_file
 from clipforensics.core.registry import Registry
 
 MODELS_PACKAGE = "face_recognition_models"
@@ -73,11 +73,7 @@ def model_file(name: str) -> Path:
 @functools.cache
 def file_sha256(path: Path) -> str:
     """Provenance of a weights file (0.2 s for the 99 MB 68-point model; once per process)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 def _dlib():

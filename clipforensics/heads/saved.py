@@ -9,7 +9,6 @@ saved before this format (a pickle of the project's own head class) are refused 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import sklearn
 from sklearn.pipeline import Pipeline
 
 from clipforensics.core.errors import UserError
+from clipforensics.core.paths import sha256_file
 from clipforensics.core.io import atomic_path, write_json
 from clipforensics.heads.components import CLASSES, fake_probability
 from clipforensics.heads.heads import FitResult
@@ -53,9 +53,8 @@ def save_head(out_dir: Path, result: FitResult, meta: dict[str, Any]) -> None:
     """Write the head's pipeline (not the head) and its record; scores.json keeps the fit's own info."""
     with atomic_path(out_dir / MODEL_FILE, suffix=".joblib") as tmp:
         joblib.dump(result.head.model, tmp)
-    with open(out_dir / MODEL_FILE, "rb") as fh:
-        digest = hashlib.file_digest(fh, "sha256").hexdigest()
-    write_json(out_dir / RECORD_FILE, {**meta, **result.info, "estimator": estimator_record(result), MODEL_SHA: digest})
+    write_json(out_dir / RECORD_FILE, {**meta, **result.info, "estimator": estimator_record(result),
+                                       MODEL_SHA: sha256_file(out_dir / MODEL_FILE)})
 
 
 def load_head(path: Path) -> SavedHead:

@@ -3,7 +3,6 @@ through runs/ by detect.py and the studies."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
@@ -15,13 +14,6 @@ if TYPE_CHECKING:  # the names and the hash are read by runs/ without torch
 RUN_FILE = "lora.json"  # a fine-tuned tower (finetune_lora.py): its record, naming its base cache
 HEAD_FILE = "head.safetensors"
 CURVE = "train_curve.png"
-
-
-def sha256(path: Path) -> str:
-    """The hex digest a tower run records of its method's change (`adapter_sha`), and its re-extracted cache
-    carries; each method names its change file (lora/methods/)."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def save_tensors(tensors: Mapping[str, torch.Tensor], path: Path, metadata: Mapping[str, str] | None = None) -> Path:

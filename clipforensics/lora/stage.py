@@ -51,7 +51,8 @@ from clipforensics.lora.distributed import current_ranks, joined
 from clipforensics.lora.selection import SELECTIONS
 from clipforensics.lora.train import (LOG, TrainRun, TrainState, make_optimization, predict, start_training,
                                       training_precision, train_epoch, validate, write_log)
-from clipforensics.lora.files import CURVE, HEAD_FILE, RUN_FILE, sha256
+from clipforensics.core.paths import sha256_file
+from clipforensics.lora.files import CURVE, HEAD_FILE, RUN_FILE
 from clipforensics.extract.tower import load_tower, model_settings
 
 MERGED = "merged.safetensors"
@@ -271,8 +272,8 @@ def write_outputs(run: TrainRun, base: Base, splits: Splits, state: TrainState,
     counts = parameter_counts(run.detector)
     run.detector.load_trainable_state(state.best)
     write_scores_table(run, base, rows, state, protocol, elsewhere)
-    adapter_sha = sha256(save_change(run.detector, out))
-    head_sha = sha256(save_head_tensors(run.detector.head, out / HEAD_FILE, head_meta(s)))
+    adapter_sha = sha256_file(save_change(run.detector, out))
+    head_sha = sha256_file(save_head_tensors(run.detector.head, out / HEAD_FILE, head_meta(s)))
     write_log(out / LOG, state.history)
     merged = save_merged(run.detector, out / MERGED)
     if s.merge_out:
@@ -288,7 +289,7 @@ def write_outputs(run: TrainRun, base: Base, splits: Splits, state: TrainState,
                "data_root": str(run.data_root), "split_file_absent": splits.absent or None,
                "parameters": counts, "best_epoch": state.best_epoch, "best": state.best_row,
                "untrained": state.history[0], "adapter_sha": adapter_sha, HEAD_SHA: head_sha,
-               "merged": str(merged), MERGED_SHA: sha256(merged),
+               "merged": str(merged), MERGED_SHA: sha256_file(merged),
                "lora_cache": str(cache.resolve()) if cache else None,  # readers may run from another folder
                "test_sets": [other.test.record() for other in elsewhere], "test_set_caches": other_caches,
                "training_seconds": sum(row["seconds"] for row in state.history), "world_size": run.ranks.world,

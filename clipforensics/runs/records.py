@@ -6,13 +6,13 @@ read exactly (a cache gone, no validation rows, other face models), since "nearl
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
 
 from clipforensics.core.errors import UserError
+from clipforensics.core.paths import sha256_file
 from clipforensics.core.io import read_json_object, sidecar
 from clipforensics.data.cache import read_attrs
 from clipforensics.data.crops import PREPARE_FILE, read_crop_recipe
@@ -41,8 +41,7 @@ def check_artifact(path: Path, recorded: Any, fix: str) -> None:
     another run would otherwise score at this run's threshold. Runs that recorded no hash are refused too."""
     if not recorded:
         raise UserError(f"{path.parent} records no sha256 of {path.name} (written before run files were hashed); {fix}")
-    with open(path, "rb") as fh:
-        found = hashlib.file_digest(fh, "sha256").hexdigest()
+    found = sha256_file(path)
     if found != recorded:
         raise UserError(f"{path} is not the file its run wrote (sha256 {found[:12]}, recorded {str(recorded)[:12]}: "
                         f"copied from another run?); {fix}")

@@ -17,7 +17,8 @@ from clipforensics.core.errors import UserError
 from clipforensics.data.cache import FeatureCache
 from clipforensics.runs.base import Run, RunKind, Scorer
 from clipforensics.runs.records import check_artifact
-from clipforensics.lora.files import HEAD_FILE, sha256
+from clipforensics.core.paths import sha256_file
+from clipforensics.lora.files import HEAD_FILE
 
 if TYPE_CHECKING:  # torch and the model code load only when a tower is rebuilt (detect.py), not to score a run
     import torch
@@ -100,7 +101,7 @@ class TowerKind(RunKind):
         change = run.folder / run_method(run).change_file
         if not change.is_file():
             raise UserError(f"cannot rebuild {run.folder}: its adapter {change} is missing")
-        if sha256(change) != run.record.get("adapter_sha"):
+        if sha256_file(change) != run.record.get("adapter_sha"):
             raise UserError(f"cannot rebuild {run.folder}: {change} is not the adapter the run recorded "
                             f"(sha256 differs from {str(run.record.get('adapter_sha'))[:16]})")
         from clipforensics.extract.tower import check_weights, load_tower, loaded_with
