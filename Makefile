@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 
 SYNTHETIC  := data/synthetic
 DATA       ?= $(SYNTHETIC)
-DATA_ARGS  ?= --videos 80 --frames 4 --size 64 --strength 3
+DATA_ARGS  ?= --videos 80 --frames-per-video 4 --size 64 --strength 3
 MODEL      ?= tiny-vit
 PRETRAINED ?= none
 RUN        ?= demo
@@ -38,7 +38,7 @@ METHOD_ARGS_layernorm ?= --uniformity-weight 0.5 --alignment-weight 0.1
 METHOD_ARGS_svd       ?= --rank 8
 VIDEOS      ?=
 FRAMES_OUT  ?= data/frames
-FRAMES_ARGS ?= --frames 32
+FRAMES_ARGS ?= --frames-per-video 32
 
 # The tiny model's 64-wide matrices are too small for a second OpenMP thread to pay: on this 2-core machine,
 # shared, one demo LoRA epoch took 4.4 s with one thread and 28 s with two. Other models keep torch's default.
@@ -118,12 +118,12 @@ $(REPORT)/metrics.json: $(RUNDIR)/run.json
 eval: $(REPORT)/metrics.json  ## evaluate every head of the run: metrics, plots, report.html
 
 $(REPORT)/matrix/matrix.csv: $(CACHE) .make/$(RUN).matrix
-	$(RUN_PY) evaluate.py matrix --cache $(CACHE) --head $(MATRIX_HEAD) --out $(REPORT)/matrix --real-split $(SPLIT)
+	$(RUN_PY) evaluate.py matrix --cache $(CACHE) --heads $(MATRIX_HEAD) --out $(REPORT)/matrix --real-split $(SPLIT)
 
 matrix: $(REPORT)/matrix/matrix.csv  ## cross-manipulation AUC matrix of MATRIX_HEAD
 
 $(REPORT)-all/metrics.json: $(RUNDIR)/run.json $(LORADIR)/scores.csv $(REPORT)/matrix/matrix.csv
-	$(RUN_PY) evaluate.py $(RUNDIR)/*/scores.csv $(LORADIR)/scores.csv --frames-per-video $(FPV) --include $(REPORT)/matrix --out $(REPORT)-all --overwrite
+	$(RUN_PY) evaluate.py $(RUNDIR)/*/scores.csv $(LORADIR)/scores.csv --frame-budgets $(FPV) --include $(REPORT)/matrix --out $(REPORT)-all --overwrite
 
 report: $(REPORT)-all/metrics.json  ## one report comparing the frozen heads with the LoRA run, the matrix folded in
 
@@ -171,7 +171,7 @@ methods: $(REPORT)-methods/methods.json  ## each of METHODS trained on the cache
 
 # The demo's report with the layer sweep and the robustness evaluation folded in (as they wrote them).
 $(REPORT)-full/metrics.json: $(RUNDIR)/run.json $(LORADIR)/scores.csv $(REPORT)/matrix/matrix.csv runs/$(RUN)-layers/layer_sweep.csv $(REPORT)-robustness/robustness.csv
-	$(RUN_PY) evaluate.py $(RUNDIR)/*/scores.csv $(LORADIR)/scores.csv --frames-per-video $(FPV) --include $(REPORT)/matrix runs/$(RUN)-layers $(REPORT)-robustness --out $(REPORT)-full --overwrite
+	$(RUN_PY) evaluate.py $(RUNDIR)/*/scores.csv $(LORADIR)/scores.csv --frame-budgets $(FPV) --include $(REPORT)/matrix runs/$(RUN)-layers $(REPORT)-robustness --out $(REPORT)-full --overwrite
 
 full-report: $(REPORT)-full/metrics.json  ## one report.html: heads, LoRA, paired tests, frames per video, layer sweep, robustness
 

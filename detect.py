@@ -23,7 +23,7 @@ import argparse
 from clipforensics.core.errors import cli_entry
 from clipforensics.core.registry import SuggestingParser
 from clipforensics.core.settings import add_arguments, from_namespace
-from clipforensics.detect.run import DetectSettings, detect
+from clipforensics.detect.settings import DetectSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
+    from clipforensics.detect.run import detect  # only now: torch and open_clip take seconds to load
+
     detect(ns.inputs, from_namespace(DetectSettings, ns))
     return 0
 

@@ -2,7 +2,7 @@
 
     python evaluate.py runs/NAME/logreg/scores.csv runs/NAME/svm/scores.csv --out reports/NAME
     python evaluate.py --predictions other_tool.json --out reports/other
-    python evaluate.py matrix --cache cache/NAME.h5 --head logreg --out reports/matrix
+    python evaluate.py matrix --cache cache/NAME.h5 --heads logreg --out reports/matrix
     python evaluate.py matrix --cache cache/ffpp.h5 --test-cache cache/celebdf.h5 --out reports/generalisation
     python evaluate.py robustness runs/NAME runs/NAME-lora --out reports/NAME-robustness
     python evaluate.py methods runs/NAME-lora runs/NAME-svd runs/NAME-layernorm --out reports/NAME-methods
@@ -22,12 +22,9 @@ import argparse
 from clipforensics.core.commands import Command, run_command
 from clipforensics.core.errors import cli_entry
 from clipforensics.core.settings import add_arguments, from_namespace
-from clipforensics.data.crossdata import CrossSettings
-from clipforensics.data.protocol import ProtocolSettings
-from clipforensics.evaluate.evaluation import EvaluateSettings, evaluate
-from clipforensics.studies.matrix import MatrixSettings, cross_manipulation
-from clipforensics.studies.methods import MethodsSettings, compare_methods
-from clipforensics.studies.robustness import RobustnessSettings, robustness
+from clipforensics.data.protocol import CrossSettings, ProtocolSettings
+from clipforensics.evaluate.settings import EvaluateSettings
+from clipforensics.studies.settings import MatrixSettings, MethodsSettings, RobustnessSettings
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,21 +51,40 @@ def add_matrix_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(train_fakes=None, test_fakes=None)  # the matrix takes every manipulation: refused if given
 
 
+# Each command imports its stage when it runs, after parsing: `--help` and a bad option answer without loading
+# scikit-learn, matplotlib or h5py.
+
+def run_report(ns: argparse.Namespace) -> None:
+    from clipforensics.evaluate.evaluation import evaluate
+    evaluate(ns.scores, from_namespace(EvaluateSettings, ns))
+
+
+def run_matrix(ns: argparse.Namespace) -> None:
+    from clipforensics.studies.matrix import cross_manipulation
+    cross_manipulation(from_namespace(MatrixSettings, ns), from_namespace(ProtocolSettings, ns),
+                       from_namespace(CrossSettings, ns))
+
+
+def run_robustness(ns: argparse.Namespace) -> None:
+    from clipforensics.studies.robustness import robustness
+    robustness(ns.runs, from_namespace(RobustnessSettings, ns))
+
+
+def run_methods(ns: argparse.Namespace) -> None:
+    from clipforensics.studies.methods import compare_methods
+    compare_methods(ns.runs, from_namespace(MethodsSettings, ns))
+
+
 COMMANDS = {
     "report": Command("metrics, figures and report.html for scores files (the default command)",
-                      add_report_arguments,
-                      lambda ns: evaluate(ns.scores, from_namespace(EvaluateSettings, ns))),
+                      add_report_arguments, run_report),
     "matrix": Command("generalisation matrix: a head per training source, tested on each manipulation and data set",
-                      add_matrix_arguments,
-                      lambda ns: cross_manipulation(from_namespace(MatrixSettings, ns),
-                                                    from_namespace(ProtocolSettings, ns),
-                                                    from_namespace(CrossSettings, ns))),
+                      add_matrix_arguments, run_matrix),
     "robustness": Command("AUC of every fitted head and LoRA run on each perturbed copy of its cache "
-                          "(extract --perturb), no refit", add_robustness_arguments,
-                          lambda ns: robustness(ns.runs, from_namespace(RobustnessSettings, ns))),
+                          "(extract --perturb), no refit", add_robustness_arguments, run_robustness),
     "methods": Command("fine-tuning methods side by side: trainable parameters, in-domain and unseen video AUC, "
-                       "paired differences against LoRA", add_methods_arguments,
-                       lambda ns: compare_methods(ns.runs, from_namespace(MethodsSettings, ns))),
+                       "paired differences against one run (--compare-to, default the LoRA run)", add_methods_arguments,
+                       run_methods),
 }
 
 

@@ -18,10 +18,8 @@ import argparse
 from clipforensics.core.commands import Command, run_command
 from clipforensics.core.errors import cli_entry
 from clipforensics.core.settings import add_arguments, from_namespace
-from clipforensics.data.cache import read_cache
 from clipforensics.data.manifest import ManifestSettings
-from clipforensics.extract.models import ModelSettings
-from clipforensics.extract.run import ExtractSettings, extract, summarize
+from clipforensics.extract.settings import ExtractSettings, ModelSettings
 
 
 def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +29,11 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(ns: argparse.Namespace, merge: bool = False) -> None:
+    """The stage, imported only now that the options parsed: torch, open_clip and h5py take seconds to load, which
+    `--help` and a mistyped option never wait for."""
+    from clipforensics.data.cache import read_cache
+    from clipforensics.extract.run import extract, summarize
+
     out = extract(from_namespace(ManifestSettings, ns), from_namespace(ModelSettings, ns),
                   from_namespace(ExtractSettings, ns), merge=merge)
     if out is not None:

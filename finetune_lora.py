@@ -2,7 +2,7 @@
 validation, re-extract.
 
     python finetune_lora.py --data-root DIR --base-cache cache/NAME.h5 --out runs/NAME-lora
-    python finetune_lora.py ... --method layernorm --head linear --uniformity-weight 0.5 --alignment-weight 0.1
+    python finetune_lora.py ... --method layernorm --objective linear --uniformity-weight 0.5 --alignment-weight 0.1
 
 --method: lora (peft LoRA), dora (peft DoRA, --targets mlp), layernorm (GenD: the tower's LayerNorms), svd
 (Effort's SVD residual); --rank is the LoRA / DoRA rank and the SVD residual's, and an option of another method
@@ -26,14 +26,8 @@ from pathlib import Path
 
 from clipforensics.core.errors import cli_entry
 from clipforensics.core.settings import from_namespace, settings_parser
-from clipforensics.data.crossdata import CrossSettings
-from clipforensics.data.protocol import ProtocolSettings
-from clipforensics.extract.distributed import current_shard
-from clipforensics.lora.model import LoraSettings
-from clipforensics.lora.stage import finetune, summary_text
-from clipforensics.lora.train import LOG
-from clipforensics.report.training import training_curve
-from clipforensics.lora.files import CURVE
+from clipforensics.data.protocol import CrossSettings, ProtocolSettings
+from clipforensics.lora.settings import LoraSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
+    # the stage only now: torch, peft and open_clip take seconds to load, which --help and a mistyped option skip
+    from clipforensics.core.shards import current_shard
+    from clipforensics.lora.files import CURVE
+    from clipforensics.lora.stage import finetune, summary_text
+    from clipforensics.lora.train import LOG
+    from clipforensics.report.training import training_curve
+
     summary = finetune(from_namespace(LoraSettings, ns), from_namespace(ProtocolSettings, ns),
                        from_namespace(CrossSettings, ns))
     out = Path(summary["settings"]["out"])  # the stage renders nothing: its training curve is drawn here,

@@ -19,14 +19,10 @@ if __name__ == "__main__":  # first, before the heavy imports: Ctrl-C while they
 import argparse
 from pathlib import Path
 
-from clipforensics.data.cache import read_cache
-from clipforensics.data.crossdata import CrossSettings
 from clipforensics.core.errors import cli_entry
-from clipforensics.heads.fit import FitSettings, fit_heads
-from clipforensics.heads.heads import available_heads
-from clipforensics.data.protocol import ProtocolSettings
-from clipforensics.studies.layer_sweep import check_sweep_options, sweep
 from clipforensics.core.settings import from_namespace, settings_parser
+from clipforensics.data.protocol import CrossSettings, ProtocolSettings
+from clipforensics.heads.settings import FitSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,17 +32,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def list_heads(cache: str) -> None:
+    """Print the heads `cache` supports (the prompt heads need its prompt embeddings)."""
+    from clipforensics.data.cache import read_cache
+    from clipforensics.heads.heads import available_heads
+    print("\n".join(available_heads(read_cache(cache).prompts)))
+
+
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     if ns.list_heads:
-        print("\n".join(available_heads(read_cache(ns.cache).prompts)))
+        list_heads(ns.cache)
         return 0
     settings, protocol = from_namespace(FitSettings, ns), from_namespace(ProtocolSettings, ns)
+    # The stage (scikit-learn, h5py) loads only now: --help and a bad option answer without it.
     if settings.layer_sweep:
+        from clipforensics.studies.layer_sweep import check_sweep_options, sweep
         check_sweep_options(settings.layer, ns.test_cache)
         sweep(settings.cache, settings.heads, protocol, Path(settings.out), overwrite=settings.overwrite)
     else:
+        from clipforensics.heads.fit import fit_heads
         fit_heads(settings, protocol, from_namespace(CrossSettings, ns))
     return 0
 

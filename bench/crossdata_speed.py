@@ -38,7 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rows", type=int, default=20_000, help="frames in every cache")
     p.add_argument("--caches", type=int, default=4, help="caches in the matrix: the primary and N-1 Celeb-DF-style")
     p.add_argument("--train-caches", type=int, default=1, help="how many of the others are also training rows")
-    p.add_argument("--head", default="logreg", help="head of every matrix row")
+    p.add_argument("--matrix-head", default="logreg",
+                   help="the one head of every matrix row (evaluate.py matrix --heads) and of the fit_heads.py runs")
     p.add_argument("--verbose", action="store_true", help="show the output of the code under test")
     cache_arguments(p, manipulations=4, note="of the primary cache")
     return p.parse_args(argv)
@@ -96,14 +97,14 @@ def main(argv=None) -> None:
         print(f"{args.caches} caches of {args.rows} frames (the primary built in {build:.1f} s)", file=sys.stderr)
         trainers, tests = others[: args.train_caches], others[args.train_caches:]
         boot = ["--bootstrap", str(args.bootstrap)]
-        multi_argv = ["matrix", "--cache", str(primary), "--head", args.head, "--out", str(tmp / "multi"), *boot,
-                      *[a for c in trainers for a in ("--train-cache", str(c))],
+        multi_argv = ["matrix", "--cache", str(primary), "--heads", args.matrix_head, "--out", str(tmp / "multi"),
+                      *boot, *[a for c in trainers for a in ("--train-cache", str(c))],
                       *[a for c in tests for a in ("--test-cache", str(c))]]
         multi = run("matrix over all caches", evaluate.main, multi_argv, args.verbose)
         single = run("matrix on the primary cache", evaluate.main,
-                     ["matrix", "--cache", str(primary), "--head", args.head, "--out", str(tmp / "single"), *boot],
-                     args.verbose)
-        fit_argv = ["--cache", str(primary), "--heads", args.head, "--train-fakes", args.train_fakes,
+                     ["matrix", "--cache", str(primary), "--heads", args.matrix_head, "--out", str(tmp / "single"),
+                      *boot], args.verbose)
+        fit_argv = ["--cache", str(primary), "--heads", args.matrix_head, "--train-fakes", args.train_fakes,
                     "--test-fakes", args.test_fakes]
         alone = run("fit_heads alone", fit_heads.main, [*fit_argv, "--out", str(tmp / "alone")], args.verbose)
         with_tests = run("fit_heads with every other cache as a test set", fit_heads.main,
@@ -118,8 +119,8 @@ def main(argv=None) -> None:
          f"{args.caches} x {args.rows} frames; {n_rows} rows ({fits} fits) x {n_cols} columns, {len(matrix)} cells"],
         ["`evaluate.py matrix` on the primary cache alone", f"{single:.1f}", "-", "",
          f"ratio multi / single {multi / single:.2f}"],
-        [f"`fit_heads.py --heads {args.head}` alone", f"{alone:.1f}", "-", "", ""],
-        [f"`fit_heads.py --heads {args.head}` with {len(others)} --test-cache", f"{with_tests:.1f}", "-", "",
+        [f"`fit_heads.py --heads {args.matrix_head}` alone", f"{alone:.1f}", "-", "", ""],
+        [f"`fit_heads.py --heads {args.matrix_head}` with {len(others)} --test-cache", f"{with_tests:.1f}", "-", "",
          f"ratio {with_tests / alone:.2f}"],
     ]
     print(markdown_table(["what", "seconds", "goal (s)", "met?", "note"], table))

@@ -58,7 +58,8 @@ from clipforensics.extract import models  # noqa: E402
 from clipforensics.extract import run as extraction  # noqa: E402
 from clipforensics.extract.chunks import ChunkStore  # noqa: E402
 from clipforensics.extract.encoders import load_model  # noqa: E402
-from clipforensics.extract.models import LoadedModel, ModelSettings  # noqa: E402
+from clipforensics.extract.models import LoadedModel  # noqa: E402
+from clipforensics.extract.settings import ModelSettings  # noqa: E402
 from clipforensics.extract.reader import ImageFiles, collate_images  # noqa: E402
 from clipforensics.synthetic.write import generate  # noqa: E402
 
@@ -183,7 +184,7 @@ def stopwatch(owner, name: str, totals: dict):
 def pipeline_argv(args, data: Path, out: str, model: str, limit: int, device: str) -> list[str]:
     return ["--data-root", str(data), "--out", out, "--model", model, "--pretrained", "none",
             "--batch-size", str(args.batch_size), "--workers", str(args.workers), "--precision", "auto",
-            "--device", device, "--limit", str(limit), "--overwrite"]
+            "--device", device, "--max-images", str(limit), "--overwrite"]
 
 
 def pipeline(args, data: Path, out: Path, n: int, device: str, more: tuple[str, ...] = ()) -> dict[str, float]:

@@ -131,9 +131,9 @@ def main(argv=None) -> None:
                                args.manipulations, args.signal, args.seed + 1)
             print(f"matrix cache: {args.matrix_rows} x {args.dim} in {build:.1f} s", file=sys.stderr)
             mx = step("evaluate.py matrix", 60, evaluate.main,
-                      ["matrix", "--cache", str(big), "--head", args.matrix_head, "--out", str(tmp / "matrix")])
+                      ["matrix", "--cache", str(big), "--heads", args.matrix_head, "--out", str(tmp / "matrix")])
             cells = len(pd.read_csv(tmp / "matrix" / "matrix.csv"))
-            rows.append([f"`evaluate.py matrix --head {args.matrix_head}` ({args.matrix_rows} frames, "
+            rows.append([f"`evaluate.py matrix --heads {args.matrix_head}` ({args.matrix_rows} frames, "
                          f"{args.manipulations} manipulations)", f"{mx:.1f}", "< 60", met(mx, 60, False),
                          f"{2 * args.manipulations if args.manipulations > 2 else args.manipulations} fits, "
                          f"{cells} cells"])

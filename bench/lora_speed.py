@@ -26,9 +26,10 @@ from common import command_line, machine, markdown_table, quiet
 from clipforensics.data.manifest import ManifestSettings, scan  # noqa: E402
 from clipforensics.extract.encoders import load_model  # noqa: E402
 from clipforensics.extract.encoders.open_clip import model_config  # noqa: E402
-from clipforensics.extract.models import ModelSettings  # noqa: E402
+from clipforensics.extract.settings import ModelSettings  # noqa: E402
 from clipforensics.lora.methods import METHODS  # noqa: E402
-from clipforensics.lora.model import LoraSettings, parameter_counts  # noqa: E402
+from clipforensics.lora.model import parameter_counts  # noqa: E402
+from clipforensics.lora.settings import LoraSettings  # noqa: E402
 from clipforensics.lora.train import Optimization, TrainRun, make_optimization, train_epoch  # noqa: E402
 from clipforensics.synthetic.write import generate  # noqa: E402
 

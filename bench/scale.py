@@ -9,12 +9,17 @@ peak of any process it forks, e.g. the HDF5 writer) above its RSS before the ste
     sweep      fit_heads --layer-sweep (ridge) on a 13-layer ViT-B-32-shaped cache (768-d float16 tokens)
     fit        fit_heads (ridge) on the final embeddings
 
-`--code DIR` runs the steps against another copy of the package (e.g. the code before streaming), so that
-"today's" throughput is measured by the same script on the same machine.
+The goals (issue 24): assembly's peak growth from 100k to 1M rows within 10 % of what it holds at once (one chunk
+and HDF5's chunk cache); the sweep's growth from its small to its large size within one layer in float32 of the
+rows added (300k x 768 x 4 B = 879 MiB with --full); fit_heads' peak about 2x the float32 rows of the protocol's
+splits (train, val and test: what it reads). `--compare DIR` runs the same steps against another copy of the
+package (e.g. the code before streaming) beside the code measured (`--code`, default this checkout), so that
+"before" and "now" come from the same script on the same machine. The run's largest cache must fit on the
+disk of the work folder (`--keep`, or the temp folder): a run that would not is refused before it starts.
 
-    .venv/bin/python bench/scale.py                       # quick: a few minutes on 2 cores
-    .venv/bin/python bench/scale.py --full                # the issue's sizes: 1M-row assembly, 400k-row sweep
-    .venv/bin/python bench/scale.py --code /tmp/s1/old --only throughput
+    .venv/bin/python bench/scale.py                       # quick: about 3 minutes on 2 cores
+    .venv/bin/python bench/scale.py --full                # the issue's sizes: about 11 minutes, 23 GiB of disk
+    .venv/bin/python bench/scale.py --compare /tmp/s1/old --only throughput
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,11 +43,12 @@ CLASSES = ("Real_youtube", "FaceSwap", "NeuralTextures")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
     p.add_argument("--full", action="store_true", help="the issue's sizes (assembly to 1M rows, sweep to 400k)")
-    p.add_argument("--code", default=str(ROOT), help="package root to measure (a copy of older code, say)")
+    p.add_argument("--code", default=str(ROOT), help="package root of the code measured ('now')")
     p.add_argument("--only", default="memory,throughput,sweep,fit", help="which parts (comma list)")
-    p.add_argument("--compare", default=None, help="package root of the code before, timed beside --code")
+    p.add_argument("--compare", default=None, metavar="DIR",
+                   help="package root of the code before (e.g. a `git archive` of an older commit), run beside --code")
     p.add_argument("--keep", default=None, help="work here instead of a temp dir")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -120,14 +127,18 @@ def step_read(a: dict) -> dict:
 
 def step_sweep(a: dict) -> dict:
     from clipforensics.data.protocol import ProtocolSettings
-    from clipforensics.evaluate.evaluation import MeasureSettings
     from clipforensics.studies.layer_sweep import sweep
+    try:
+        from clipforensics.evaluate.settings import MeasureSettings
+    except ImportError:  # code from before the settings modules (--compare)
+        from clipforensics.evaluate.evaluation import MeasureSettings
     return _measured(lambda: sweep(a["out"], ("ridge",), ProtocolSettings(), Path(a["run"]),
                                    MeasureSettings(bootstrap=100), overwrite=True))
 
 
 def step_fit(a: dict) -> dict:
     import fit_heads
+    import clipforensics.heads.fit  # noqa: F401  (imported before the step: fit_heads.py imports it after parsing)
     return _measured(lambda: fit_heads.main(["--cache", a["out"], "--heads", "ridge", "--out", a["run"],
                                              "--overwrite"]))
 
@@ -198,14 +209,44 @@ def run_step(code: str, step: str, **a) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def fitted_rows(cache: str) -> int:
-    """Rows in a protocol split (train, val or test): what a head fit reads."""
+def fitted_rows(cache: str) -> dict[str, int]:
+    """Rows of each protocol split (train, val, test): what a head fit reads; 'unused' rows are never read."""
     from clipforensics.data.cache import read_cache
     from clipforensics.data.protocol import ProtocolSettings, make_splits
-    return int(make_splits(read_cache(cache).manifest, ProtocolSettings()).rows["split"].notna().sum())
+    split = make_splits(read_cache(cache).manifest, ProtocolSettings()).rows["split"]
+    return {name: int((split == name).sum()) for name in ("train", "val", "test")}
 
 
 # ---------------------------------------------------------------------------- parent (the table)
+
+def plan(full: bool) -> dict[str, tuple[tuple[int, int], ...]]:
+    """(rows, stored layers) of the caches each part writes, one at a time (each is removed after its step)."""
+    return {"memory": ((100_000, 13 if full else 1), (1_000_000, 13 if full else 1)),
+            "throughput": ((100_000, 13),),
+            "sweep": ((100_000, 13), (400_000, 13)) if full else ((25_000, 13), (100_000, 13)),
+            "fit": ((200_000 if full else 100_000, 0),)}
+
+
+def cache_bytes(rows: int, layers: int) -> int:
+    """About what such a cache takes on disk: float16 rows and the manifest's strings."""
+    return rows * ((512 + layers * 768) * 2 + 160)
+
+
+def check_disk(args, work: Path) -> None:
+    """Refuse, in one line, a run whose largest cache (plus 10 % and 1 GiB) would not fit in the work folder."""
+    need = max(cache_bytes(*size) for part in args.only.split(",") for size in plan(args.full)[part])
+    need = int(need * 1.1) + 1024 * MIB
+    free = shutil.disk_usage(work).free
+    if free < need:
+        print(f"error: {work} has {free / 2**30:.1f} GiB free; this run writes caches of up to {need / 2**30:.1f} "
+              "GiB (with margin); free space, or pass --keep DIR on a larger disk", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def codes(args) -> list[tuple[str, str]]:
+    """(label, package root) of each code measured: the code before (--compare) first, then the code now."""
+    return [("before", args.compare), ("now", args.code)] if args.compare else [("now", args.code)]
+
 
 def cache_at(code: str, tmp: Path, rows: int, layers: int, dim: int = 512, width: int = 768) -> tuple[Path, dict]:
     out = tmp / f"c-{rows}-{layers}.h5"
@@ -216,9 +257,10 @@ def cache_at(code: str, tmp: Path, rows: int, layers: int, dim: int = 512, width
 
 def memory_rows(args, tmp: Path) -> list[list[object]]:
     """Assembly (= merge) from 100k to 1M rows: growth beyond the one chunk it holds at once."""
-    sizes, layers = ((100_000, 1_000_000), 13) if args.full else ((100_000, 1_000_000), 1)
+    sizes = plan(args.full)["memory"]
+    layers = sizes[0][1]
     out, row_bytes = [], (512 + layers * 768) * 2
-    for rows in sizes:
+    for rows, _ in sizes:
         path, r = cache_at(args.code, tmp, rows, layers)
         out.append([f"assembly = merge, {rows} rows, {layers} layer(s)", r["seconds"], r["peak_mib"],
                     rows * row_bytes / MIB, path.stat().st_size / MIB])
@@ -231,10 +273,9 @@ def memory_rows(args, tmp: Path) -> list[list[object]]:
 
 
 def throughput_rows(args, tmp: Path) -> list[list[object]]:
-    rows, layers, out = 100_000, 13, []
-    codes = [("before", args.compare)] if args.compare else []
-    rates = {}
-    for name, code in [*codes, ("now", args.code)]:
+    (rows, layers), = plan(args.full)["throughput"]
+    out, rates = [], {}
+    for name, code in codes(args):
         path, w = cache_at(code, tmp, rows, layers)
         r = run_step(code, "read", out=path)
         size = path.stat().st_size / MIB
@@ -251,29 +292,41 @@ def throughput_rows(args, tmp: Path) -> list[list[object]]:
 
 
 def sweep_rows(args, tmp: Path) -> list[list[object]]:
-    sizes = (100_000, 400_000) if args.full else (25_000, 100_000)
+    """The sweep at two sizes; its growth against one layer in float32 of the rows added (768 x 4 B a row)."""
+    (small, _), (large, _) = sizes = plan(args.full)["sweep"]
+    added_layer = (large - small) * 768 * 4 / MIB
     out = []
-    for rows in sizes:
-        path, _ = cache_at(args.code, tmp, rows, 13)
-        r = run_step(args.code, "sweep", out=path, run=tmp / f"sweep-{rows}")
-        out.append([f"layer sweep (ridge), {rows} rows x 13 layers", r["seconds"], r["peak_mib"],
-                    rows * 768 * 4 / MIB, ""])
-        path.unlink()
-    growth, one_layer = out[1][2] - out[0][2], out[1][3]
-    out.append([f"growth {sizes[0]} -> {sizes[1]} / goal: <= one layer in float32", growth, one_layer,
-                met(growth, one_layer, higher_is_better=False), ""])
+    for name, code in codes(args):
+        peaks = []
+        for rows, layers in sizes:
+            path, _ = cache_at(code, tmp, rows, layers)
+            r = run_step(code, "sweep", out=path, run=tmp / f"sweep-{name}-{rows}")
+            out.append([f"{name}: layer sweep (ridge), {rows} rows x 13 layers", r["seconds"], r["peak_mib"],
+                        rows * 768 * 4 / MIB, ""])
+            peaks.append(r["peak_mib"])
+            path.unlink()
+        growth = peaks[1] - peaks[0]
+        out.append([f"{name}: growth {small} -> {large} / goal: <= one layer in float32 of the {large - small} rows "
+                    "added", growth, added_layer, met(growth, added_layer, higher_is_better=False),
+                    f"{growth * MIB / (large - small):.0f} B per added row"])
     return out
 
 
 def fit_rows(args, tmp: Path) -> list[list[object]]:
-    rows = 200_000 if args.full else 100_000
-    path, _ = cache_at(args.code, tmp, rows, 0)
-    r = run_step(args.code, "fit", out=path, run=tmp / "fit")
-    fitted = fitted_rows(str(path)) * 512 * 4 / MIB
+    """fit_heads on the final embeddings: peak against the float32 rows of the protocol's splits (and of train)."""
+    (rows, layers), = plan(args.full)["fit"]
+    path, _ = cache_at(args.code, tmp, rows, layers)
+    split = fitted_rows(str(path))
+    fitted, train = sum(split.values()) * 512 * 4 / MIB, split["train"] * 512 * 4 / MIB
+    out = []
+    for name, code in codes(args):
+        r = run_step(code, "fit", out=path, run=tmp / f"fit-{name}")
+        out += [[f"{name}: fit_heads (ridge), final embeddings, {rows} rows ({split})", r["seconds"], r["peak_mib"],
+                 fitted, ""],
+                [f"{name}: peak / float32 rows of the splits (goal: about 2)", r["peak_mib"] / fitted, 2.0,
+                 met(r["peak_mib"] / fitted, 2.2, higher_is_better=False), f"{r['peak_mib'] / train:.2f} x train rows"]]
     path.unlink()
-    return [[f"fit_heads (ridge), final embeddings, {rows} rows", r["seconds"], r["peak_mib"], fitted, ""],
-            ["peak / float32 rows fitted (goal: about 2)", r["peak_mib"] / fitted, 2.0,
-             met(r["peak_mib"] / fitted, 2.2, higher_is_better=False), ""]]
+    return out
 
 
 PARTS = {"memory": memory_rows, "throughput": throughput_rows, "sweep": sweep_rows, "fit": fit_rows}
@@ -293,12 +346,20 @@ def main(argv=None) -> None:
         child(args.child)
         return
     args.code = str(Path(args.code).resolve())
+    args.compare = args.compare and str(Path(args.compare).resolve())
+    unknown = sorted(set(args.only.split(",")) - set(PARTS))
+    if unknown:
+        print(f"error: --only {unknown[0]!r} is not a part; parts: {', '.join(PARTS)}", file=sys.stderr)
+        raise SystemExit(2)
+    check_disk(args, Path(args.keep or tempfile.gettempdir()))
     with tempfile.TemporaryDirectory(dir=args.keep) as tmp:
         table = [row for part in args.only.split(",") for row in PARTS[part](args, Path(tmp))]
     print(f"`{command_line()}` on {cpu()}\n")
-    print(markdown_table(["step", "seconds", "peak above start (MiB)", "data (MiB)", "cache MiB / rate MiB/s"], table))
+    print(markdown_table(["step", "seconds (or value)", "peak above start, MiB (or goal)", "data, MiB (or met?)",
+                          "cache MiB, rate MiB/s, or note"], table))
     print("\npeak: VmHWM of the step's process or the HDF5 writer it forks, above its RSS before the step "
-          "(manifest built). data: what the step reads or writes; for the sweep, one layer's rows in float32.")
+          "(imports done, manifest built). data: what the step reads or writes; for the sweep, one layer's rows in "
+          "float32; for fit_heads, the float32 rows of the protocol's splits (train, val, test).")
 
 
 if __name__ == "__main__":

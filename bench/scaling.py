@@ -3,8 +3,8 @@
 Each case (model, frame size, N images) runs extract_features.py as a whole command, four ways, interleaved
 so background load hits them alike:
 
-    1 process:  python extract_features.py ... --workers 2 --limit N      (and --limit 2N)
-    2 ranks:    torchrun --nproc_per_node=2 extract_features.py ... --workers 1 --limit N   (and 2N)
+    1 process:  python extract_features.py ... --workers 2 --max-images N      (and --max-images 2N)
+    2 ranks:    torchrun --nproc_per_node=2 extract_features.py ... --workers 1 --max-images N   (and 2N)
 
 Both settings have 2 decode workers in all; torchrun gives each rank OMP_NUM_THREADS=1 (unless set), the
 single process keeps torch's default (one thread per core). images/s is reported three ways:
@@ -116,7 +116,7 @@ def loop_seconds(prefix: Path) -> float:
 def command(args, ranks: int, model: str, data: Path, out: Path, n: int, port: int) -> list[str]:
     extract = [str(Path(__file__).resolve()), "--child", str(out.with_suffix("")), "--data-root", str(data), "--out", str(out), "--model", model,
                "--pretrained", "none", "--batch-size", str(args.batch_size), "--chunk-size", str(args.chunk_size),
-               "--precision", args.precision, "--workers", str(args.workers // ranks), "--limit", str(n),
+               "--precision", args.precision, "--workers", str(args.workers // ranks), "--max-images", str(n),
                "--overwrite"]
     if ranks == 1:
         return [sys.executable, *extract]

@@ -15,7 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from pathlib import Path  # noqa: E402
-from typing import Iterator  # noqa: E402
+from typing import Callable, Iterator  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -78,20 +78,29 @@ def lock_held_elsewhere(path: Path) -> Iterator[None]:
         proc.wait()
 
 
-def kill_at_first_checkpoint(args: list[str], out: Path) -> None:
-    """Run `finetune_lora.py ARGS` and SIGKILL it as soon as its first checkpoint exists (a crash mid-run), before
-    the run is finished: what the resume tests start from."""
+def kill_when(cmd: list[str], ready: Callable[[], bool], env: dict[str, str] | None = None,
+              timeout: float = 120.0) -> bool:
+    """Start `cmd`, SIGKILL it as soon as `ready()` holds (a crash mid-run: what every resume test starts from), and
+    say whether it was still running when killed (False: it ended, or `timeout` passed, first)."""
     import signal
     import time
 
+    proc = subprocess.Popen(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None and not ready():
+        time.sleep(0.01)
+    running = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return running
+
+
+def kill_at_first_checkpoint(args: list[str], out: Path) -> None:
+    """Run `finetune_lora.py ARGS` and SIGKILL it as soon as its first checkpoint exists (a crash mid-run), before
+    the run is finished: what the resume tests start from."""
     import torch
 
     cmd = [sys.executable, str(Path(__file__).resolve().parents[1] / "finetune_lora.py"), *args]
-    proc = subprocess.Popen(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / "checkpoint.pt").exists() and proc.poll() is None:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when(cmd, lambda: (out / "checkpoint.pt").exists())
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] < 3 and not (out / "lora.json").exists()

@@ -11,7 +11,8 @@ import pytest
 from clipforensics.core.errors import UserError
 from clipforensics.evaluate.compare import (delong, first_frames_spread, frames_per_video, paired_difference,
                                             parse_counts, placements, threshold_transfer)
-from clipforensics.evaluate.evaluation import MeasureSettings, evaluate_run
+from clipforensics.evaluate.evaluation import evaluate_run
+from clipforensics.evaluate.settings import MeasureSettings
 
 
 def scores_table(seed: int, shift: float, n_videos: int = 30, frames: int = 5) -> pd.DataFrame:

@@ -22,7 +22,7 @@ def matrix(tiny_cache, tmp_path_factory) -> Path:
     root = generate(base / "Celeb-DF-v2", videos=18, frames=2, size=64, seed=3, style="celebdf")
     assert extract_features.main(["--data-root", str(root), "--out", str(base / "cdf.h5"), *TINY]) == 0
     out = base / "matrix"
-    assert evaluate.main(["matrix", "--cache", str(tiny_cache), "--test-cache", str(base / "cdf.h5"), "--head",
+    assert evaluate.main(["matrix", "--cache", str(tiny_cache), "--test-cache", str(base / "cdf.h5"), "--heads",
                           "logreg", "--out", str(out), "--bootstrap", "200"]) == 0
     return out
 

@@ -127,7 +127,7 @@ def multi_matrix(tiny_cache, celebdf_cache, tmp_path_factory) -> Path:
     shutil.copyfile(celebdf_cache, other)
     out = base / "matrix"
     assert evaluate.main(["matrix", "--cache", str(tiny_cache), "--train-cache", str(celebdf_cache),
-                          "--test-cache", str(other), "--head", "logreg", "--out", str(out),
+                          "--test-cache", str(other), "--heads", "logreg", "--out", str(out),
                           "--bootstrap", "200"]) == 0
     return out
 

@@ -27,7 +27,7 @@ from clipforensics.detect.inputs import FAILED, OK, Item, Prepared
 from clipforensics.detect.score import Batcher, score_stream
 from clipforensics.measure.metrics import choose_threshold
 from clipforensics.extract.encoders import load_model
-from clipforensics.extract.models import ModelSettings
+from clipforensics.extract.settings import ModelSettings
 from clipforensics.frames import detectors
 from clipforensics.synthetic.write import generate
 from conftest import TINY
@@ -145,8 +145,8 @@ def prepared_run(tmp_path_factory) -> dict[str, Path]:
     for folder in sorted(frames.glob("*/*")):
         write_video(base / "videos" / folder.parent.name / f"{folder.name}.mkv", folder_frames(folder), "FFV1")
     root, cache, runs = base / "data", base / "cache.h5", base / "runs"
-    assert prepare_frames.main(["--videos-root", str(base / "videos"), "--out", str(root), "--frames", "3",
-                                "--size", "48", "--detector", "fixed", "--align", "five-point", "--jobs", "1"]) == 0
+    assert prepare_frames.main(["--videos-root", str(base / "videos"), "--out", str(root), "--frames-per-video", "3",
+                                "--size", "48", "--detector", "fixed", "--align", "five-point", "--workers", "0"]) == 0
     assert extract_features.main(["--data-root", str(root), "--out", str(cache), *TINY]) == 0
     assert fit_heads.main(["--cache", str(cache), "--heads", "logreg", "--out", str(runs),
                            "--train-fakes", "FaceSwap", "--test-fakes", "FaceSwap", "--real-split", "60/20/20",
@@ -358,7 +358,7 @@ def test_refusals_of_bad_options_and_inputs(strong, tmp_path, capsys):
     assert "input" in refusal(run, tmp_path, capsys, str(tmp_path / "missing.mp4"))
     (tmp_path / "empty").mkdir()
     assert "holds no images" in refusal(run, tmp_path, capsys, str(tmp_path / "empty"))
-    assert "--frames" in refusal(run, tmp_path, capsys, frame, extra=("--frames", "0"))
+    assert "--frames-per-video" in refusal(run, tmp_path, capsys, frame, extra=("--frames-per-video", "0"))
     assert "--threshold" in refusal(run, tmp_path, capsys, frame, extra=("--threshold", "1.5"))
     assert "fp16" in refusal(run, tmp_path, capsys, frame, extra=("--precision", "fp16", "--device", "cpu"))
     assert "--explain-patch" in refusal(run, tmp_path, capsys, frame, extra=("--explain", "--explain-patch", "999"))
@@ -377,6 +377,21 @@ def test_json_output_is_machine_readable_only(strong, tmp_path, capsys):
     assert [row["input"] for row in data["inputs"]] == [str(f) for f in frames]
     assert data["detector"]["kind"] == "head" and all(len(row["frames"]) == 2 for row in data["inputs"])
     assert data == json.loads((tmp_path / "o" / "detections.json").read_text())
+
+
+def test_frames_per_video_scores_that_many_frames_spread_evenly(strong, tmp_path):
+    """--frames-per-video 1 on a folder of 2 frames scores one: the earlier middle frame (index (2 - 1) // 2 = 0),
+    with the very score it gets when every frame is scored, and that score is the input's."""
+    folder = sorted(strong["root"].glob("NeuralTextures/*"))[0]
+    names = sorted(p.name for p in folder.iterdir())
+    run_detect(strong["head"], [folder], tmp_path / "all")
+    every = pd.read_csv(tmp_path / "all" / "frames.csv", keep_default_na=False).set_index("frame")
+    table = run_detect(strong["head"], [folder], tmp_path / "one", "--frames-per-video", "1")
+    one = pd.read_csv(tmp_path / "one" / "frames.csv", keep_default_na=False)
+    assert sorted(every.index) == names and len(names) == 2
+    assert one.frame.tolist() == [names[0]] and table.frames.tolist() == [1]
+    assert one.score[0] == pytest.approx(every.score[names[0]], abs=1e-4)  # float32 forwards of other batch sizes
+    assert table.score[0] == pytest.approx(one.score[0], abs=1e-9)
 
 
 # ---------------------------------------------------------------- calibration, margin, what the scores are
@@ -417,7 +432,6 @@ def test_raw_scores_are_said_to_be_uncalibrated(strong, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "raw scores are uncalibrated" in printed and "%" not in printed
     assert Image.open(tmp_path / "out" / table.sheet[0]).width >= 600  # a single image's header is not clipped
-    with pytest.raises(SystemExit):
-        detect_cli.main(["--run", str(strong["head"]), str(frame), "--calibrate", "plat"])
-    assert capsys.readouterr().err.strip().endswith("invalid choice: 'plat' (choose from 'none', 'platt', "
-                                                    "'isotonic'); did you mean 'platt'?")
+    assert detect_cli.main(["--run", str(strong["head"]), str(frame), "--calibrate", "plat"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: --calibrate: unknown calibration 'plat'; choose from none, "
+                                               "platt, isotonic; did you mean 'platt'?")

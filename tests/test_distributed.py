@@ -15,7 +15,7 @@ from clipforensics.data.cache import read_cache
 from conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = [*TINY, "--chunk-size", "64", "--limit", "300", "--precision", "fp32"]
+SMALL = [*TINY, "--chunk-size", "64", "--max-images", "300", "--precision", "fp32"]
 
 
 def run(root: Path, out: Path, *extra: str, merge: bool = False) -> int:

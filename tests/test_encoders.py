@@ -23,7 +23,7 @@ import fit_heads
 from clipforensics.core.errors import UserError
 from clipforensics.data.cache import read_cache
 from clipforensics.extract.encoders import ENCODERS, encoder_of, load_model
-from clipforensics.extract.models import ModelSettings
+from clipforensics.extract.settings import ModelSettings
 from clipforensics.heads.heads import resolve_heads
 
 TIMM = ["--model", "timm:tiny-vit", "--pretrained", "none", "--workers", "0", "--batch-size", "16"]
@@ -34,7 +34,7 @@ ROWS = 120
 @pytest.fixture(scope="module")
 def timm_cache(synthetic_root, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("timm") / "timm.h5"
-    assert extract_features.main(["--data-root", str(synthetic_root), "--out", str(out), *TIMM, "--limit", str(ROWS),
+    assert extract_features.main(["--data-root", str(synthetic_root), "--out", str(out), *TIMM, "--max-images", str(ROWS),
                                   "--precision", "fp32", "--layers", "all", "--perturb", "jpeg:50"]) == 0
     return out
 
@@ -138,7 +138,7 @@ def test_fine_tuning_methods_target_a_timm_towers_projections(timm_cache, tmp_pa
     """The target sets name timm's qkv/proj Linears too, so LoRA and the SVD residual attach to a timm tower."""
     import finetune_lora
     out = tmp_path / method
-    assert finetune_lora.main(["--base-cache", str(timm_cache), "--out", str(out), "--method", method, "--head",
+    assert finetune_lora.main(["--base-cache", str(timm_cache), "--out", str(out), "--method", method, "--objective",
                                "linear", "--rank", "2", "--epochs", "1", "--batch-size", "16", "--lr", "1e-3",
                                "--workers", "0", "--max-train-images", "32", "--no-extract", "--select", "last",
                                *PROTOCOL]) == 0

@@ -116,7 +116,7 @@ def test_runs_on_different_test_sets_are_refused(runs, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def matrix_out(tiny_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("matrix")
-    assert evaluate.main(["matrix", "--cache", str(tiny_cache), "--head", "logreg", "--out", str(out),
+    assert evaluate.main(["matrix", "--cache", str(tiny_cache), "--heads", "logreg", "--out", str(out),
                           "--bootstrap", str(MATRIX_BOOT)]) == 0
     return out
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
@@ -20,7 +18,7 @@ from clipforensics.extract import run as extraction
 from clipforensics.data.cache import read_cache
 from clipforensics.data.manifest import ManifestSettings, manifest_hash, scan
 from clipforensics.extract.prompts import PROMPT_SETS
-from conftest import TINY, lock_held_elsewhere
+from conftest import TINY, kill_when, lock_held_elsewhere
 
 ROOT = Path(__file__).resolve().parents[1]
 N_IMAGES = 48 * 2 * 5  # conftest's synthetic_root
@@ -63,7 +61,7 @@ def test_prompts_are_stored_with_their_classes(tiny_cache):
 def test_embeddings_match_a_direct_forward(tiny_cache, synthetic_root):
     """The cache row of an image is the model's embedding of that very image."""
     from clipforensics.extract.encoders import load_model
-    from clipforensics.extract.models import ModelSettings
+    from clipforensics.extract.settings import ModelSettings
 
     cache = read_cache(tiny_cache)
     loaded = load_model(ModelSettings(model="tiny-vit", pretrained="none"), "cpu", cache.attrs["precision"])
@@ -85,14 +83,14 @@ def test_rerun_with_same_settings_does_nothing_and_other_settings_are_refused(ti
 
 def test_overwrite_replaces(tmp_path, synthetic_root):
     out = tmp_path / "c.h5"
-    assert run(synthetic_root, out, "--limit", "10") == 0
-    assert run(synthetic_root, out, "--limit", "12", "--overwrite") == 0
+    assert run(synthetic_root, out, "--max-images", "10") == 0
+    assert run(synthetic_root, out, "--max-images", "12", "--overwrite") == 0
     assert len(read_cache(out).embeddings) == 12
 
 
-def test_limit_spreads_over_all_classes(tmp_path, synthetic_root):
+def test_max_images_spreads_over_all_classes(tmp_path, synthetic_root):
     out = tmp_path / "c.h5"
-    assert run(synthetic_root, out, "--limit", "20") == 0
+    assert run(synthetic_root, out, "--max-images", "20") == 0
     cache = read_cache(out)
     assert len(cache.embeddings) == 20 and cache.manifest.manipulation.nunique() == 5
 
@@ -134,13 +132,7 @@ def test_kill_9_then_rerun_equals_uninterrupted(tmp_path, synthetic_root):
     subprocess.run(cmd + ["--out", str(reference)], check=True, env=env, capture_output=True)
     out = tmp_path / "killed.h5"
     parts = tmp_path / "killed.h5.parts"
-    proc = subprocess.Popen(cmd + ["--out", str(out)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline and len(list(parts.glob("chunk-*.npz"))) < 3 and proc.poll() is None:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when(cmd + ["--out", str(out)], lambda: len(list(parts.glob("chunk-*.npz"))) >= 3, timeout=60)
     assert not out.exists()
     subprocess.run(cmd + ["--out", str(out)], check=True, env=env, capture_output=True)
     np.testing.assert_array_equal(read_cache(out).embeddings, read_cache(reference).embeddings)
@@ -197,7 +189,7 @@ def test_help_lists_every_option(capsys):
         extract_features.main(["--help"])
     text = capsys.readouterr().out
     for flag in ("--data-root", "--model", "--pretrained", "--batch-size", "--workers", "--device",
-                 "--precision", "--prompt-sets", "--limit", "--video-pattern", "--overwrite"):
+                 "--precision", "--prompt-sets", "--max-images", "--video-pattern", "--overwrite"):
         assert flag in text
 
 

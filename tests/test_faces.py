@@ -82,7 +82,7 @@ def eye_line_angle(crop_bgr: np.ndarray) -> float:
 
 
 SIZE = 192
-ARGS = ["--frames", "7", "--size", str(SIZE), "--detect-max-side", "320", "--jobs", "1"]
+ARGS = ["--frames-per-video", "7", "--size", str(SIZE), "--detect-max-side", "320", "--workers", "0"]
 
 
 @pytest.fixture(scope="module")

@@ -61,7 +61,7 @@ def grey_frames(values: list[int], shape: tuple[int, int] = (48, 64)) -> list[np
 
 def settings(root: Path, out: Path, **kw) -> FrameSettings:
     """Plain square crops (align none) unless a test asks: the stubs below check box geometry."""
-    return FrameSettings(videos_root=str(root), out=str(out), **{"jobs": 1, "size": 32, "align": "none", **kw})
+    return FrameSettings(videos_root=str(root), out=str(out), **{"workers": 0, "size": 32, "align": "none", **kw})
 
 
 def register(monkeypatch, name: str, factory) -> None:
@@ -309,11 +309,11 @@ def test_rerun_skips_finished_videos_and_finishes_interrupted_ones(tmp_path, stu
 def test_other_settings_are_refused_and_overwrite_redoes(tmp_path, stub, capsys):
     _tree(tmp_path / "in", 1)
     args = ["--videos-root", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--detector", "stub",
-            "--jobs", "1", "--size", "32"]
-    assert prepare_frames.main([*args, "--frames", "2"]) == 0
-    assert prepare_frames.main([*args, "--frames", "3"]) == 2
+            "--workers", "0", "--size", "32"]
+    assert prepare_frames.main([*args, "--frames-per-video", "2"]) == 0
+    assert prepare_frames.main([*args, "--frames-per-video", "3"]) == 2
     assert "other settings (frames 2 -> 3)" in capsys.readouterr().err
-    assert prepare_frames.main([*args, "--frames", "3", "--overwrite"]) == 0
+    assert prepare_frames.main([*args, "--frames-per-video", "3", "--overwrite"]) == 0
     assert len(list((tmp_path / "out" / "Real_youtube" / "000").iterdir())) == 3
 
 
@@ -336,7 +336,7 @@ def test_corrupt_videos_are_listed_and_skipped(tmp_path, stub, capsys):
     (tmp_path / "in" / "Real_youtube" / "empty.avi").write_bytes(b"")
     out = tmp_path / "out"
     code = prepare_frames.main(["--videos-root", str(tmp_path / "in"), "--out", str(out), "--detector", "stub",
-                                "--jobs", "1", "--frames", "2", "--size", "32"])
+                                "--workers", "0", "--frames-per-video", "2", "--size", "32"])
     assert code == 0 and "2 failed" in capsys.readouterr().out
     failed = read_csv(out / "failed_videos.csv")
     assert failed["video"].tolist() == ["empty", "noise"] and failed["reason"].str.contains("cannot open").all()
@@ -347,7 +347,7 @@ def test_corrupt_videos_are_listed_and_skipped(tmp_path, stub, capsys):
 def test_all_videos_failing_is_a_one_line_error(tmp_path, capsys):
     (tmp_path / "in" / "Real_youtube").mkdir(parents=True)
     (tmp_path / "in" / "Real_youtube" / "noise.mp4").write_bytes(os.urandom(5000))
-    code = prepare_frames.main(["--videos-root", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--jobs", "1"])
+    code = prepare_frames.main(["--videos-root", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--workers", "0"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) >= 1 and err[-1].startswith("error: all 1 videos failed")
     assert read_csv(tmp_path / "out" / "failed_videos.csv")["video"].tolist() == ["noise"]
@@ -370,8 +370,8 @@ def _ffpp_tree(root: Path, size: int = 96, n: int = 8) -> None:
 def test_ffpp_layout_becomes_a_data_root_that_the_manifest_reads(tmp_path, capsys):
     _ffpp_tree(tmp_path / "ffpp")
     out = tmp_path / "data"
-    code = prepare_frames.main(["--videos-root", str(tmp_path / "ffpp"), "--out", str(out), "--frames", "4",
-                                "--size", "64", "--jobs", "2"])  # real Haar detector, two worker processes
+    code = prepare_frames.main(["--videos-root", str(tmp_path / "ffpp"), "--out", str(out), "--frames-per-video", "4",
+                                "--size", "64", "--workers", "2"])  # real Haar detector, two worker processes
     assert code == 0, capsys.readouterr().err
     names = sorted(p.name for p in (out / "FaceSwap" / "000_003").iterdir())
     assert names == ["000.png", "002.png", "005.png", "007.png"]  # rint(linspace(0, 7, 4)) = 0, 2, 5, 7
@@ -431,9 +431,9 @@ def test_class_folder_layout_and_its_errors(tmp_path):
 
 
 @pytest.mark.parametrize("flag, value, message", [
-    ("--frames", "0", "--frames must be at least 1"),
+    ("--frames-per-video", "0", "--frames-per-video must be at least 1"),
     ("--margin", "0.5", "--margin must be at least 1.0"),
-    ("--jobs", "0", "--jobs must be"),
+    ("--workers", "-1", "--workers must be 0 (in the main process) or more"),
     ("--align", "rotate", "unknown alignment 'rotate'; choose from five-point, deepfakebench, none"),
 ])
 def test_bad_numbers_are_one_line_errors(tmp_path, capsys, flag, value, message):

@@ -82,3 +82,45 @@ def test_other_unreadable_roots_get_no_hint(tmp_path: Path) -> None:
     with pytest.raises(UserError) as caught:
         scan(settings(tmp_path))
     assert str(caught.value) == f"class folder FaceSwap in {tmp_path} has no images (bmp/jpeg/jpg/png/webp)"
+
+
+def _error_line(parser: SuggestingParser, argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as caught:
+        parser.parse_args(argv)
+    assert caught.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    return lines[-1]
+
+
+def test_an_unknown_option_is_named_with_the_closest_before_a_missing_required_one(capsys) -> None:
+    parser = SuggestingParser(prog="x")
+    parser.add_argument("--cache", required=True)
+    parser.add_argument("--test-cache")
+    assert _error_line(parser, ["--cahce", "a.h5"], capsys) == \
+        "x: error: unknown option --cahce; did you mean '--cache' or '--test-cache'?"
+    assert _error_line(parser, ["--cache=a.h5", "--zzz"], capsys) == "x: error: unknown option --zzz"
+    assert parser.parse_args(["--cache", "a.h5"]).cache == "a.h5"
+
+
+def test_options_are_never_abbreviated(capsys) -> None:
+    """A prefix standing for an option would let `--layer` mean `--layer-sweep` in one script and not another."""
+    parser = SuggestingParser(prog="x")
+    parser.add_argument("--layer-sweep", action="store_true")
+    assert _error_line(parser, ["--layer"], capsys) == "x: error: unknown option --layer; did you mean '--layer-sweep'?"
+    assert parser.parse_args(["--layer-sweep"]).layer_sweep
+
+
+def test_a_renamed_option_answers_with_its_new_name(capsys) -> None:
+    from dataclasses import dataclass
+
+    from clipforensics.core.settings import add_arguments, option
+
+    @dataclass
+    class Stage:
+        train_seed: int = option(0, "training seed", formerly="--seed", identity="seed")
+
+    parser = SuggestingParser(prog="x")
+    add_arguments(parser, Stage, "stage")
+    assert _error_line(parser, ["--seed", "3"], capsys) == "x: error: --seed is now --train-seed"
+    assert _error_line(parser, ["--seed=3"], capsys) == "x: error: --seed is now --train-seed"
+    assert parser.parse_args(["--train-seed", "3"]).train_seed == 3

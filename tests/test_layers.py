@@ -16,7 +16,7 @@ import fit_heads
 from clipforensics.data.cache import read_cache
 from clipforensics.data.scores import read_scores
 from clipforensics.extract.encoders import load_model
-from clipforensics.extract.models import ModelSettings
+from clipforensics.extract.settings import ModelSettings
 from clipforensics.extract.perturb import parse_name, parse_perturbations
 from clipforensics.extract.reader import ImageFiles, collate_images
 from conftest import TINY
@@ -28,7 +28,7 @@ PROTOCOL = ["--train-fakes", "FaceSwap", "--test-fakes", "NeuralTextures,Deepfak
 @pytest.fixture(scope="module")
 def layered(synthetic_root, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("layers") / "layers.h5"
-    code = extract_features.main(["--data-root", str(synthetic_root), "--out", str(out), *TINY, "--limit", str(ROWS), "--precision", "fp32", "--layers", "all",
+    code = extract_features.main(["--data-root", str(synthetic_root), "--out", str(out), *TINY, "--max-images", str(ROWS), "--precision", "fp32", "--layers", "all",
                                   "--perturb", "blur:0,2", "noise:0", "resize:1", "jpeg:30"])
     assert code == 0
     return out
@@ -83,7 +83,7 @@ def test_identity_level_copies_equal_the_clean_embedding(layered):
 ])
 def test_bad_layer_and_perturbation_specs_are_one_line_errors(synthetic_root, tmp_path, capsys, args, message):
     code = extract_features.main(["--data-root", str(synthetic_root), "--out", str(tmp_path / "x.h5"), *TINY,
-                                  "--limit", "4", *args])
+                                  "--max-images", "4", *args])
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1 and message in errors[0]
 
@@ -96,7 +96,7 @@ def test_levels_that_print_alike_keep_distinct_names():
 
 
 def test_rerun_with_another_perturb_seed_is_refused_not_nothing_to_do(layered, synthetic_root, capsys):
-    code = extract_features.main(["--data-root", str(synthetic_root), "--out", str(layered), *TINY, "--limit",
+    code = extract_features.main(["--data-root", str(synthetic_root), "--out", str(layered), *TINY, "--max-images",
                                   str(ROWS), "--precision", "fp32", "--layers", "all", "--perturb", "blur:0,2",
                                   "noise:0", "resize:1", "jpeg:30", "--perturb-seed", "3"])
     err = capsys.readouterr().err

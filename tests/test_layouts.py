@@ -164,8 +164,8 @@ def test_prepare_frames_writes_celebdf_and_dfdc_frames_read_back_with_their_labe
         write_video(videos / rel, grey_frames([40, 80, 120]))
     (videos / "List_of_testing_videos.txt").write_text("1 Celeb-real/id1_0000.avi\n0 Celeb-synthesis/id0_id1_0000.avi\n")
     out = tmp_path / "frames"
-    assert prepare_frames.main(["--videos-root", str(videos), "--out", str(out), "--frames", "2", "--detector", "stub",
-                                "--align", "none", "--size", "32", "--jobs", "1"]) == 0
+    assert prepare_frames.main(["--videos-root", str(videos), "--out", str(out), "--frames-per-video", "2", "--detector", "stub",
+                                "--align", "none", "--size", "32", "--workers", "0"]) == 0
     assert (out / "List_of_testing_videos.txt").read_text() == (videos / "List_of_testing_videos.txt").read_text()
     df = scan(settings(out))
     videos_table = df.drop_duplicates("video").set_index("video")
@@ -180,8 +180,8 @@ def test_prepare_frames_writes_celebdf_and_dfdc_frames_read_back_with_their_labe
         write_video(dfdc / "dfdc_train_part_0" / f"{name}.avi", grey_frames([60, 90]))
     (dfdc / "dfdc_train_part_0" / "metadata.json").write_text(json.dumps({
         "aaa.avi": {"label": "REAL", "split": "train"}, "bbb.avi": {"label": "FAKE", "original": "aaa.avi"}}))
-    assert prepare_frames.main(["--videos-root", str(dfdc), "--out", str(tmp_path / "dfdc-frames"), "--frames", "2",
-                                "--detector", "stub", "--align", "none", "--size", "32", "--jobs", "1"]) == 0
+    assert prepare_frames.main(["--videos-root", str(dfdc), "--out", str(tmp_path / "dfdc-frames"), "--frames-per-video", "2",
+                                "--detector", "stub", "--align", "none", "--size", "32", "--workers", "0"]) == 0
     df = scan(settings(tmp_path / "dfdc-frames")).drop_duplicates("video").set_index("video")
     assert df[["label", "target"]].to_dict("index") == {"DFDC-real/aaa": {"label": 0, "target": "aaa"},
                                                         "DFDC-fake/bbb": {"label": 1, "target": "aaa"}}
@@ -256,8 +256,8 @@ def test_a_new_data_set_is_one_registration(tmp_path: Path, monkeypatch) -> None
     assert layout.name == "toy" and {name: [v.video for v in vs] for name, vs in by_class.items()} == {
         "Live": ["a", "b"], "Made": ["c"]}
     out = tmp_path / "frames"
-    assert prepare_frames.main(["--videos-root", str(videos), "--out", str(out), "--frames", "2", "--detector",
-                                "stub", "--align", "none", "--size", "32", "--jobs", "1"]) == 0
+    assert prepare_frames.main(["--videos-root", str(videos), "--out", str(out), "--frames-per-video", "2", "--detector",
+                                "stub", "--align", "none", "--size", "32", "--workers", "0"]) == 0
     assert (out / "toy.txt").read_text() == (videos / "toy.txt").read_text()
     assert json.loads((out / "prepare.json").read_text())["crops"]["layout"] == "toy"
     df = scan(settings(out))

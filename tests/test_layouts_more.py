@@ -78,8 +78,8 @@ def test_prepare_frames_crops_the_masked_face_of_a_dfd_fake(tmp_path, monkeypatc
     write_video(root / f"manipulated_sequences/DeepFakeDetection/c23/videos/{DFD_FAKE}.avi", frames)
     write_video(root / f"manipulated_sequences/DeepFakeDetection/masks/videos/{DFD_FAKE}.avi", [mask] * 3)
     out = tmp_path / "frames"
-    assert prepare_frames.main(["--videos-root", str(root), "--out", str(out), "--frames", "2", "--detector", "two",
-                                "--align", "none", "--size", "16", "--jobs", "1"]) == 0
+    assert prepare_frames.main(["--videos-root", str(root), "--out", str(out), "--frames-per-video", "2", "--detector", "two",
+                                "--align", "none", "--size", "16", "--workers", "0"]) == 0
     faces = pd.read_csv(out / "faces.csv").set_index("class")
     assert (faces.loc["DeepFakeDetection", "face_x0"] == 64.0).all()  # the masked face, not the first-ranked one
     assert (faces.loc["DFD-real", "face_x0"] == 0.0).all()

@@ -20,6 +20,7 @@ from clipforensics.lora import checkpoint, stage
 from clipforensics.lora import data as lora_data
 from clipforensics.lora import model as lora
 from clipforensics.lora.methods import lora as lora_method
+from clipforensics.lora import targets
 from clipforensics.lora.train import TrainRun, make_optimization, train_epoch
 from clipforensics.data.manifest import ManifestSettings, scan
 from clipforensics.data.cache import check_identity, read_cache
@@ -27,7 +28,7 @@ from clipforensics.core.errors import UserError
 from clipforensics.measure.metrics import roc_auc, video_scores
 from clipforensics.extract.encoders import open_clip as models
 from clipforensics.extract.encoders import load_model
-from clipforensics.extract.models import ModelSettings
+from clipforensics.extract.settings import ModelSettings
 from clipforensics.extract.prompts import PROMPT_SETS, PromptSet
 from clipforensics.data.scores import read_scores
 from clipforensics.synthetic.write import generate
@@ -90,7 +91,7 @@ def optimizer_steps(detector: lora.Detector, x: torch.Tensor, steps: int) -> Non
                                                     ("mlp", "prompt", 4)])
 def test_a_step_changes_only_lora_and_every_lora_tensor_gets_a_gradient(targets, head, per_block):
     """per block: A and B of the fused in-projection and the out-projection (attn), of c_fc and c_proj (mlp)."""
-    detector, size = tiny_detector(targets=targets, head=head)
+    detector, size = tiny_detector(targets=targets, objective=head)
     frozen = {name: p.detach().clone() for name, p in detector.named_parameters() if not p.requires_grad}
     before = {name: p.detach().clone() for name, p in detector.method_tensors().items()}
     assert len(before) == per_block * VISION["layers"]
@@ -105,10 +106,11 @@ def test_a_step_changes_only_lora_and_every_lora_tensor_gets_a_gradient(targets,
 
 def test_out_proj_alone_gets_no_gradient_and_is_refused(monkeypatch, strong_cache, tmp_path, capsys):
     target_sets = Registry("target set")
-    for name in lora_method.TARGET_SETS:
-        target_sets.register(name, lora_method.TARGET_SETS.get(name))
-    target_sets.register("out_proj", (lora_method.BLOCK + r"\.attn\.out_proj",))
-    monkeypatch.setattr(lora_method, "TARGET_SETS", target_sets)
+    for name in targets.TARGET_SETS:
+        target_sets.register(name, targets.TARGET_SETS.get(name))
+    target_sets.register("out_proj", (targets.BLOCK + r"\.attn\.out_proj",))
+    monkeypatch.setattr(targets, "TARGET_SETS", target_sets)  # read by target_regex, when LoRA attaches
+    monkeypatch.setattr(lora_method, "TARGET_SETS", target_sets)  # read by the method's check of the settings
     loaded = load_model(TINY_MODEL, "cpu", "fp32")
     settings = lora.LoraSettings(base_cache="-", out="-", rank=4, alpha=8, targets="out_proj")
     adapted = lora_method.METHODS.get("lora").attach(loaded.model, settings)
@@ -274,15 +276,15 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run(finished_run, strong_
 def test_other_settings_are_refused_unless_overwrite(finished_run, strong_cache, tmp_path, capsys):
     out = tmp_path / "copy"
     shutil.copytree(finished_run, out)
-    assert finetune(strong_cache, out, "--no-extract", "--seed", "1") == 2
+    assert finetune(strong_cache, out, "--no-extract", "--train-seed", "1") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error:") and "other settings" in err[-1] and "seed" in err[-1]
-    assert finetune(strong_cache, out, "--no-extract", "--seed", "1", "--epochs", "1", "--overwrite") == 0
+    assert finetune(strong_cache, out, "--no-extract", "--train-seed", "1", "--epochs", "1", "--overwrite") == 0
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--head", "mlp"], "unknown head 'mlp'"),
+    (["--objective", "mlp"], "unknown objective 'mlp'"),
     (["--prompt-set", "v9"], "unknown prompt set 'v9'"),
     (["--targets", "qkv"], "unknown target set 'qkv'"),
     (["--rank", "0"], "--rank 0"),

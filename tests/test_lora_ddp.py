@@ -15,9 +15,9 @@ import pytest
 import extract_features
 import finetune_lora
 from clipforensics.data.manifest import ManifestSettings, scan
-from clipforensics.extract.distributed import Shard
+from clipforensics.core.shards import Shard
 from clipforensics.extract.encoders import load_model
-from clipforensics.extract.models import ModelSettings
+from clipforensics.extract.settings import ModelSettings
 from clipforensics.lora import data as lora_data
 from clipforensics.lora import model as lora
 from clipforensics.lora.distributed import Ranks

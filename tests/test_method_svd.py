@@ -15,7 +15,7 @@ from torch import nn
 
 from clipforensics.core.errors import UserError
 from clipforensics.extract.encoders import load_model
-from clipforensics.extract.models import ModelSettings
+from clipforensics.extract.settings import ModelSettings
 from clipforensics.lora.methods.base import METHODS
 from clipforensics.lora.methods.svd import Residual, SvdResidual
 

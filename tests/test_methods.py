@@ -24,7 +24,7 @@ from clipforensics.core.settings import without_execution_only
 from clipforensics.data.cache import read_cache
 from clipforensics.extract.encoders import open_clip as models
 from clipforensics.extract.encoders import load_model
-from clipforensics.extract.models import ModelSettings
+from clipforensics.extract.settings import ModelSettings
 from clipforensics.lora import checkpoint
 from clipforensics.lora import model as lora
 from clipforensics.core.paths import sha256_file
@@ -36,7 +36,7 @@ from test_lora import strong_cache  # noqa: F401  (the module-scoped fixture: a 
 CONFIG = json.loads((models.CONFIG_DIR / "tiny-vit.json").read_text())
 VISION, EMBED = CONFIG["vision_cfg"], int(CONFIG["embed_dim"])
 TINY_MODEL = ModelSettings(model="tiny-vit", pretrained="none")
-LAYERNORM = ["--method", "layernorm", "--head", "linear", "--uniformity-weight", "0.5", "--alignment-weight", "0.1",
+LAYERNORM = ["--method", "layernorm", "--objective", "linear", "--uniformity-weight", "0.5", "--alignment-weight", "0.1",
              "--epochs", "3", "--batch-size", "16", "--lr", "3e-3", "--workers", "0"]
 
 

@@ -16,7 +16,8 @@ import evaluate as evaluate_cli
 import finetune_lora
 from clipforensics.core.errors import UserError
 from clipforensics.evaluate.compare import delong
-from clipforensics.studies.methods import MethodsSettings, compare_methods
+from clipforensics.studies.methods import compare_methods
+from clipforensics.studies.settings import MethodsSettings
 from test_lora import strong_cache  # noqa: F401  (the module-scoped fixture: a learnable cache)
 
 COMMON = ["--epochs", "2", "--batch-size", "16", "--lr", "3e-3", "--workers", "0", "--max-train-images", "96",
@@ -83,6 +84,19 @@ def test_differences_are_paired_against_lora(study, method_runs):
         assert low <= high
 
 
+def test_compare_to_names_the_reference_run_by_its_name(method_runs, tmp_path):
+    out = tmp_path / "by-name"
+    assert evaluate_cli.main(["methods", *map(str, method_runs.values()), "--out", str(out), "--bootstrap", "0",
+                              "--compare-to", "strong-svd"]) == 0
+    diffs = json.loads((out / "methods.json").read_text())["differences"]
+    assert {d["method"] for d in diffs} == {"lora", "layernorm"} and {d["baseline"] for d in diffs} == {"strong-svd"}
+    for d in diffs:
+        run, base = (video_table(method_runs[m], d["manipulation"]) for m in (d["method"], "svd"))
+        expected = roc_auc_score(run.label, run.score) - roc_auc_score(base.label, base.score)
+        assert d["diff"] == pytest.approx(expected, abs=1e-12)
+    assert "Δ video AUC vs strong-svd" in (out / "methods.md").read_text()
+
+
 def test_the_report_files_show_methods_parameters_and_differences(study):
     md = (study["out"] / "methods.md").read_text()
     assert "unseen NeuralTextures: video AUC [95% CI]" in md and "Δ video AUC vs lora" in md
@@ -105,7 +119,7 @@ def test_runs_of_another_base_cache_or_protocol_are_refused_naming_the_fields(me
 
 def test_a_comparison_without_the_baseline_or_of_a_head_is_refused(method_runs, tmp_path):
     settings = MethodsSettings(out=str(tmp_path / "r"), bootstrap=0)
-    with pytest.raises(UserError, match="no run of --baseline lora"):
+    with pytest.raises(UserError, match="--compare-to lora: no run of that name or method"):
         compare_methods([str(method_runs["svd"]), str(method_runs["layernorm"])], settings)
     head = tmp_path / "head"
     head.mkdir()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 import time
 
 import numpy as np
+import open_clip
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -16,7 +18,8 @@ from clipforensics.core.errors import UserError
 from clipforensics.extract import models
 from clipforensics.extract.encoders import open_clip as open_clip_encoder, weights
 from clipforensics.extract.encoders import load_model
-from clipforensics.extract.models import ModelSettings, torch_threads
+from clipforensics.extract.models import torch_threads
+from clipforensics.extract.settings import ModelSettings
 
 TINY = ModelSettings(model="tiny-vit", pretrained="none")
 
@@ -31,6 +34,17 @@ def test_random_weights_are_reproducible_from_the_init_seed():
     b = load_model(TINY).encode_images(x)
     c = load_model(ModelSettings(model="tiny-vit", pretrained="none", init_seed=1)).encode_images(x)
     assert torch.equal(a, b) and not torch.allclose(a, c)
+
+
+def test_random_weights_are_said_once_with_the_seed(capsys, caplog):
+    """Our warning names the seed; open_clip's own "No pretrained weights loaded" line would say it a second time."""
+    with caplog.at_level(logging.WARNING):
+        load_model(TINY)
+    err = capsys.readouterr().err
+    assert err.count("RANDOM WEIGHTS") == 1 and "init seed 0" in err
+    assert not [r for r in caplog.records if "No pretrained weights" in r.getMessage()]
+    open_clip.create_model("tiny-vit", pretrained=None)  # the filter is gone afterwards: open_clip's line is back
+    assert [r for r in caplog.records if "No pretrained weights" in r.getMessage()]
 
 
 def test_random_init_does_not_disturb_the_global_rng():

@@ -8,7 +8,8 @@ import torch
 from clipforensics.core.errors import UserError
 from clipforensics.extract import models
 from clipforensics.extract.encoders import load_model
-from clipforensics.extract.models import ModelSettings, resolve_precision
+from clipforensics.extract.models import resolve_precision
+from clipforensics.extract.settings import ModelSettings
 
 CPU = torch.device("cpu")
 TINY = ModelSettings(model="tiny-vit", pretrained="none")
@@ -113,7 +114,7 @@ def test_calibration_times_both_precisions_on_a_copy():
 def test_torchrun_ranks_take_rank_0s_choice(monkeypatch):
     """Each rank calibrating for itself could disagree; followers load at what rank 0 broadcasts."""
     from clipforensics.extract import run
-    from clipforensics.extract.distributed import Shard
+    from clipforensics.core.shards import Shard
 
     cpu(monkeypatch, True)
     monkeypatch.setattr(models, "calibrate_cpu", lambda *a, **k: never())

@@ -5,7 +5,8 @@ import io
 
 from clipforensics.core.progress import progress, say
 from clipforensics.extract.encoders import load_model
-from clipforensics.extract.models import ModelSettings, precision_chosen_by
+from clipforensics.extract.models import precision_chosen_by
+from clipforensics.extract.settings import ModelSettings
 
 
 class Terminal(io.StringIO):

@@ -12,7 +12,8 @@ import pytest
 from clipforensics.core.errors import UserError
 from clipforensics.data.manifest import ManifestSettings, scan
 from clipforensics.data.protocol import (MIN_GROUPS, ProtocolSettings, assign_splits, check_splits,
-                                         load_split_file, make_splits, parse_real_split, split_summary)
+                                         load_split_file, log_splits, make_splits, parse_real_split,
+                                         split_summary)
 from clipforensics.data.splitfile import write_split_table
 from clipforensics.synthetic.write import generate
 
@@ -195,6 +196,19 @@ def test_split_summary() -> None:
     assert summary["frames"].sum() == len(df)
     assert (summary["frames"] == 2 * summary["videos"]).all()
     assert list(dict.fromkeys(summary["split"])) == ["train", "val", "test", "unused"]
+
+
+def test_the_split_log_is_one_line_per_split_with_counts_taken_from_the_rows(capsys) -> None:
+    splits = make_splits(make_manifest(), ProtocolSettings())
+    log_splits(splits)
+    lines = capsys.readouterr().err.splitlines()
+    rows = splits.rows.assign(split=splits.rows["split"].replace("", "unused"))
+    assert [line.split(":")[0].strip() for line in lines] == ["train", "val", "test", "unused"]
+    for line in lines:
+        split = line.split(":")[0].strip()
+        mine = rows[rows["split"] == split]
+        expected = [f"{m} {g['video'].nunique()} videos ({len(g)} frames)" for m, g in mine.groupby("manipulation")]
+        assert line.split(": ", 1)[1] == ", ".join(expected)
 
 
 OFFICIAL = {"train": [["000", "001"], ["001", "000"], ["002", "003"]],

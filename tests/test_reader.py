@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from clipforensics.extract.encoders import load_model
-from clipforensics.extract.models import ModelSettings
+from clipforensics.extract.settings import ModelSettings
 from clipforensics.extract.reader import ImageFiles, collate_images
 from clipforensics.synthetic.write import generate
 

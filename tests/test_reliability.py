@@ -43,7 +43,7 @@ def complete_or_absent_cache(path: Path, n_expected: int) -> None:
 
 def extract_cmd(root: Path) -> list[str]:
     return [sys.executable, str(ROOT / "extract_features.py"), "--data-root", str(root), *TINY,
-            "--chunk-size", "16", "--batch-size", "8", "--limit", "200"]
+            "--chunk-size", "16", "--batch-size", "8", "--max-images", "200"]
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,7 @@ def report(tiny_cache, tmp_path_factory) -> Path:
                            "--train-fakes", "FaceSwap", "--test-fakes", "NeuralTextures,Deepfakes,FaceSwap"]) == 0
     out = root / "report"
     assert evaluate.main([str(root / "run" / "logreg" / "scores.csv"), str(root / "run" / "zeroshot-v2" / "scores.csv"),
-                          "--out", str(out), "--bootstrap", "100", "--frames-per-video", "1,2,all"]) == 0
+                          "--out", str(out), "--bootstrap", "100", "--frame-budgets", "1,2,all"]) == 0
     return out / "report.html"
 
 

@@ -149,6 +149,16 @@ def test_lora_run_is_scored_through_its_cache_copies_beside_heads(lora_and_heads
     assert rows[(run.name, "clean")]["frame_auc"] == pytest.approx(roc_auc_score(test.label, clean), abs=1e-6)
     blurred = lora_probabilities(run, cache.perturbed["blur:3"][idx])
     assert rows[(run.name, "blur:3")]["frame_auc"] == pytest.approx(roc_auc_score(test.label, blurred), abs=1e-6)
+    # its test groups: the LoRA run's own tuning is in-domain (FaceSwap), never backbone-seen; Deepfakes is unseen
+    groups = {(r["copy"], r["test_group"]): r for r in json.loads((out / "robustness.json").read_text())
+              ["robustness_groups"] if r["run"] == run.name}
+    assert groups[("blur:3", "in-domain")]["fakes"] == ["FaceSwap"] and groups[("blur:3", "unseen")]["fakes"] == [
+        "Deepfakes"]
+    videos = test.assign(score=blurred).groupby("video").agg(label=("label", "first"), score=("score", "mean"),
+                                                              manipulation=("manipulation", "first"))
+    unseen = videos[videos.manipulation != "FaceSwap"]
+    assert groups[("blur:3", "unseen")]["video_auc"] == pytest.approx(roc_auc_score(unseen.label, unseen.score),
+                                                                      abs=1e-6)
     assert rows[(run.name, "noise:0")]["frame_auc"] == rows[(run.name, "clean")]["frame_auc"]
     assert rows[(run.name, "noise:0")]["video_auc"] == rows[(run.name, "clean")]["video_auc"]
     assert len({rows[(name, "clean")]["n_test_videos"] for name in ("heads/logreg", run.name)}) == 1

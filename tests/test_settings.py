@@ -16,15 +16,15 @@ from clipforensics.core.settings import (DeviceSettings, RuntimeSettings, add_ar
                                          from_dict, from_namespace, identity_values, option, to_dict,
                                          without_execution_only)
 from clipforensics.data.manifest import DataSettings, ManifestSettings
-from clipforensics.detect.run import DetectSettings
-from clipforensics.evaluate.evaluation import EvaluateSettings
-from clipforensics.extract.run import ExtractSettings
+from clipforensics.detect.settings import DetectSettings
+from clipforensics.evaluate.settings import EvaluateSettings
+from clipforensics.extract.settings import ExtractSettings
 from clipforensics.extract.prompts import PROMPT_SETS
 from clipforensics.frames.detectors import DETECTORS, make_detector
 from clipforensics.frames.settings import FrameSettings
-from clipforensics.heads.fit import FitSettings
+from clipforensics.heads.settings import FitSettings
 from clipforensics.heads.heads import HEADS
-from clipforensics.lora.model import LoraSettings
+from clipforensics.lora.settings import LoraSettings
 
 
 @dataclass
@@ -50,11 +50,11 @@ def test_lora_checkpoint_identity_leaves_out_exactly_the_execution_settings() ->
     names = set(dataclasses.asdict(LoraSettings(base_cache="b", out="o")))
     kept = set(without_execution_only(LoraSettings(base_cache="b", out="o")))
     assert names - kept == {"out", "data_root", "workers", "device", "cache_out", "merge_out", "extract", "overwrite"}
-    assert {"rank", "lr", "seed", "base_cache", "amp"} <= kept
+    assert {"rank", "lr", "train_seed", "base_cache", "train_precision"} <= kept
 
 
 def test_frame_identity_is_what_changes_the_pixels_or_the_videos() -> None:
-    settings = FrameSettings(videos_root="v", out="o", jobs=4, max_videos=2)
+    settings = FrameSettings(videos_root="v", out="o", workers=4, max_videos=2)
     assert set(identity_values(settings)) == {"frames", "size", "margin", "detector", "detect_max_side",
                                               "compression", "layout", "align", "landmarks"}
 

@@ -73,7 +73,7 @@ def test_default_flags_compose_on_the_default_generated_set(tmp_path, capsys) ->
     from conftest import TINY
 
     root, cache = tmp_path / "D", tmp_path / "c.h5"
-    assert synthetic(["--out", str(root), "--frames", "2", "--size", "64"]) == 0
+    assert synthetic(["--out", str(root), "--frames-per-video", "2", "--size", "64"]) == 0
     assert extract_features.main(["--data-root", str(root), "--out", str(cache), *TINY]) == 0
     assert fit_heads.main(["--cache", str(cache), "--out", str(tmp_path / "heads")]) == 0
     assert finetune_lora.main(["--base-cache", str(cache), "--out", str(tmp_path / "lora"), "--epochs", "1",
@@ -148,7 +148,7 @@ def test_matrix_on_a_lora_cache_marks_what_the_backbone_saw(lora_run, tmp_path, 
     run, cache = lora_run
     out = tmp_path / "matrix"
     capsys.readouterr()
-    assert evaluate.main(["matrix", "--cache", str(cache), "--head", "logreg", "--out", str(out),
+    assert evaluate.main(["matrix", "--cache", str(cache), "--heads", "logreg", "--out", str(out),
                           "--bootstrap", "0"]) == 0
     printed = capsys.readouterr().out
     matrix = pd.read_csv(out / "matrix.csv", keep_default_na=False)

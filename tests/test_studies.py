@@ -25,7 +25,7 @@ PACKAGE = Path(clipforensics.__file__).parent
 @pytest.fixture(scope="module")
 def layered(synthetic_root, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("studies") / "layers.h5"
-    assert extract_features.main(["--data-root", str(synthetic_root), "--out", str(out), *TINY, "--limit", "160",
+    assert extract_features.main(["--data-root", str(synthetic_root), "--out", str(out), *TINY, "--max-images", "160",
                                   "--precision", "fp32", "--layers", "all"]) == 0
     return out
 

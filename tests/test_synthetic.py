@@ -156,18 +156,18 @@ def test_bad_settings_are_user_errors(tmp_path: Path) -> None:
 
 def test_cli_writes_tree_and_refuses_non_empty_out(tmp_path: Path, capsys) -> None:
     out = tmp_path / "cli"
-    args = ["--out", str(out), "--videos", "3", "--frames", "2", "--size", "48",
+    args = ["--out", str(out), "--videos", "3", "--frames-per-video", "2", "--size", "48",
             "--manipulations", "FaceSwap,Face2Face"]
     assert main(args) == 0
     assert sorted(p.name for p in out.iterdir()) == [RECORD, "Face2Face", "FaceSwap", "README.txt", REAL_CLASS]
     assert len(list(out.rglob("*.png"))) == 3 * 2 * 3
     before = _pngs(out)
 
-    assert main(args + ["--seed", "1"]) == 2
+    assert main(args + ["--data-seed", "1"]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert _pngs(out) == before
 
-    assert main(args + ["--seed", "1", "--overwrite"]) == 0
+    assert main(args + ["--data-seed", "1", "--overwrite"]) == 0
     assert _pngs(out) != before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import sys
 from typing import Any, Callable, Collection, Generic, Iterator, TypeVar
 
 from clipforensics.core.errors import UserError
@@ -89,7 +90,15 @@ class Registry(Generic[V]):
 
 
 class SuggestingParser(argparse.ArgumentParser):
-    """An argparse parser whose "invalid choice" error also names the closest choices (`--video-agg meen`)."""
+    """An argparse parser whose mistakes are one line with a way out: an "invalid choice" names the closest
+    choices (`--video-agg meen`), an unknown option the closest options (`--cahce`), a renamed option its new
+    name (`renamed`: old flag -> new flag, filled by `core.settings.add_arguments` from each field's
+    `formerly`). Options are taken whole, never abbreviated, so no prefix can stand for another option."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+        self.renamed: dict[str, str] = {}
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         try:
@@ -99,3 +108,25 @@ class SuggestingParser(argparse.ArgumentParser):
                 raise
             hint = did_you_mean(value, [str(c) for c in action.choices])
             raise argparse.ArgumentError(action, exc.message + hint) from None
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """Unknown options are named before any other complaint (a misspelt required option would otherwise
+        be reported as missing). A parser with sub-commands leaves the check to the sub-command's parser."""
+        args = sys.argv[1:] if args is None else list(args)
+        if self._subparsers is None:
+            self._refuse_unknown(args)
+        return super().parse_known_args(args, namespace)
+
+    def _refuse_unknown(self, args: list[str]) -> None:
+        known = [s for s in self._option_string_actions if s.startswith("--") and s != "--help"]
+        for arg in args:
+            if arg == "--":
+                return
+            name = arg.split("=", 1)[0]
+            if not name.startswith("--") or name in self._option_string_actions:
+                continue
+            if name in self.renamed:
+                self.error(f"{name} is now {self.renamed[name]}")
+            starting = [k for k in known if k.startswith(name)]  # a shortened name: the options it begins
+            hint = f"; did you mean {' or '.join(map(repr, starting[:3]))}?" if starting else did_you_mean(name, known)
+            self.error(f"unknown option {name}{hint}")

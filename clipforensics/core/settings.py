@@ -37,12 +37,13 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 def option(default: Any, help: str, *, flag: str | None = None, choices: typing.Sequence[Any] | None = None,
            required: bool = False, metavar: str | None = None, spaced: bool = False, identity: bool | str = False,
-           identity_if: str | None = None, execution_only: bool = False) -> Any:
+           identity_if: str | None = None, execution_only: bool = False, formerly: str | None = None) -> Any:
     """A dataclass field that carries its command-line help and what it means for reusing outputs.
     `spaced`: a tuple option that also takes several space-separated words (`--perturb jpeg:90,70
     blur:1,2`), each kept whole. `identity`: True, or the key the value is recorded under (kept stable when
     a field is renamed); `identity_if`: the field that must be set for this one to matter (a noise seed
-    matters only where there are noise copies)."""
+    matters only where there are noise copies). `formerly`: the option's old name, answered with "OLD is now
+    NEW" (record the old field name with `identity=` so outputs made before the rename are still reused)."""
     if isinstance(default, (list, dict, set)):
         raise TypeError("use a tuple for sequence defaults")
     if identity and execution_only:
@@ -50,7 +51,8 @@ def option(default: Any, help: str, *, flag: str | None = None, choices: typing.
     if identity_if and not identity:
         raise TypeError("identity_if applies to identity settings only")
     meta = {"help": help, "flag": flag, "choices": choices, "required": required, "metavar": metavar,
-            "spaced": spaced, "identity": identity, "identity_if": identity_if, "execution_only": execution_only}
+            "spaced": spaced, "identity": identity, "identity_if": identity_if, "execution_only": execution_only,
+            "formerly": formerly}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -188,6 +190,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None 
             if f.metadata.get("metavar"):
                 kwargs["metavar"] = f.metadata["metavar"]
         group.add_argument(flag, **kwargs)
+        if f.metadata.get("formerly") and isinstance(parser, SuggestingParser):
+            parser.renamed[f.metadata["formerly"]] = flag
 
 
 def settings_parser(description: str, *groups: tuple[type, str]) -> argparse.ArgumentParser:
@@ -220,12 +224,21 @@ def json_ready(value: Any) -> Any:
     return value
 
 
+def former_key(field: dataclasses.Field) -> str | None:
+    """The key records made before a field's rename hold it under: its old option's name (--limit -> limit)."""
+    formerly = field.metadata.get("formerly")
+    return formerly.lstrip("-").replace("-", "_") if formerly else None
+
+
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """Inverse of `to_dict`: rebuild settings saved as JSON (unknown keys are ignored)."""
+    """Inverse of `to_dict`: rebuild settings saved as JSON (unknown keys are ignored). A field renamed since the
+    record was written (`formerly=`) is read from its old key where the record has no new one, so an old record
+    means what it meant then (`--amp fp16` is not read back as the default `auto`)."""
     hints = typing.get_type_hints(cls)
     values = {}
     for f in dataclasses.fields(cls):
-        if f.name in data:
+        key = f.name if f.name in data else former_key(f)
+        if key in data:
             _, is_tuple = _base_type(hints[f.name])
-            values[f.name] = tuple(data[f.name]) if is_tuple and data[f.name] is not None else data[f.name]
+            values[f.name] = tuple(data[key]) if is_tuple and data[key] is not None else data[key]
     return cls(**values)

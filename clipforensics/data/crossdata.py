@@ -22,30 +22,18 @@ import numpy as np
 import pandas as pd
 
 from clipforensics.core.errors import UserError
-from clipforensics.core.settings import option
 from clipforensics.data.cache import IDENTITY_KEYS, FeatureCache, read_cache
 from clipforensics.core.sampling import sample_frames
 from clipforensics.data.manifest import OFFICIAL_SPLIT
+from clipforensics.data.protocol import TEST_ROWS, CrossSettings
 from clipforensics.data.scores import DATASET, make_scores
 
-TEST_ROWS = ("official", "all")
 PER_DATASET = ("manifest_hash",)
 """Identity attributes that differ between data sets by construction."""
 FEATURE_ATTRS = ("mean", "std", "interpolation", "resize_mode", "embed_dim", "preprocessing", "adapter_sha")
 """Attributes beyond IDENTITY_KEYS that decide what an embedding means (recorded by extraction or LoRA)."""
 RECIPE_DATASET_KEYS = ("layout", "compression", "frames")
 """Keys of a prepare_frames crop recipe that describe the data set, not how a face is cropped."""
-
-
-@dataclass
-class CrossSettings:
-    """Other data sets to test on: options of fit_heads.py, finetune_lora.py and `evaluate.py matrix`."""
-
-    test_cache: tuple[str, ...] = option(
-        (), "cache of another data set to test on, made with the same model, weights and preprocessing "
-            "(repeat the flag or give a comma list); each is reported as its own test set", metavar="FILE")
-    test_rows: str = option("official", "rows of each --test-cache that are tested: official (its official test "
-                                        "list when its layout has one, else all of it) or all", choices=TEST_ROWS)
 
 
 @dataclass

@@ -8,6 +8,9 @@ stage (heads, LoRA, each cell of the matrix) sees the same groups in the same sp
 a group lands in its group's split or is not used at all: training-manipulation fakes are used in
 train and val groups, test-manipulation fakes in test groups, a manipulation that is both everywhere.
 So no frame content of a test video was ever trained on or used for selection.
+
+The options of other data sets to test on (`CrossSettings`) are declared here too, light like the protocol's
+(`data.crossdata` loads those data sets), so a script parses them before loading h5py.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ from clipforensics.data.official import official_group_splits
 from clipforensics.data.splitfile import (SPLITS, UNUSED, ListedSplits, absent_note, load_split_file,
                                           read_split_file, split_table)
 
-__all__ = ["ProtocolSettings", "Splits", "assign_splits", "check_splits", "load_split_file", "make_splits",
-           "parse_real_split", "resolve_fakes", "split_summary", "split_table", "video_uniform"]
+__all__ = ["CrossSettings", "ProtocolSettings", "Splits", "assign_splits", "check_splits", "load_split_file",
+           "make_splits", "parse_real_split", "resolve_fakes", "split_summary", "split_table", "video_uniform"]
 
 REST = "rest"
 MIN_GROUPS = 5
@@ -52,6 +55,21 @@ class ProtocolSettings:
               "train.json/val.json/test.json, or one JSON {train: [...], val: [...], test: [...]} (lists of "
               "[target, source] pairs)", metavar="PATH")
     frames_per_video: int | None = option(None, "use at most N frames per video, spread evenly in frame-number order (the middle one for 1)", metavar="N")
+
+
+TEST_ROWS = ("official", "all")
+
+
+@dataclass
+class CrossSettings:
+    """Other data sets to test on: options of fit_heads.py, finetune_lora.py and `evaluate.py matrix`. Declared
+    here, beside the protocol and light like it; `data.crossdata` loads and checks those data sets."""
+
+    test_cache: tuple[str, ...] = option(
+        (), "cache of another data set to test on, made with the same model, weights and preprocessing "
+            "(repeat the flag or give a comma list); each is reported as its own test set", metavar="FILE")
+    test_rows: str = option("official", "rows of each --test-cache that are tested: official (its official test "
+                                        "list when its layout has one, else all of it) or all", choices=TEST_ROWS)
 
 
 class Move(NamedTuple):
@@ -312,14 +330,17 @@ def split_summary(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def log_splits(splits: Splits, brief: bool = False) -> None:
-    """What the protocol decided, on stderr: videos and frames per split (`brief`: one line, for a stage whose
-    table another stage of the same protocol printed already), and any group it moved."""
+    """What the protocol decided, on stderr: one line per split with each manipulation's videos and frames
+    (`brief`: one line in all, for a stage whose table another stage of the same protocol printed already), and
+    any group it moved. splits.csv holds every video's split."""
     table = split_summary(splits.rows)
     if brief:
         per_split = table.groupby("split", observed=True)[["videos", "frames"]].sum()
         print("splits: " + ", ".join(f"{split} {row.videos} videos ({row.frames} frames)"
                                      for split, row in per_split.iterrows()), file=sys.stderr)
     else:
-        print(table.to_string(index=False), file=sys.stderr)
+        for split, rows in table.groupby("split", observed=True, sort=True):
+            print(f"{split:>6}: " + ", ".join(f"{r.manipulation} {r.videos} videos ({r.frames} frames)"
+                                             for r in rows.itertuples()), file=sys.stderr)
     for line in splits.notes():
         print(line, file=sys.stderr)

@@ -127,6 +127,18 @@ class TunedTower:
                    None if here is None else bool(here))
 
 
+IN_DOMAIN, BACKBONE_SEEN, UNSEEN = "in-domain", "backbone-seen", "unseen"
+
+
+def test_kind(manipulation: str, trained: Iterable[str], tower: TunedTower | None) -> str:
+    """What a tested manipulation is to a scorer: in-domain (its head trained on it), backbone-seen (its tower was
+    tuned on it, whatever the head trained on) or unseen. The one rule of the reading, the matrix's marks, the
+    summary row and the robustness groups: nothing a backbone saw is ever counted unseen."""
+    if manipulation in trained:
+        return IN_DOMAIN
+    return BACKBONE_SEEN if tower is not None and tower.saw(manipulation) else UNSEEN
+
+
 def cache_videos(path: str | Path) -> frozenset[str] | None:
     """The video keys a cache holds (only that column is read); None where the file cannot be read."""
     try:

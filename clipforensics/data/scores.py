@@ -18,7 +18,6 @@ import pandas as pd
 from clipforensics.core.io import write_csv, write_json
 from clipforensics.core.errors import UserError
 from clipforensics.data.manifest import KNOWN_MANIPULATIONS, video_of
-from clipforensics.data.provenance import check_recorded_cache
 
 SCORE_COLUMNS = ("path", "video", "manipulation", "label", "split", "score")
 DATASET = "dataset"
@@ -80,6 +79,8 @@ def read_settings(scores_path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict) or "scorer" not in data:
         return {}
+    from clipforensics.data.provenance import check_recorded_cache  # here: h5py stays out of the parsers' imports
+
     check_recorded_cache(data, str(side))
     return data
 

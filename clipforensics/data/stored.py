@@ -120,19 +120,20 @@ class StoredRows:
             idx = np.where(idx < 0, idx + len(self), idx)
         return self.read(idx)[(slice(None), cols)]
 
-    def read(self, idx: np.ndarray) -> np.ndarray:
-        """The rows `idx` (in that order), each block that holds one read and checked once."""
+    def read(self, idx: np.ndarray, dtype: Any = None) -> np.ndarray:
+        """The rows `idx` (in that order), each block that holds one read and checked once. With `dtype` (float32
+        for a head), each block is converted as it is read: the rows are never held in both types."""
         if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
             raise IndexError(f"rows {idx.min()}..{idx.max()} of /{self.name}, which has {len(self)}")
         if _stamp(self.path) != self._stamp:
             raise UserError(f"{self.path} changed while it was being read; rerun")
         try:
-            return self._read(idx)
+            return self._read(idx, self.dtype if dtype is None else np.dtype(dtype))
         except (OSError, KeyError, ValueError) as exc:
             raise UserError(f"{self.path} is damaged: {str(exc).splitlines()[0]}") from None
 
-    def _read(self, idx: np.ndarray) -> np.ndarray:
-        out = np.empty((len(idx), *self.shape[1:]), dtype=self.dtype)
+    def _read(self, idx: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        out = np.empty((len(idx), *self.shape[1:]), dtype=dtype)
         with h5py.File(self.path, "r") as h5:
             ds = h5[self.name]
             sums = ds.attrs.get(BLOCK_CHECKSUMS)

@@ -22,7 +22,6 @@ from clipforensics.core.registry import Registry
 from clipforensics.data.scores import read_scores
 from clipforensics.measure.metrics import VAL_SPLIT
 
-NONE = "none"
 RAW_NOTE = "raw scores are uncalibrated: a score is no probability of fake (--calibrate platt|isotonic fits one)"
 
 

@@ -12,30 +12,11 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from clipforensics.core.errors import UserError
-from clipforensics.core.registry import Registry
+from clipforensics.detect.fills import FILLS
 
 ScoreFn = Callable[[torch.Tensor], np.ndarray]
-
-
-def _mean_fill(image: torch.Tensor) -> torch.Tensor:
-    """The normalisation's mean colour (zero after normalising): no texture, no edge, no colour cast."""
-    return torch.zeros_like(image)
-
-
-def _blur_fill(image: torch.Tensor) -> torch.Tensor:
-    """A strong blur of the image itself: keeps the colours and layout, removes local detail."""
-    side = max(3, (image.shape[-1] // 8) | 1)
-    kernel = torch.ones(3, 1, side, side, device=image.device) / (side * side)
-    padded = F.pad(image[None].float(), [side // 2] * 4, mode="replicate")
-    return F.conv2d(padded, kernel, groups=3)[0].to(image.dtype)
-
-
-FILLS: Registry[Callable[[torch.Tensor], torch.Tensor]] = Registry("occlusion fill")
-FILLS.register("mean", _mean_fill)
-FILLS.register("blur", _blur_fill)
 
 
 @dataclass(frozen=True)

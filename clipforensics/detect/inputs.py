@@ -46,16 +46,16 @@ class Sampling:
     """How many frames an input gives and how they are cropped: the run's records, or the user's overrides."""
 
     crop: CropRecipe | None
-    frames: int | None  # frames sampled from a video or frame folder (None: all of a folder)
-    frames_per_video: int | None  # the run's protocol cap, applied after sampling
+    asked: int | None  # --frames-per-video: frames sampled from a video or frame folder (None: as the run's were)
+    cap: int | None  # the run's protocol --frames-per-video, applied after sampling as the run's rows were
 
     @property
     def video_frames(self) -> int:
-        return self.frames or (self.crop.frames if self.crop else DEFAULT_VIDEO_FRAMES)
+        return self.asked or (self.crop.frames if self.crop else DEFAULT_VIDEO_FRAMES)
 
     @property
     def folder_frames(self) -> int | None:
-        return self.frames or (self.crop.frames if self.crop else None)
+        return self.asked or (self.crop.frames if self.crop else None)
 
 
 @dataclass
@@ -169,7 +169,7 @@ class Preparer(Dataset):
             files = [files[k] for k in keep]
             frames = [np.asarray(_read_image(p, self._decode_size)) for p in files]
             names = [p.name for p in files]
-        keep = spread(len(frames), self.sampling.frames_per_video or len(frames))
+        keep = spread(len(frames), self.sampling.cap or len(frames))
         return self._frames(item, [frames[k] for k in keep], [names[k] for k in keep])
 
     def _image(self, item: Item) -> Prepared:

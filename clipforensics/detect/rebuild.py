@@ -18,12 +18,12 @@ import numpy as np
 import torch
 
 from clipforensics.core.errors import UserError
+from clipforensics.detect.settings import RUN_PRECISION
 from clipforensics.extract.models import LoadedModel, resolve_device, resolve_precision
 from clipforensics.frames.crops import CropRecipe
 from clipforensics.runs.base import Run
 from clipforensics.runs.kinds import open_run
 
-RUN_PRECISION = "run"
 
 
 @dataclass

@@ -25,16 +25,17 @@ from clipforensics.core.progress import progress, say as say_line
 from clipforensics import __version__
 from clipforensics.core.errors import UserError
 from clipforensics.core.io import OutputDir, atomic_path, claim_output, install_dir, temp_sibling
-from clipforensics.core.settings import DeviceSettings, option, to_dict
+from clipforensics.core.registry import unknown_name
+from clipforensics.core.settings import to_dict
 from clipforensics.data.scores import SCORES
-from clipforensics.detect.calibrate import CALIBRATIONS, NONE, RAW_NOTE, Calibration, fit_calibration
-from clipforensics.detect.explain import FILLS, Occlusion, occlusion_map
+from clipforensics.detect.calibrate import CALIBRATIONS, RAW_NOTE, Calibration, fit_calibration
+from clipforensics.detect.explain import Occlusion, occlusion_map
 from clipforensics.detect.inputs import FRAMES, OK, Item, Preparer, Sampling, expand, identity, worker_threads
-from clipforensics.detect.rebuild import RUN_PRECISION, Rebuilt, Request, rebuild
+from clipforensics.detect.rebuild import Rebuilt, Request, rebuild
 from clipforensics.detect.score import Batcher, Scored, score_stream
+from clipforensics.detect.settings import NO_CALIBRATION, DetectSettings
 from clipforensics.detect.sheet import Verdict, contact_sheet
 from clipforensics.measure.metrics import AGGREGATORS
-from clipforensics.extract.models import PRECISIONS
 
 DETECTIONS_CSV, DETECTIONS_JSON, FRAMES_CSV = "detections.csv", "detections.json", "frames.csv"
 SHEETS, RELEVANCE = "sheets", "relevance"
@@ -43,48 +44,26 @@ INPUT_COLUMNS = ("input", "kind", "status", "frames", "faces", "score", "margin"
 FRAME_COLUMNS = ("input", "frame", "score", "calibrated", "x0", "y0", "x1", "y1", "fallback", "face_score")
 
 
-@dataclass
-class DetectSettings(DeviceSettings):
-    """Options of detect.py (the inputs are positional)."""
-
-    run: str = option(None, "a fitted head folder (runs/NAME/logreg) or a LoRA run folder (runs/NAME-lora)",
-                      required=True, metavar="RUN")
-    out: str = option("detections", "folder for detections.csv, detections.json, frames.csv and sheets/",
-                      metavar="DIR")
-    crop: bool = option(True, "crop faces as the run's data root was cropped (--no-crop: the inputs are face "
-                              "crops already, e.g. frames of a prepared data root)")
-    frames: int | None = option(None, "frames sampled evenly from each video or frame folder (default: as the run's "
-                                      "data root was prepared; without a record, all frames of a folder and 32 of a "
-                                      "video)", metavar="N")
-    batch_size: int = option(64, "images per forward pass (frames of several inputs share a batch)")
-    precision: str = option(RUN_PRECISION, "run (the precision the run's scores were computed in), or auto, fp32, "
-                                           "fp16, bf16", choices=(RUN_PRECISION, *PRECISIONS))
-    threshold: float | None = option(None, "decision threshold (default: the EER threshold of the run's "
-                                           "validation frames, as evaluate.py uses)", metavar="T")
-    video_agg: str = option("mean", "video score from its frame scores, as evaluate.py's --video-agg",
-                            choices=tuple(AGGREGATORS))
-    sheets: bool = option(True, "write a contact sheet PNG per input")
-    explain: bool = option(False, "add a relevance map per frame (occlusion sensitivity) to the contact sheets and "
-                                  "detections.json")
-    explain_patch: int | None = option(None, "occluded window side in model-input pixels (default: 1/8 of the input)",
-                                       metavar="PX")
-    explain_stride: int | None = option(None, "step between windows (default: half the window)", metavar="PX")
-    explain_fill: str = option("blur", "what an occluded window shows: blur (the image blurred) or mean (the "
-                                       "normalisation's mean colour)", choices=tuple(FILLS))
-    calibrate: str = option(NONE, "map raw scores to probabilities of fake fitted on the run's validation frames: "
-                                  "platt (logistic regression on the score) or isotonic; none: scores stay raw "
-                                  "(uncalibrated, no probability)", choices=(NONE, *CALIBRATIONS))
-    as_json: bool = option(False, "print machine-readable JSON only (detections.json) on stdout", flag="--json")
-
-
 def check_settings(s: DetectSettings) -> None:
     rules = ((s.batch_size >= 1, f"--batch-size must be at least 1, got {s.batch_size}"),
              (s.workers >= 0, f"--workers must be non-negative, got {s.workers}"),
-             (s.frames is None or s.frames >= 1, f"--frames must be at least 1, got {s.frames}"),
+             (s.frames_per_video is None or s.frames_per_video >= 1,
+              f"--frames-per-video must be at least 1, got {s.frames_per_video}"),
              (s.threshold is None or 0 <= s.threshold <= 1, f"--threshold must be in [0, 1], got {s.threshold}"))
     bad = [message for ok, message in rules if not ok]
     if bad:
         raise UserError("; ".join(bad))
+    check_names(s)
+
+
+def check_names(s: DetectSettings) -> None:
+    """The names argparse leaves unchecked (their registries load with the stage, not with --help), refused before
+    the run is rebuilt, in the words every registry uses."""
+    if s.video_agg not in AGGREGATORS:
+        raise UserError(f"--video-agg: {unknown_name(AGGREGATORS.what, s.video_agg, AGGREGATORS.names())}")
+    calibrations = [NO_CALIBRATION, *CALIBRATIONS]
+    if s.calibrate not in calibrations:
+        raise UserError(f"--calibrate: {unknown_name(CALIBRATIONS.what, s.calibrate, calibrations)}")
 
 
 def occlusion_settings(s: DetectSettings, image_size: int) -> Occlusion:
@@ -273,7 +252,8 @@ def _files(scored: Scored, index: int, scoring: Scoring, writers: Writers) -> tu
 
 def _scoring(settings: DetectSettings, rebuilt: Rebuilt) -> Scoring:
     occlusion = occlusion_settings(settings, rebuilt.loaded.image_size) if settings.explain else None
-    calibration = None if settings.calibrate == NONE else fit_calibration(settings.calibrate, rebuilt.run / SCORES)
+    calibration = (None if settings.calibrate == NO_CALIBRATION else
+                   fit_calibration(settings.calibrate, rebuilt.run / SCORES))
     return Scoring(rebuilt, occlusion, calibration, settings.sheets)
 
 
@@ -285,7 +265,7 @@ def detect(inputs: list[str], settings: DetectSettings) -> dict[str, Any]:
     scoring = _scoring(settings, rebuilt)
     calibration = scoring.calibration
     owned = claim_out(settings, items)  # locked while it lives: to the end of this function
-    sampling = Sampling(rebuilt.crop, settings.frames, rebuilt.frames_per_video)
+    sampling = Sampling(rebuilt.crop, settings.frames_per_video, rebuilt.frames_per_video)
     header = {"detector": rebuilt.describe(), "settings": to_dict(settings), "video_agg": settings.video_agg,
               "scores": "raw, uncalibrated: no probability of fake" if calibration is None else
               "raw scores, with calibrated probabilities of fake in 'calibrated'", "margin": "score - threshold",

@@ -36,9 +36,9 @@ def parse_counts(spec: tuple[str, ...]) -> list[int | str]:
         try:
             n = int(part)
         except ValueError:
-            raise UserError(f"--frames-per-video takes counts like 1,2,4,8,all; got {part!r}") from None
+            raise UserError(f"--frame-budgets takes counts like 1,2,4,8,all; got {part!r}") from None
         if n < 1:
-            raise UserError("--frames-per-video counts must be at least 1")
+            raise UserError("--frame-budgets counts must be at least 1")
         counts.add(n)
     return [*sorted(counts), *([ALL] if ALL in spec else [])]
 

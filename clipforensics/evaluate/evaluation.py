@@ -6,7 +6,6 @@ Thresholds come from validation rows only; test rows are only ever measured.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,11 @@ from clipforensics import __version__
 from clipforensics.core.identity import claim
 from clipforensics.core.io import OutputDir, claim_output, staged_install
 from clipforensics.core.errors import UserError
-from clipforensics.data.manifest import KNOWN_MANIPULATIONS, DataSettings
+from clipforensics.core.registry import Registry, unknown_name
+from clipforensics.data.manifest import KNOWN_MANIPULATIONS
 from clipforensics.measure.metrics import (AGGREGATORS, FEW_VIDEOS, THRESHOLD_RULES, choose_threshold, evaluate_split,
                                             per_manipulation)
+from clipforensics.evaluate.settings import EvaluateSettings, MeasureSettings
 from clipforensics.evaluate.compare import (frames_per_video, paired_comparisons, parse_counts,
                                             threshold_transfer)
 from clipforensics.measure.result import RunResult
@@ -27,40 +28,7 @@ from clipforensics.report.content import ReportContent, ReportOptions
 from clipforensics.report.included import Included, read_included
 from clipforensics.report.provenance import provenance
 from clipforensics.data.scores import DATASET, read_scores, read_settings
-from clipforensics.core.settings import option, to_dict
-
-
-@dataclass
-class MeasureSettings:
-    """How a scores table is measured: shared by the report and the matrix, so their numbers agree."""
-
-    video_agg: str = option("mean", "video score from its frames", choices=tuple(AGGREGATORS))
-    bootstrap: int = option(1000, "bootstrap resamples of videos for 95%% intervals (0: none, else at least 100)")
-    seed: int = option(0, "bootstrap seed")
-    threshold_rule: str = option("eer", "how the validation split picks the threshold", choices=tuple(THRESHOLD_RULES))
-
-
-@dataclass
-class EvaluateSettings(MeasureSettings, DataSettings):
-    """The evaluator; the data group reads external files' paths and finds frames for the error grid
-    (data root default: the one recorded with the scores)."""
-
-    out: str = option(None, "report folder", required=True, metavar="DIR")
-    predictions: tuple[str, ...] = option((), "external prediction files (CSV or JSON records with path, score, "
-                                               "label; optional video, split)", metavar="FILES")
-    top_k: int = option(10, "videos listed in the error analysis")
-    frames_per_video: tuple[str, ...] = option((), "also video AUC using only N evenly spread frames per test video, "
-                                                   "for each N (e.g. 1,2,4,8,16,all)", metavar="COUNTS")
-    include: tuple[str, ...] = option((), "fold other analyses into this report, as written: a layer sweep's run "
-                                          "folder (fit_heads.py --layer-sweep), a robustness report folder or a "
-                                          "matrix folder (evaluate.py matrix)",
-                                      metavar="DIR", spaced=True)
-    overwrite: bool = option(False, "replace a report of other scores files in --out (the files evaluate.py wrote)")
-    compare_to: str = option(None, "the run every other run is compared with (paired tests, Holm-adjusted p); "
-                                   "default: the first run", metavar="NAME")
-    all_pairs: bool = option(False, "compare every pair of runs instead (Holm over all pairs)")
-    print_tables: bool = option(False, "also print the metrics tables (they are in report.html and metrics.md)",
-                                flag="--print", execution_only=True)
+from clipforensics.core.settings import to_dict
 
 
 def _run_name(path: Path, settings: dict[str, Any], taken: set[str]) -> str:
@@ -99,7 +67,8 @@ def evaluate_run(name: str, df: pd.DataFrame, measure: MeasureSettings, data_roo
     test = df[df["split"] == "test"].reset_index(drop=True)
     if test.empty:
         raise UserError(f"{name}: no test rows to evaluate")
-    kw = dict(threshold=threshold, video_agg=measure.video_agg, n_boot=measure.bootstrap, seed=measure.seed)
+    kw = dict(threshold=threshold, video_agg=measure.video_agg, n_boot=measure.bootstrap,
+              seed=measure.bootstrap_seed)
     metrics = evaluate_split(test, **kw)
     manip = per_manipulation(test, **kw) if test.loc[test.label == 1, "manipulation"].nunique() > 1 else {}
     return RunResult(name=name, scores=test, threshold=threshold, threshold_note=note, metrics=metrics,
@@ -170,8 +139,16 @@ MIN_BOOTSTRAP = 100
 even contain the estimate)."""
 
 
+def _check_name(flag: str, registry: Registry, name: str) -> None:
+    """A name option checked against its registry after parsing (the settings module stays light for --help)."""
+    if name not in registry:
+        raise UserError(f"{flag}: {unknown_name(registry.what, name, registry.names())}")
+
+
 def check_measure(settings: MeasureSettings) -> None:
-    """The options every measuring command shares (report, matrix, robustness), checked the same way."""
+    """The options every measuring command shares (report, matrix, robustness, methods), checked the same way."""
+    _check_name("--video-agg", AGGREGATORS, settings.video_agg)
+    _check_name("--threshold-rule", THRESHOLD_RULES, settings.threshold_rule)
     if settings.bootstrap != 0 and settings.bootstrap < MIN_BOOTSTRAP:
         raise UserError(f"--bootstrap must be 0 (no intervals) or at least {MIN_BOOTSTRAP}, got {settings.bootstrap}")
 
@@ -180,6 +157,7 @@ def check_settings(settings: EvaluateSettings) -> None:
     check_measure(settings)
     if settings.top_k < 0:
         raise UserError(f"--top-k must be 0 or more, got {settings.top_k}")
+    parse_counts(settings.frame_budgets)  # a bad budget is refused before any run is measured
 
 
 def report_inputs(files: list[tuple[Path, bool]], settings: EvaluateSettings) -> dict[str, Any]:
@@ -236,12 +214,12 @@ def comparisons(results: list[RunResult], settings: EvaluateSettings, metrics: d
     (the report draws them: report/sections.py)."""
     for r in results:
         metrics["runs"][r.name]["threshold_transfer"] = threshold_transfer(r)
-    pairs = paired_comparisons(results, settings.bootstrap, settings.seed) if len(results) > 1 else []
+    pairs = paired_comparisons(results, settings.bootstrap, settings.bootstrap_seed) if len(results) > 1 else []
     if pairs:
         metrics["paired"] = pairs
-    if settings.frames_per_video:
-        counts = parse_counts(settings.frames_per_video)
-        metrics["frames_per_video"] = {r.name: frames_per_video(r, counts, settings.bootstrap, settings.seed)
+    if settings.frame_budgets:
+        counts = parse_counts(settings.frame_budgets)
+        metrics["frames_per_video"] = {r.name: frames_per_video(r, counts, settings.bootstrap, settings.bootstrap_seed)
                                        for r in results}
 
 

@@ -21,7 +21,7 @@ from clipforensics.core import identity as identity_mod
 from clipforensics.core.io import (atomic_path, exclusive_lock, read_json_object, remove_stale_temps, sidecar,
                                    user_os_error, write_json)
 from clipforensics.data import cache as cache_mod
-from clipforensics.extract.distributed import Shard
+from clipforensics.core.shards import Shard
 
 
 EXTRA = "extra_"

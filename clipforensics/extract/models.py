@@ -1,6 +1,7 @@
-"""What every encoder shares (clipforensics/extract/encoders/ builds the models): the model settings, the loaded
-model with its pixels-then-normalise split, the precision rule, devices and weight fingerprints. Nothing here
-changes process-wide settings beyond the call that needs them: torch's thread count is scoped to a `with` block.
+"""What every encoder shares (clipforensics/extract/encoders/ builds the models, extract/settings.py holds their
+settings): the loaded model with its pixels-then-normalise split, the precision rule, devices and weight
+fingerprints. Nothing here changes process-wide settings beyond the call that needs them: torch's thread count is
+scoped to a `with` block.
 """
 
 from __future__ import annotations
@@ -23,23 +24,11 @@ from torchvision.transforms import Compose, Normalize, ToTensor
 
 from clipforensics.core.errors import UserError
 from clipforensics.core.io import write_json
-from clipforensics.core.settings import PRECISIONS, option
+from clipforensics.core.settings import PRECISIONS
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 BF16_MIN_GAIN = 1.05  # auto takes bf16 weights on a CPU only when calibration finds them this much faster
 CALIBRATION_BATCH = 4
-
-
-@dataclass
-class ModelSettings:
-    model: str = option("ViT-B-32", "open_clip model name (e.g. ViT-B-32, ViT-L-14, PE-Core-B-16, tiny-vit) or a timm "
-                                    "image tower as timm:NAME (e.g. timm:vit_base_patch14_dinov2; no text tower)")
-    pretrained: str = option(
-        "openai", "pretrained tag of the model's library (open_clip: openai, laion2b_s34b_b79k, ...; timm: lvd142m, "
-        "...), a local checkpoint file (.pt/.pth/.bin/.safetensors), or 'none' for random weights")
-    init_seed: int = option(0, "seed of the random weights when --pretrained none")
-    weights_dir: str | None = option(None, "folder where open_clip / timm keep downloaded weights (cache_dir)",
-                                     metavar="DIR")
 
 
 @dataclass
@@ -92,7 +81,7 @@ class LoadedModel:
         """Projected text embeddings (not normalised), float32 on the CPU."""
         if self.tokenizer is None:
             raise UserError(f"{self.identity['model']} has no text tower (an image-only encoder): prompts cannot be "
-                            "embedded; use heads and objectives without prompts (e.g. --head linear)")
+                            "embedded; use heads and objectives without prompts (e.g. --objective linear)")
         return self.model.encode_text(self.tokenizer(texts).to(self.device)).float().cpu()
 
 

@@ -24,16 +24,18 @@ from clipforensics.core.errors import UserError
 from clipforensics.core.identity import check, declare
 from clipforensics.core.io import claim_output_file
 from clipforensics.core.sampling import spread
-from clipforensics.core.settings import RuntimeSettings, option, to_dict
+from clipforensics.core.settings import to_dict
 from clipforensics.data import cache as cache_mod
 from clipforensics.data.crops import read_crop_recipe
 from clipforensics.data.fingerprint import check_unchanged, frame_stats, stats_hash
 from clipforensics.data.layouts import scan
 from clipforensics.data.manifest import ManifestSettings, manifest_hash
 from clipforensics.extract.chunks import ChunkCollector, ChunkStore, assemble, output_lock, plan_batches
-from clipforensics.extract.distributed import Shard, current_shard, finish, init_process_group
+from clipforensics.core.shards import Shard, current_shard
+from clipforensics.extract.distributed import finish, init_process_group
 from clipforensics.extract.encoders import load_model
-from clipforensics.extract.models import LoadedModel, ModelSettings, torch_threads
+from clipforensics.extract.models import LoadedModel, torch_threads
+from clipforensics.extract.settings import ExtractSettings, ModelSettings
 from clipforensics.extract.prompts import PROMPT_SETS, embeddable
 from clipforensics.extract.layers import BlockTaps, layer_key, parse_layers, vision_blocks
 from clipforensics.extract.perturb import Perturbation, parse_perturbations, perturbation_key
@@ -47,33 +49,12 @@ CACHE_IDENTITY = cache_mod.IDENTITY_KEYS + LISTED + ("perturb_seed",)
 shape the parts; changed frames are named one by one by `check_unchanged`)."""
 
 
-@dataclass
-class ExtractSettings(RuntimeSettings):
-    out: str = option(None, "cache file to write, e.g. cache/NAME.h5", required=True, metavar="FILE")
-    batch_size: int = option(64, "images per forward pass")
-    prompt_sets: tuple[str, ...] = option(tuple(PROMPT_SETS), "prompt sets to embed (comma list)", identity=True)
-    limit: int | None = option(None, "use at most N images, spread evenly over the manifest (trial runs)")
-    chunk_size: int = option(512, "rows per resumable chunk: a crash redoes at most two (the one being saved, "
-                                  "the one being filled)", identity=True)
-    overwrite: bool = option(False, "replace an existing cache (or unfinished parts) made with other settings")
-    shard: str | None = option(None, "do only shard K of N (K/N, e.g. for SLURM arrays); then run "
-                                     "`extract_features.py merge` with the same options", metavar="K/N")
-    layers: str | None = option(None, "also store the class token of these residual blocks, taken in the same "
-                                      "forward: all, last, or indices like 0,4,8 (/layers/<k>)", metavar="SPEC",
-                                identity=True)
-    perturb: tuple[str, ...] = option((), "also embed perturbed copies of every row: jpeg:90,70 blur:1,2 "
-                                          "resize:0.5 noise:0.02 (/perturbed/<kind:level>)", metavar="KIND:LEVELS",
-                                      spaced=True, identity="perturbations")
-    perturb_seed: int = option(0, "seed of the noise perturbation (per row and copy)", identity=True,
-                               identity_if="perturb")
-
-
 def spread_rows(df: pd.DataFrame, limit: int | None) -> pd.DataFrame:
     """At most `limit` rows, evenly spread so that every class and video range is represented."""
     if limit is None or limit >= len(df):
         return df
     if limit < 1:
-        raise UserError("--limit must be at least 1")
+        raise UserError("--max-images must be at least 1")
     keep = spread(len(df), limit)
     return df.iloc[keep].reset_index(drop=True)
 
@@ -121,7 +102,7 @@ def extract(manifest_settings: ManifestSettings, model_settings: ModelSettings,
     if settings.perturb_seed < 0:  # numpy's seed sequences take non-negative integers only
         raise UserError(f"--perturb-seed must be a non-negative integer, not {settings.perturb_seed}")
     shard = Shard() if merge else current_shard(settings.shard)
-    manifest = spread_rows(scan(manifest_settings), settings.limit)
+    manifest = spread_rows(scan(manifest_settings), settings.max_images)
     stats = frame_stats(manifest_settings.data_root, manifest["path"].tolist())
     loaded = load_agreed(model_settings, shard, init_process_group(shard, settings.device), settings.precision)
     settings = dataclasses.replace(settings, prompt_sets=embeddable(settings.prompt_sets, loaded.has_text,
@@ -299,14 +280,14 @@ def summarize(cache: cache_mod.FeatureCache) -> str:
     """A few lines a person reads after extraction: what is in the cache and how it was made."""
     a = cache.attrs
     counts = cache.manifest.groupby("manipulation").agg(videos=("video", "nunique"), frames=("path", "size"))
+    random = " (RANDOM WEIGHTS: the machinery, not detection skill)" if a.get("random_weights") else ""
     lines = [f"cache {cache.path}: {len(cache.embeddings)} images x {cache.embeddings.shape[1]} dims "
              f"({cache.embeddings.dtype}), {len(cache.failed)} failed",
-             f"model {a['model']} / {a['pretrained']} at {a['image_size']} px, {a['precision']}, "
+             f"model {a['model']} / {a['pretrained']}{random} at {a['image_size']} px, {a['precision']}, "
              f"manifest {a['manifest_hash']}, prompt sets {', '.join(cache.prompts)}"]
     if a.get("layers") or a.get("perturbations"):
         lines.append(f"block tokens of layers {a.get('layers') or []}; perturbed copies {a.get('perturbations') or []}")
-    if a.get("random_weights"):
-        lines.append("RANDOM WEIGHTS: these embeddings prove the machinery, not detection skill")
-    lines.append(counts.to_string())
+    lines.append("classes: " + ", ".join(f"{name} {row.videos} videos ({row.frames} frames)"
+                                         for name, row in counts.iterrows()))
     return "\n".join(lines)
 

@@ -13,7 +13,8 @@ from clipforensics.core.errors import UserError
 from clipforensics.core.settings import from_dict
 from clipforensics.data.cache import MODEL_IDENTITY_KEYS, check_identity
 from clipforensics.extract.encoders import load_model
-from clipforensics.extract.models import LoadedModel, ModelSettings, cast_model
+from clipforensics.extract.models import LoadedModel, cast_model
+from clipforensics.extract.settings import ModelSettings
 
 # The pixels the model sees: the rebuilt preprocessing must match the cache's (means compared to 6 decimals).
 PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")

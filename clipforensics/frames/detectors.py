@@ -7,7 +7,7 @@
 A detector is a callable from a BGR frame to a list of `Face`s. dlib's weights come from the
 `face-recognition-models` package; its `__init__` imports `pkg_resources` (gone from recent
 setuptools), so the files are found through the import system without importing it.
-For `--jobs` above 1 a detector must be registered in an importable module: worker processes
+For `--workers` above 1 a detector must be registered in an importable module: worker processes
 rebuild the registry by importing it.
 """
 

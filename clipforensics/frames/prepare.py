@@ -4,151 +4,92 @@
       -> align -> DATA_ROOT/<Class>/<video>/<frame>.png, faces.csv, videos.csv, failed_videos.csv,
          prepare.json (the recipe, read back by extract_features.py)
 
-The run: which videos (inputs.py), each one in a worker (worker.py), then the tables merged from every
-finished video's parts (tables.py) and the data set's label files copied beside the frames. Resumable:
-a rerun skips videos whose folder and parts exist.
+The run: which videos (inputs.py), each one in a worker (worker.py, run by jobs.py), then the data root's tables
+merged from every finished video's parts and the data set's label files copied beside the frames (root.py).
+Resumable: a rerun skips videos whose folder and parts exist. With `--shard K/N` (or under torchrun) a job
+prepares its share of the videos into a folder beside the data root (shards.py), and `merge` (merge.py), or
+torchrun's rank 0 once every rank is done, moves them in.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import shutil
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterator
-
-import pandas as pd
-from joblib import Parallel, delayed
-from clipforensics.core.progress import progress
-
-from clipforensics import __version__
-from clipforensics.core.errors import UserError
-from clipforensics.core.io import OutputDir, claim_output, exclusive_lock, remove_stale_temps, write_csv, write_json
-from clipforensics.core.settings import to_dict
-from clipforensics.data.crops import PREPARE_FILE
-from clipforensics.data.layouts import VideoFile, copy_label_files, resolve_videos
-from clipforensics.frames.detectors import package_versions
+from clipforensics.core.identity import Identity, check
+from clipforensics.core.io import OutputDir, claim_output, remove_stale_temps, write_csv, write_json
+from clipforensics.data.layouts import VideoFile
 from clipforensics.frames.inputs import find_videos
-from clipforensics.frames.settings import FrameSettings, crop_recipe, recipe, validate
-from clipforensics.frames.tables import FACE_COLUMNS, FAILED_COLUMNS, PARTS, TABLES, VIDEO_COLUMNS, merge_parts
-from clipforensics.frames.worker import Outcome, Plan, prepare_video
-
-LOCK = ".prepare_frames.lock"
-
-
-@dataclass(frozen=True)
-class Summary:
-    """Counts for the closing line, and where the tables are."""
-
-    prepared: int
-    skipped: int
-    failed: int
-    frames: int
-    short: int
-    fallbacks: int
-    out: Path
-
-    def line(self, requested: int) -> str:
-        text = (f"prepared {self.prepared} videos ({self.frames} frames), skipped {self.skipped} already finished, "
-                f"{self.failed} failed")
-        if self.failed:
-            text += f" (listed in {self.out / 'failed_videos.csv'})"
-        if self.short:
-            text += f"; {self.short} shorter than {requested} frames (all their frames kept)"
-        if self.fallbacks:
-            text += f"; {self.fallbacks} frames without a detected face (fallback crop)"
-        return text + f"; boxes in {self.out / 'faces.csv'}"
+from clipforensics.frames.jobs import (MERGE_HINT, Summary, failed_rows, make_plan, parallel_jobs, refuse_all_failed,
+                                       run_videos, summarize)
+from clipforensics.frames.merge import merge
+from clipforensics.frames.recipe import validate
+from clipforensics.frames.root import claim_root, copy_labels, lock, record_start, write_tables
+from clipforensics.frames.settings import FrameSettings
+from clipforensics.core.shards import Shard, current_shard
+from clipforensics.frames.shards import DONE, FAILED, RECORD, STAGE, join, leave, shard_dir, shard_identity
+from clipforensics.frames.tables import PARTS
 
 
-def _claim_out(settings: FrameSettings, videos: list[VideoFile]) -> OutputDir:
-    """The data root to write: ours (or new / empty), apart from the input videos, and made with these settings
-    unless --overwrite; its record lists the class folders and tables this stage writes."""
-    out = claim_output(settings.out, stage="prepare_frames", inputs=[("--videos-root", settings.videos_root)])
-    record = out.path / PREPARE_FILE
-    if PREPARE_FILE in out.entries and record.is_file() and not settings.overwrite:
-        try:
-            previous = json.loads(record.read_text(encoding="utf-8")).get("crops", {})
-        except (OSError, ValueError, AttributeError):
-            previous = {}
-        changed = [f"{k} {previous.get(k)!r} -> {v!r}" for k, v in crop_recipe(settings).items()
-                   if previous.get(k) != v]
-        if changed:
-            raise UserError(f"{out.path} was prepared with other settings ({'; '.join(changed)}); "
-                            "pass --overwrite to redo every video, or choose another --out")
-    out.own(PREPARE_FILE, PARTS, *TABLES, *sorted({job.class_name for job in videos}))
-    return out
+def _prepare_root(settings: FrameSettings, videos: list[VideoFile]) -> Summary:
+    """Every video into the data root itself."""
+    out_dir = claim_root(settings, videos)
+    plan = make_plan(settings, out_dir.path)
+    with lock(plan.out):
+        record_start(plan.out, settings)
+        todo = [job for job in videos if not plan.is_done(job)]
+        outcomes = run_videos(todo, plan, parallel_jobs(settings))
+        failed = failed_rows(outcomes)
+        write_tables(plan.out, failed)
+        copy_labels(settings, out_dir)
+    refuse_all_failed(failed, len(videos), plan.out)
+    return summarize(outcomes, len(videos) - len(todo), plan.out)
 
 
-@contextlib.contextmanager
-def _lock(out: Path) -> Iterator[None]:
-    """One run per output folder: two would rename over each other's videos."""
-    with exclusive_lock(out / LOCK, str(out)):
-        yield
-
-
-def _plan(settings: FrameSettings) -> Plan:
-    """The worker's plan: one OpenCV thread per worker when videos run in parallel."""
-    return Plan(Path(settings.out), settings.frames, recipe(settings), threads=0 if settings.jobs == 1 else 1,
-                parent=os.getpid())
-
-
-def _run_jobs(todo: list[VideoFile], plan: Plan, jobs: int) -> list[Outcome]:
-    """Videos in parallel (joblib), results as they finish, with a progress bar."""
-    results = Parallel(n_jobs=jobs, return_as="generator_unordered")(delayed(prepare_video)(job, plan) for job in todo)
-    with progress(results, total=len(todo), unit="video", desc="frames") as bar:
-        return list(bar)
-
-
-def shown(name: str) -> str:
-    """A file name as text that can be written anywhere: bytes that are not UTF-8 as \\xNN escapes."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def _write_tables(out: Path, failed: list[Outcome]) -> None:
-    """faces.csv and videos.csv merged from every finished video, failed_videos.csv from this run."""
-    write_csv(out / "faces.csv", merge_parts(out, "faces", FACE_COLUMNS, ["class", "video", "frame"]))
-    write_csv(out / "videos.csv", merge_parts(out, "video", VIDEO_COLUMNS, ["class", "video"]))
-    rows = [{"class": shown(o.job.class_name), "video": shown(o.job.video), "source": shown(str(o.job.source)),
-             "reason": o.reason} for o in failed]
-    write_csv(out / "failed_videos.csv", pd.DataFrame(rows, columns=list(FAILED_COLUMNS)))
-
-
-def _start(plan: Plan, settings: FrameSettings) -> None:
-    """Record the settings before any video, so a crashed run cannot be resumed with other ones."""
+def _claim_shard(settings: FrameSettings, shard: Shard, identity: Identity, classes: list[str]) -> OutputDir:
+    """The shard's folder: ours (or new), made with these settings unless --overwrite, which empties it (its own
+    files only) so every video of the shard is redone."""
+    folder = claim_output(shard_dir(settings.out, shard), stage=STAGE,
+                          inputs=[("--videos-root", settings.videos_root)])
     if settings.overwrite:
-        shutil.rmtree(plan.out / PARTS, ignore_errors=True)
-    for folder in (plan.out / PARTS).glob("*"):
-        remove_stale_temps(folder)
-    write_json(plan.out / PREPARE_FILE, {"crops": crop_recipe(settings), "settings": to_dict(settings),
-                                         "packages": {**package_versions(), "clipforensics": __version__}})
+        folder.clear()
+    elif RECORD in folder.entries and (folder.path / RECORD).exists():
+        recorded = folder.read_record(RECORD) or {}
+        check(recorded.get("identity") or {}, identity, f"shard {shard.shown} ({folder.path})",
+              remedy="pass --overwrite to redo this shard, or run it with the options it was started with")
+    folder.own(RECORD, DONE, FAILED, PARTS, *classes)
+    return folder
 
 
-def _copy_label_files(settings: FrameSettings, out_dir: OutputDir, out: Path) -> None:
-    """The data set's label files (none for class folders) beside its frames, so they are read with the same labels."""
-    root = Path(settings.videos_root)
-    layout = resolve_videos(root, settings.layout)
-    out_dir.own(*sorted({Path(rel).parts[0] for rel in layout.label_files(root)}))
-    copy_label_files(root, out, layout)
+def _prepare_shard(settings: FrameSettings, videos: list[VideoFile], shard: Shard) -> Summary:
+    """This shard's share of the videos into its own folder beside the data root; marked done when finished."""
+    mine = shard.take(videos)
+    identity = shard_identity(settings, videos)
+    folder = _claim_shard(settings, shard, identity, sorted({job.class_name for job in mine}))
+    plan = make_plan(settings, folder.path)
+    with lock(plan.out):
+        (plan.out / DONE).unlink(missing_ok=True)
+        write_json(plan.out / RECORD, {"identity": identity, "shard": shard.rank, "shards": shard.world})
+        for parts in (plan.out / PARTS).glob("*"):
+            remove_stale_temps(parts)
+        todo = [job for job in mine if not plan.is_done(job)]
+        outcomes = run_videos(todo, plan, parallel_jobs(settings))
+        write_csv(plan.out / FAILED, failed_rows(outcomes))
+        write_json(plan.out / DONE, {"shard": shard.rank, "shards": shard.world, "videos": len(mine)})
+    hint = f"rank 0 merges every shard into {settings.out}" if shard.torchrun else MERGE_HINT
+    return summarize(outcomes, len(mine) - len(todo), plan.out, f"shard {shard.shown}: ", hint)
 
 
 def prepare(settings: FrameSettings) -> Summary:
-    """Prepare every video under settings.videos_root into settings.out; skip the finished ones."""
+    """Prepare every video under settings.videos_root into settings.out, or this shard's share of them beside it;
+    skip the finished ones. Under torchrun, rank 0 merges once every rank has finished its shard."""
     validate(settings)
+    shard = current_shard(settings.shard)
     videos = find_videos(settings)
-    plan = _plan(settings)
-    out_dir = _claim_out(settings, videos)
-    with _lock(plan.out):
-        _start(plan, settings)
-        todo = [job for job in videos if not plan.is_done(job)]
-        outcomes = _run_jobs(todo, plan, settings.jobs) if todo else []
-        failed = sorted((o for o in outcomes if o.reason), key=lambda o: (o.job.class_name, o.job.video))
-        _write_tables(plan.out, failed)
-        _copy_label_files(settings, out_dir, plan.out)
-    done = [o for o in outcomes if not o.reason]
-    if failed and len(failed) == len(videos):
-        raise UserError(f"all {len(failed)} videos failed; first: {failed[0].job.source}: {failed[0].reason} "
-                        f"(all listed in {plan.out / 'failed_videos.csv'})")
-    return Summary(len(done), len(videos) - len(todo), len(failed), sum(o.frames for o in done),
-                   sum(o.short for o in done), sum(o.fallbacks for o in done), plan.out)
+    if shard.single:
+        return _prepare_root(settings, videos)
+    try:
+        join(shard)
+        summary = _prepare_shard(settings, videos, shard)
+        shard.barrier()  # every rank has finished its shard
+        return merge(settings) if shard.torchrun and shard.leader else summary
+    finally:
+        leave(shard)
+

@@ -1,33 +1,28 @@
-"""prepare_frames.py's options and the crop recipe they make: what a rerun into the same data root must match."""
+"""prepare_frames.py's options. Light on purpose (no OpenCV, dlib): the script parses its options with these
+before it imports the stage, so `--help` and a mistyped option answer at once. The crop recipe they make (what a
+rerun into the same data root must match) is built in `frames.recipe`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from clipforensics.core.errors import UserError
-from clipforensics.core.settings import identity_values, option
-from clipforensics.data.layouts import AUTO, reader_names, resolve_videos, video_reader
-from clipforensics.frames import track
-from clipforensics.frames.align import ALIGNMENTS
-from clipforensics.frames.crops import CropRecipe
-from clipforensics.frames.detectors import DETECTORS, LANDMARKS, UPSAMPLE, detector_files, file_sha256, model_file
+from clipforensics.core.settings import option
+from clipforensics.data.layouts import AUTO, reader_names, video_reader
 
 COMPRESSIONS = ("raw", "c23", "c40")
-SAMPLING = "rint(linspace(0, n - 1, frames)) over the frames actually decoded"
 
 
 @dataclass
 class FrameSettings:
     """Options of prepare_frames.py. Identity fields decide the crops' pixels or the choice of videos:
-    they make up `crop_recipe`, which a rerun into the same data root must match."""
+    they make up `recipe.crop_recipe`, which a rerun into the same data root must match."""
 
     videos_root: str = option(None, "FF++ root (original_sequences/, manipulated_sequences/) or one folder "
                                     "of videos per class", required=True, metavar="DIR")
     out: str = option(None, "data root to write (Real_youtube/<video>/<frame>.png, ...)", required=True,
                       metavar="DATA_ROOT")
-    frames: int = option(32, "frames per video, spread evenly over its length (all frames if shorter)",
-                         identity=True)
+    frames: int = option(32, "at most N frames per video, spread evenly over its length (all frames if shorter)",
+                         flag="--frames-per-video", metavar="N", identity=True, formerly="--frames")
     size: int = option(256, "side of the square output crops in pixels (DeepfakeBench: 256)", identity=True)
     margin: float = option(1.3, "crop side as a multiple of the face: of the aligned face square, or of the "
                                 "face box's longer side with --align none (DeepfakeBench's scale: 1.3)", identity=True)
@@ -50,55 +45,11 @@ class FrameSettings:
     classes: tuple[str, ...] = option((), "only these output classes, e.g. Real_youtube,FaceSwap (default: all but "
                                           "Real_actors, which extract_features.py needs --real-classes to label real)")
     max_videos: int | None = option(None, "at most N videos per class, first in name order (trial runs)")
-    jobs: int = option(-1, "videos processed in parallel (-1: one per CPU core)")
+    workers: int | None = option(None, "worker processes that crop videos in parallel (0: in the main process; "
+                                       "default: one per CPU core)", metavar="N", execution_only=True,
+                                 formerly="--jobs")
+    shard: str | None = option(None, "do only shard K of N of the videos (K/N, e.g. for SLURM arrays), into "
+                                     "DATA_ROOT.shards/; then run `prepare_frames.py merge` with the same options",
+                               metavar="K/N", execution_only=True)
     overwrite: bool = option(False, "redo every input video, also when --out was prepared with other settings "
                                     "(folders of videos no longer in the input stay: a fresh --out gives a clean tree)")
-
-
-def validate(settings: FrameSettings) -> None:
-    """Refuse impossible numbers and unknown names before any video is read."""
-    checks = [(settings.frames >= 1, f"--frames must be at least 1, got {settings.frames}"),
-              (settings.size >= 16, f"--size must be at least 16 pixels, got {settings.size}"),
-              (settings.margin >= 1.0, f"--margin must be at least 1.0 (the face itself), got {settings.margin}"),
-              (settings.detect_max_side >= 64,
-               f"--detect-max-side must be at least 64, got {settings.detect_max_side}"),
-              (settings.jobs >= 1 or settings.jobs == -1,
-               f"--jobs must be a positive count or -1 (one per core), got {settings.jobs}"),
-              (settings.max_videos is None or settings.max_videos >= 1,
-               f"--max-videos must be at least 1, got {settings.max_videos}")]
-    for ok, message in checks:
-        if not ok:
-            raise UserError(message)
-    ALIGNMENTS.get(settings.align)
-    DETECTORS.get(settings.detector)
-    for name in model_files(settings):
-        model_file(name)
-
-
-def recipe(settings: FrameSettings) -> CropRecipe:
-    """The crop settings a worker needs (picklable)."""
-    return CropRecipe(settings.detector, settings.detect_max_side, settings.align, settings.landmarks,
-                      settings.margin, settings.size)
-
-
-def model_files(settings: FrameSettings) -> list[str]:
-    """The weights files a run uses: the detector's (if any) and every landmark model's."""
-    landmarks = [LANDMARKS.get(name).file for name in recipe(settings).landmark_models()]
-    return [*detector_files(settings.detector), *landmarks]
-
-
-def crop_recipe(settings: FrameSettings) -> dict:
-    """The recipe that decides every crop's pixels and the choice of videos: prepare.json's identity
-    part. A rerun with another one would mix two outputs; caches copy it as part of their identity.
-
-    Package versions are recorded beside it, not in it: a dlib or OpenCV upgrade is reported, while
-    the weights files (by hash) and settings are what a rerun or a cache must match.
-    """
-    layout = resolve_videos(Path(settings.videos_root), settings.layout)
-    return {**identity_values(settings),  # then the resolved forms of layout, compression and landmarks
-            "layout": layout.name, "compression": settings.compression if layout.videos.compression else None,
-            "landmarks": list(recipe(settings).landmark_models()), "sampling": SAMPLING,
-            "detect_retry_full": True, "upsample": UPSAMPLE if settings.detector.startswith("dlib") else None,
-            "tracking": {"link": "grown-box IoU", "grow": track.GROW, "min_iou": track.MIN_IOU,
-                         "choice": "score sum, then area", "gaps": "interpolated, else nearest"},
-            "models": {name: file_sha256(model_file(name)) for name in model_files(settings)}}

@@ -3,45 +3,29 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from clipforensics import __version__
 from clipforensics.core.identity import declare
 from clipforensics.core.io import write_json
-from clipforensics.data.cache import read_cache
-from clipforensics.data.crossdata import CrossSettings, check_disjoint, dataset_name, load_test_sets, scores_with_tests
+from clipforensics.data.cache import FeatureCache, read_cache
+from clipforensics.data.crossdata import (CrossSettings, TestSet, check_disjoint, dataset_name, load_test_sets,
+                                          scores_with_tests)
 from clipforensics.core.errors import UserError
-from clipforensics.heads.features import features, scored_rows
-from clipforensics.heads.heads import fit_head, resolve_heads
+from clipforensics.heads.features import features, rows_float32, scored_split
+from clipforensics.heads.heads import FitResult, fit_head, resolve_heads
 from clipforensics.heads.saved import save_head
 from clipforensics.heads.folder import RUN_FILE, claim_run_dir
+from clipforensics.heads.settings import FitSettings
 from clipforensics.heads.layers import layer_view, refuse_prompt_heads
 from clipforensics.data.protocol import ProtocolSettings, log_splits, make_splits
 from clipforensics.data.provenance import check_lora_overlap, run_identity
 from clipforensics.data.splitfile import TABLE_NAME, write_split_table
 from clipforensics.data.scores import write_scores
-from clipforensics.core.settings import option, to_dict
-
-
-@dataclass
-class FitSettings:
-    """Heads to fit on one cache. A fit needs a run folder; only listing the heads (no FitSettings) does not."""
-
-    cache: str = option(None, "feature cache written by extract_features.py", required=True, metavar="FILE")
-    heads: tuple[str, ...] = option(("logreg", "svm", "zeroshot-v2"), "heads to fit (comma list, or 'all')")
-    out: str = option(None, "run folder: one sub-folder per head (required unless --list-heads)", metavar="DIR")
-    overwrite: bool = option(False, "replace a run (the files fit_heads wrote) made from another cache or protocol")
-    layer: str | None = option(None, "fit on stored block tokens instead of the final embedding: K, last, or "
-                                     "concat:K,L (cache made with --layers)", metavar="SPEC", identity=True,
-                               identity_if="layer")
-    layer_sweep: bool = option(False, "fit the heads on every stored layer and write layer_sweep.{csv,md,json,png} "
-                                      "(val AUC picks the layer, test AUC beside it)")
-
-    def __post_init__(self) -> None:
-        if not self.out:
-            raise UserError("--out is required (the run folder) unless --list-heads")
+from clipforensics.core.settings import to_dict
 
 
 def fit_heads(settings: FitSettings, protocol: ProtocolSettings,
@@ -68,7 +52,7 @@ def fit_heads(settings: FitSettings, protocol: ProtocolSettings,
     for test in tests:
         print(test.summary(), file=sys.stderr)
     train, val = features(cache, rows, "train"), features(cache, rows, "val")
-    scored, X_scored = scored_rows(cache, rows)
+    scored = scored_split(rows)
     finished = list((run_dir.read_record(RUN_FILE) or {}).get("finished", []))
     run_info = {**identity, "fit": to_dict(settings), "package_version": __version__}
     write_json(run_dir.file(RUN_FILE), {**run_info, "finished": finished})
@@ -82,12 +66,18 @@ def fit_heads(settings: FitSettings, protocol: ProtocolSettings,
         run_dir.own(name)
         head_dir = run_dir.path / name
         save_head(head_dir, result, meta)
-        table = scores_with_tests(scored, result.head.predict_proba(X_scored), dataset_name(cache.path), tests,
-                                  lambda test: result.head.predict_proba(test.features))
-        write_scores(head_dir, table, {**meta, **result.info})
+        write_scores(head_dir, scores_table(result, cache, scored, tests), {**meta, **result.info})
         print(f"{name:>16}: val video AUC {result.head.val_auc:.3f}  fit {result.seconds:.2f} s  "
               f"{result.head.params if result.head.trains else ''}", file=sys.stderr)
         summaries.append(result.info)
         finished = sorted(set(finished) | {name})
         write_json(run_dir.path / RUN_FILE, {**run_info, "finished": finished})
     return summaries
+
+
+def scores_table(result: FitResult, cache: FeatureCache, scored: pd.DataFrame, tests: list[TestSet]) -> pd.DataFrame:
+    """A fitted head's scores of the scored rows (and of every test set's rows). Their features are read here,
+    after the fit, and dropped with it: the fit's working copies and the scored rows are never held at once."""
+    X = rows_float32(cache.embeddings, scored.index.to_numpy())
+    return scores_with_tests(scored, result.head.predict_proba(X), dataset_name(cache.path), tests,
+                             lambda test: result.head.predict_proba(test.features))

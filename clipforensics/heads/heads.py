@@ -44,11 +44,6 @@ class Features:
     y: np.ndarray
     video: np.ndarray
 
-    @classmethod
-    def of(cls, embeddings: np.ndarray, rows: pd.DataFrame) -> "Features":
-        idx = rows.index.to_numpy()
-        return cls(embeddings[idx].astype(np.float32), rows["label"].to_numpy(int), rows["video"].to_numpy())
-
 
 def video_auc(feats: Features, proba: np.ndarray) -> float:
     """Validation criterion: AUC of per-video mean probabilities (what the user reports)."""

@@ -7,11 +7,13 @@ A library below the heads stage and the layer sweep (studies/layer_sweep.py), wh
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
 from clipforensics.core.errors import UserError
 from clipforensics.data.cache import FeatureCache
+from clipforensics.data.stored import StoredRows
 
 PROMPT_HEADS = ("zeroshot-", "prompt-features")
 
@@ -37,13 +39,35 @@ def parse_layer_choice(spec: str, stored: list[int]) -> list[int]:
     return keys
 
 
+class JoinedRows:
+    """Block tokens of several layers side by side (`concat:K,L`), read like one StoredRows: only the rows asked
+    for, one layer after the other, never the layers' whole stack."""
+
+    def __init__(self, parts: list[StoredRows]) -> None:
+        self.parts = parts
+        self.shape = (len(parts[0]), sum(part.shape[1] for part in parts))
+        self.ndim = 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def read(self, idx: np.ndarray, dtype: Any = None) -> np.ndarray:
+        """The rows `idx` of every part, joined along the columns (in `dtype`, converted as each part is read)."""
+        out = np.empty((len(idx), self.shape[1]), dtype=self.parts[0].dtype if dtype is None else dtype)
+        at = 0
+        for part in self.parts:
+            out[:, at:at + part.shape[1]] = part.read(idx, dtype)
+            at += part.shape[1]
+        return out
+
+
 def layer_view(cache: FeatureCache, spec: str | None) -> FeatureCache:
-    """The cache with its embeddings replaced by the chosen block tokens (prompts dropped: they live in
-    the projected space, which intermediate tokens are not in)."""
+    """The cache with its embeddings replaced by the chosen block tokens, still unread (prompts dropped: they live
+    in the projected space, which intermediate tokens are not in)."""
     if spec is None:
         return cache
     keys = parse_layer_choice(spec, sorted(cache.layers))
-    X = cache.layers[keys[0]] if len(keys) == 1 else np.concatenate([cache.layers[k] for k in keys], axis=1)
+    X = cache.layers[keys[0]] if len(keys) == 1 else JoinedRows([cache.layers[k] for k in keys])
     return dataclasses.replace(cache, embeddings=X, prompts={}, layers={})
 
 

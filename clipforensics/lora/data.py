@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from clipforensics.core.errors import UserError
 from clipforensics.data.groups import video_ids
 from clipforensics.data.images import load_rgb
-from clipforensics.lora.model import LoraSettings
+from clipforensics.lora.settings import LoraSettings
 
 ORDER_STREAM, AUGMENT_STREAM = 0, 1
 CROP_RATIO = (0.9, 1.1)
@@ -133,8 +133,8 @@ def paired_order(labels: np.ndarray, sources: np.ndarray, seed: int, epoch: int,
 def training_order(frames: LabelledImages, settings: LoraSettings, epoch: int) -> np.ndarray:
     """The epoch's order: paired batches (`--pair-batches`, `frames` with sources) or a class-balanced shuffle."""
     if settings.pair_batches:
-        return paired_order(frames.labels, frames.sources, settings.seed, epoch, settings.batch_size)
-    return epoch_order(frames.labels, settings.seed, epoch)
+        return paired_order(frames.labels, frames.sources, settings.train_seed, epoch, settings.batch_size)
+    return epoch_order(frames.labels, settings.train_seed, epoch)
 
 
 def _crop(img: Image.Image, rng: np.random.Generator, settings: LoraSettings) -> Image.Image:

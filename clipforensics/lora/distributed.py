@@ -21,7 +21,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from clipforensics.extract.distributed import Shard, current_shard, finish, init_process_group
+from clipforensics.core.shards import Shard, current_shard
+from clipforensics.extract.distributed import finish, init_process_group
 
 T = TypeVar("T")
 WAIT_TIMEOUT = timedelta(days=7)

@@ -1,13 +1,12 @@
-"""The fine-tuning stage's model: its settings, the two trainable heads, and the Detector (a method's adapted image
-tower, then a head). What adapts the tower is a fine-tuning method (`--method`, clipforensics/lora/methods/);
-this module asks the method for its tensors, never which method it is.
+"""The fine-tuning stage's model: the two trainable heads (one per objective), and the Detector (a method's adapted
+image tower, then a head); the settings are in lora/settings.py. What adapts the tower is a fine-tuning method
+(`--method`, clipforensics/lora/methods/); this module asks the method for its tensors, never which method it is.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
@@ -17,76 +16,14 @@ from torch import nn
 
 from clipforensics.core.errors import UserError
 from clipforensics.core.registry import Registry
-from clipforensics.extract.models import PRECISIONS, LoadedModel
+from clipforensics.extract.models import LoadedModel
 from clipforensics.extract.prompts import PROMPT_SETS, class_means
-from clipforensics.core.settings import DeviceSettings, flag_of, option
+from clipforensics.core.settings import flag_of
 from clipforensics.lora.methods import METHODS, Method
-from clipforensics.lora.methods.lora import TARGET_SETS
 from clipforensics.lora.selection import SELECTIONS
+from clipforensics.lora.settings import LoraSettings
 
 MAX_LOGIT_SCALE = float(np.log(100.0))  # CLIP's own clamp on its temperature
-
-
-@dataclass
-class LoraSettings(DeviceSettings):
-    """The fine-tuning stage: adapt the image tower of a base cache's model by a method, select on val, re-extract.
-    `rank`, `alpha`, `dropout`, `targets` and the loss weights are options of some methods only (each method's
-    `takes`)."""
-
-    base_cache: str = option(None, "cache of the base model: model, weights, image size, prompts and data root "
-                                    "are taken from it", required=True, metavar="FILE")
-    out: str = option(None, "run folder: checkpoint, adapter, head, log, curve, scores", required=True,
-                      metavar="DIR", execution_only=True)
-    data_root: str | None = option(None, "data root (default: the one recorded in the base cache)", metavar="DIR",
-                                   execution_only=True)
-    method: str = option("lora", f"fine-tuning method: {', '.join(METHODS)}", identity=True)
-    rank: int = option(32, "LoRA / DoRA rank r; svd: rank of the trained residual")
-    alpha: float = option(64.0, "LoRA / DoRA alpha (the update is scaled by alpha / r)")
-    dropout: float = option(0.05, "LoRA / DoRA dropout (acts on MLP targets; peft merges attention deltas, no "
-                                   "dropout)")
-    targets: str = option("attn", f"LoRA / DoRA / svd target set: {', '.join(TARGET_SETS)} (DoRA: mlp only)")
-    uniformity_weight: float = option(0.0, "layernorm: weight of GenD's uniformity loss on the L2-normalised "
-                                           "features (GenD: 0.5; 0: off)", metavar="W")
-    alignment_weight: float = option(0.0, "layernorm: weight of GenD's same-label alignment loss on the "
-                                          "L2-normalised features (GenD: 0.1; 0: off)", metavar="W")
-    svd_orth_weight: float = option(1.0, "svd: weight of Effort's orthogonality loss (U and V of each decomposed "
-                                         "matrix kept orthonormal), averaged over the matrices; 0: off",
-                                    metavar="W")
-    svd_sv_weight: float = option(1.0, "svd: weight of Effort's keep-singular-value loss (| ||W||_F^2 - "
-                                       "||W0||_F^2 |), averaged over the matrices; 0: off (Effort's released "
-                                       "training uses neither: --svd-orth-weight 0 --svd-sv-weight 0)", metavar="W")
-    head: str = option("prompt", "objective: prompt (cosine to the prompt set's class means, learnable "
-                                 "temperature) or linear (a linear layer on the normalised embedding)")
-    prompt_set: str = option("v2", "prompt set of the prompt head (classes come from its labels)")
-    epochs: int = option(5, "training epochs")
-    batch_size: int = option(32, "images per step (and per validation forward)")
-    lr: float = option(1e-4, "AdamW peak learning rate")
-    weight_decay: float = option(0.01, "AdamW weight decay (not on biases and the temperature)")
-    warmup: float = option(0.1, "linear warm-up: a fraction of all steps (< 1) or a number of steps (>= 1), "
-                                "then cosine decay to 0")
-    clip_grad: float = option(1.0, "clip the gradient norm to this (0: no clipping)")
-    max_train_images: int | None = option(None, "train on at most N images, spread evenly (short runs)",
-                                          metavar="N")
-    flip: bool = option(True, "random horizontal flips")
-    crop_scale: float = option(0.85, "random-resized crop keeps at least this share of the area (1: no crop)")
-    jpeg_quality: int | None = option(None, "re-encode half of the training images as JPEG, quality drawn from "
-                                            "[Q, 95]", metavar="Q")
-    amp: str = option("auto", "autocast precision of training on CUDA: auto (extraction's rule: bf16 where the GPU "
-                              "has it, else fp16), bf16, fp16, fp32; the CPU trains in fp32", choices=PRECISIONS)
-    seed: int = option(0, "seed of LoRA and head init, data order, augmentation and dropout")
-    cache_out: str | None = option(None, "folder of the re-extracted cache (default: the base cache's folder)",
-                                   metavar="DIR", execution_only=True)
-    merge_out: str | None = option(None, "also save the merged open_clip checkpoint here (.safetensors), for "
-                                         "extract_features.py --pretrained PATH", metavar="FILE", execution_only=True)
-    extract: bool = option(True, "re-extract the data root with the merged model into a new cache",
-                           execution_only=True)
-    overwrite: bool = option(False, "start again: remove a run in --out made with other settings (or write into "
-                                    "a non-empty --out)", execution_only=True)
-    select: str = option("val", "which epoch is the result: val (best val video AUC, then frame AUC) or last",
-                         choices=tuple(SELECTIONS), identity=True)
-    pair_batches: bool = option(False, "put a real frame and a fake made from the same video in the same batch "
-                                       "(batch-level pairing; GenD's code pairs videos in the training set, not "
-                                       "batches)", identity=True)
 
 
 class PromptHead(nn.Module):
@@ -120,8 +57,9 @@ def prompt_classes(loaded: LoadedModel, name: str) -> torch.Tensor:
     return torch.from_numpy(class_means(embeddings, np.asarray(prompt_set.labels))).float()
 
 
-LORA_HEADS: Registry[Callable[[LoadedModel, LoraSettings], nn.Module]] = Registry("head")
-"""The trainable heads on the LoRA'd image tower (`--head`), each built from the loaded model and the settings."""
+LORA_HEADS: Registry[Callable[[LoadedModel, LoraSettings], nn.Module]] = Registry("objective")
+"""The trainable heads on the LoRA'd image tower, one per training objective (`--objective`), each built from the
+loaded model and the settings."""
 
 
 @LORA_HEADS.register("prompt")
@@ -220,7 +158,7 @@ def check_method_options(settings: LoraSettings) -> Method:
 def check_settings(settings: LoraSettings) -> None:
     """Every name and number of the stage, checked before anything is loaded."""
     check_method_options(settings)
-    LORA_HEADS.get(settings.head)
+    LORA_HEADS.get(settings.objective)
     SELECTIONS.get(settings.select)
     PROMPT_SETS.get(settings.prompt_set)
     s = settings
@@ -255,13 +193,13 @@ def seeded_torch_rng(seed: int, device: torch.device) -> Iterator[None]:
 
 
 def build_detector(loaded: LoadedModel, settings: LoraSettings) -> Detector:
-    """The method + head on the loaded model, initialised from `settings.seed`, its tensors proven to receive
+    """The method + head on the loaded model, initialised from `settings.train_seed`, its tensors proven to receive
     gradients."""
     method = METHODS.get(settings.method)
     tower_size = sum(p.numel() for p in loaded.model.visual.parameters())
     loaded.model.requires_grad_(False)
-    with seeded_torch_rng(settings.seed, torch.device("cpu")):  # peft and nn.Linear initialise on the CPU
-        head = LORA_HEADS.get(settings.head)(loaded, settings)
+    with seeded_torch_rng(settings.train_seed, torch.device("cpu")):  # peft and nn.Linear initialise on the CPU
+        head = LORA_HEADS.get(settings.objective)(loaded, settings)
         adapted = method.attach(loaded.model, settings)
     detector = Detector(method, adapted, head, settings, tower_size).to(loaded.device)
     method.check_attached(detector, loaded.image_size, settings)

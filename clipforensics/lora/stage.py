@@ -29,26 +29,26 @@ from clipforensics.core.progress import progress
 from clipforensics import __version__
 from clipforensics.core.errors import UserError
 from clipforensics.core.io import OutputDir, atomic_path, claim_output, claim_output_file, write_json
-from clipforensics.core.settings import from_dict, to_dict, without_execution_only
+from clipforensics.core.settings import from_dict, to_dict
 from clipforensics.data.cache import FeatureCache, read_cache
 from clipforensics.data.fingerprint import check_unchanged
-from clipforensics.data.crossdata import (CrossSettings, TestSet, check_disjoint, dataset_name, load_test_sets,
-                                          scores_with_tests)
+from clipforensics.data.crossdata import TestSet, check_disjoint, dataset_name, load_test_sets, scores_with_tests
 from clipforensics.data.layouts import scan
 from clipforensics.data.manifest import ManifestSettings, manifest_hash
-from clipforensics.data.protocol import ProtocolSettings, Splits, log_splits, make_splits
+from clipforensics.data.protocol import CrossSettings, ProtocolSettings, Splits, log_splits, make_splits
 from clipforensics.data.provenance import check_lora_overlap, provenance_of, run_identity
 from clipforensics.data.splitfile import TABLE_NAME, write_split_table
 from clipforensics.data.scores import write_scores
-from clipforensics.extract.models import (LoadedModel, ModelSettings, precision_chosen_by, resolve_device,
-                                          resolve_precision)
-from clipforensics.extract.run import ExtractSettings, extract, spread_rows
+from clipforensics.extract.models import LoadedModel, precision_chosen_by, resolve_device, resolve_precision
+from clipforensics.extract.run import extract, spread_rows
+from clipforensics.extract.settings import ExtractSettings, ModelSettings
 from clipforensics.lora.checkpoint import (CHECKPOINT, HEAD_SHA, MERGED_SHA, refuse_other_checkpoint, resume_or_start,
                                            save_change, save_checkpoint, save_head_tensors, save_merged)
 from clipforensics.lora.data import LabelledImages
-from clipforensics.lora.model import LoraSettings, check_settings, describe_counts, parameter_counts
+from clipforensics.lora.model import check_settings, describe_counts, parameter_counts
 from clipforensics.lora.distributed import current_ranks, joined
 from clipforensics.lora.selection import SELECTIONS
+from clipforensics.lora.settings import LoraSettings, checkpoint_identity
 from clipforensics.lora.train import (LOG, TrainRun, TrainState, make_optimization, predict, start_training,
                                       training_precision, train_epoch, validate, write_log)
 from clipforensics.core.paths import sha256_file
@@ -88,12 +88,12 @@ class Base:
         return dataclasses.replace(recorded, data_root=data_root or self.attrs["data_root"])
 
     def extract_settings(self) -> ExtractSettings:
-        return from_dict(ExtractSettings, self.made_with["extract"])
+        return from_dict(ExtractSettings, self.made_with["extract"])  # caches made before --limit's rename too
 
 
 def check_data_root(base: Base, manifest_settings: ManifestSettings) -> None:
     """The frames under the data root must be the very frames the base cache was made from."""
-    frames = spread_rows(scan(manifest_settings), base.extract_settings().limit)
+    frames = spread_rows(scan(manifest_settings), base.extract_settings().max_images)
     found, expected = manifest_hash(frames), base.attrs["manifest_hash"]
     if found != expected:
         raise UserError(f"data root {manifest_settings.data_root} does not hold the frames {base.cache.path} was "
@@ -173,12 +173,12 @@ def prepare(settings: LoraSettings, protocol: ProtocolSettings,
     check_data_root(base, manifest_settings)
     elsewhere = load_elsewhere(base, cross, protocol.frames_per_video)
     device = resolve_device(settings.device)
-    training_precision(settings.amp, device)
+    training_precision(settings.train_precision, device)
     if settings.extract:
         resolve_precision(base.attrs["precision"], device)
     splits = make_splits(base.cache.manifest, protocol)
     check_lora_overlap(base.attrs, splits.rows, str(base.cache.path))
-    lora = without_execution_only(settings)  # a checkpoint resumes across where / how fast the run goes
+    lora = checkpoint_identity(settings)  # a checkpoint resumes across where / how fast the run goes
     identity = {**run_identity(base.cache, protocol), "splits": splits.digest(), "lora": lora}
     if run_dir:
         refuse_other_checkpoint(identity, run_dir, settings.overwrite)
@@ -224,8 +224,8 @@ def write_scores_table(run: TrainRun, base: Base, rows: pd.DataFrame, state: Tra
     roots = {other.test.name: other.data_root for other in elsewhere}
     table = scores_with_tests(scored, probs, dataset_name(base.cache.path), [other.test for other in elsewhere],
                               lambda test: predict(run, LabelledImages.of(roots[test.name], test.rows)))
-    meta = {**run_identity(base.cache, protocol), "scorer": "lora", "name": run.out.name, "head": run.settings.head,
-            "data_root": str(run.data_root), "best_epoch": state.best_epoch,
+    meta = {**run_identity(base.cache, protocol), "scorer": "lora", "name": run.out.name,
+            "objective": run.settings.objective, "data_root": str(run.data_root), "best_epoch": state.best_epoch,
             "selected_on": SELECTIONS.get(run.settings.select).description,
             "package_version": __version__}
     if elsewhere:
@@ -234,8 +234,9 @@ def write_scores_table(run: TrainRun, base: Base, rows: pd.DataFrame, state: Tra
 
 
 def head_meta(settings: LoraSettings) -> dict[str, Any]:
-    return {"head": settings.head, "classes": ["real", "fake"],
-            "prompt_set": settings.prompt_set if settings.head == "prompt" else None}
+    """head.safetensors' metadata: the kind of head the objective trained (`head`, read back by SAVED_HEADS)."""
+    return {"head": settings.objective, "classes": ["real", "fake"],
+            "prompt_set": settings.prompt_set if settings.objective == "prompt" else None}
 
 
 def copy_atomic(source: Path, target: Path) -> None:
@@ -245,7 +246,7 @@ def copy_atomic(source: Path, target: Path) -> None:
 
 def reextract(run: TrainRun, base: Base, merged: Path, adapter_sha: str, provenance: dict[str, Any],
               data_root: str | None = None) -> Path:
-    """The data root through the merged model, with the base cache's precision, prompts, limit and manifest;
+    """The data root through the merged model, with the base cache's precision, prompts, --max-images and manifest;
     `provenance` (the protocol, train and val videos) lets every later reader refuse a leaking protocol.
     For another data set's cache, `data_root` is its own (recorded) data root."""
     s = run.settings

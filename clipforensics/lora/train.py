@@ -36,7 +36,8 @@ from clipforensics.extract.models import DTYPES, LoadedModel, resolve_precision
 from clipforensics.extract.reader import ImageFiles, collate_images
 from clipforensics.lora.data import LabelledImages, TrainImages, augmentations, epoch_seed, make_loader, training_order
 from clipforensics.lora.distributed import Ranks, current_ranks
-from clipforensics.lora.model import Detector, LoraSettings, build_detector, seeded_torch_rng
+from clipforensics.lora.model import Detector, build_detector, seeded_torch_rng
+from clipforensics.lora.settings import LoraSettings
 from clipforensics.lora.selection import SELECTIONS
 
 LOG = "train_log.csv"
@@ -50,7 +51,8 @@ def training_precision(name: str, device: torch.device) -> str:
     if device.type == "cuda":
         return resolve_precision(name, device).precision
     if name not in ("auto", "fp32"):
-        raise UserError(f"--amp {name} needs a CUDA device; the CPU trains in fp32 (--amp fp32 or auto)")
+        raise UserError(f"--train-precision {name} needs a CUDA device; the CPU trains in fp32 (--train-precision "
+                        "fp32 or auto)")
     return "fp32"
 
 
@@ -76,7 +78,7 @@ class TrainRun:
     @classmethod
     def build(cls, loaded: LoadedModel, settings: LoraSettings, data_root: str | Path, train_rows: pd.DataFrame,
               val_rows: pd.DataFrame | None = None, identity: dict[str, Any] | None = None) -> "TrainRun":
-        """LoRA and head on `loaded` (seeded by `settings.seed`), training on `train_rows` under `data_root`.
+        """LoRA and head on `loaded` (seeded by `settings.train_seed`), training on `train_rows` under `data_root`.
 
         `identity` is what a checkpoint in `settings.out` must match to be resumed; without `val_rows` the run
         can train but not validate (benchmarks).
@@ -86,7 +88,7 @@ class TrainRun:
         return cls(detector=detector, preprocess=loaded.preprocess, image_size=loaded.image_size, data_root=root,
                    train=LabelledImages.of(root, train_rows, sources=settings.pair_batches),
                    val_rows=val_rows if val_rows is not None else train_rows.iloc[:0], settings=settings,
-                   device=loaded.device, precision=training_precision(settings.amp, loaded.device),
+                   device=loaded.device, precision=training_precision(settings.train_precision, loaded.device),
                    identity=identity or {}, out=Path(settings.out), ranks=ranks, model=ranks.wrap(detector))
 
     def autocast(self) -> torch.autocast:
@@ -176,10 +178,10 @@ def train_epoch(run: TrainRun, optim: Optimization, epoch: int, max_steps: int |
     rate at the epoch's first step.
     """
     s, ranks = run.settings, run.ranks
-    seed = epoch_seed(s.seed, epoch)
+    seed = epoch_seed(s.train_seed, epoch)
     order = training_order(run.train, s, epoch)
     shares = ranks.batch_shares(len(order), s.batch_size)
-    loader = run.loader(TrainImages(run.train, order, run.preprocess, augmentations(s), s.seed, epoch),
+    loader = run.loader(TrainImages(run.train, order, run.preprocess, augmentations(s), s.train_seed, epoch),
                         batch_sampler=[share.positions for share in shares],
                         generator=torch.Generator().manual_seed(seed))
     run.detector.train()
@@ -188,7 +190,7 @@ def train_epoch(run: TrainRun, optim: Optimization, epoch: int, max_steps: int |
     start = time.perf_counter()
     bar = progress(total=len(order), desc=f"epoch {epoch}/{s.epochs}", unit="img", leave=False,
                    enabled=ranks.leader)
-    with seeded_torch_rng(seed if ranks.leader else epoch_seed(s.seed, epoch, ranks.shard.rank), run.device), bar:
+    with seeded_torch_rng(seed if ranks.leader else epoch_seed(s.train_seed, epoch, ranks.shard.rank), run.device), bar:
         for step, ((batch, labels), wait) in enumerate(_timed(iter(loader))):
             share = shares[step]
             loss = train_step(run, optim, batch, labels, share.weight)

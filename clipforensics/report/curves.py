@@ -16,11 +16,12 @@ import pandas as pd
 from matplotlib.axes import Axes
 from sklearn.metrics import precision_recall_curve
 
+from clipforensics.data.provenance import BACKBONE_SEEN, IN_DOMAIN, UNSEEN
 from clipforensics.measure import curve, metrics
 from clipforensics.measure.result import RunResult
 from clipforensics.report.figures import new_figure, save_figure
 
-PANELS = (("in-domain", ("in-domain", "backbone-seen")), ("unseen", ("unseen",)))
+PANELS = ((IN_DOMAIN, (IN_DOMAIN, BACKBONE_SEEN)), (UNSEEN, (UNSEEN,)))
 """Panel title -> the kinds it holds: a backbone-seen manipulation is drawn beside in-domain, never as unseen."""
 STYLE = {"in-domain": "-", "backbone-seen": ":", "unseen": "-"}
 CALIBRATION_BINS = 10

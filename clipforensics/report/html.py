@@ -134,8 +134,10 @@ def write_page(out_path: Path, title: str, sections: list[Section], lead: str = 
 
 def write_html(out_path: Path, title: str, tables: list[Table], images: list[tuple[str, Path]],
                metrics_json: dict | None = None) -> Path:
-    """A plain page (robustness and tests use it): the tables in order, then the figures, then the JSON."""
-    blocks = [*(table_block(t) for t in tables), *(figure_block(c, p) for c, p in images)]
+    """A plain page (robustness and tests use it): the tables in order, then the figures (each linked to its SVG
+    where one was drawn beside it), then the JSON."""
+    blocks = [*(table_block(t) for t in tables),
+              *(figure_block(c, p, [Path(p).with_suffix(".svg")]) for c, p in images)]
     if metrics_json is not None:
         blocks.append(metrics_block(metrics_json))
     return write_page(out_path, title, [Section("Results", tuple(blocks))])

@@ -22,7 +22,7 @@ from clipforensics.core.registry import Registry
 from clipforensics.report.errors import safe_name
 from clipforensics.report.layers import plot_sweep, sweep_report_table
 from clipforensics.report.matrix import matrix_table, plot_included_matrix
-from clipforensics.report.robustness import plot_robustness, robustness_table
+from clipforensics.report.robustness import included_caption, included_table, plot_included_robustness
 from clipforensics.report.tables import Table
 
 
@@ -32,15 +32,20 @@ class Analysis:
 
     marker: str
     rows: str
-    caption: str
+    caption: str | Callable[[list[dict[str, Any]]], str]
+    """The figure's caption, or what gives it from the rows (rows of an older format are drawn otherwise)."""
     table: Callable[[list[dict[str, Any]]], Table]
     figure: Callable[[list[dict[str, Any]], Path], Path]
     load: Callable[[Path, dict[str, Any]], Any] | None = None
-    """Where the rows are when not in the marker JSON under `rows` (the matrix's are in matrix.csv)."""
+    """Where the rows are when not (only) in the marker JSON under `rows` (the matrix's are in matrix.csv; a
+    robustness report's test groups are under `robustness_groups`)."""
     title: str = ""
 
     def read_rows(self, folder: Path, record: dict[str, Any]) -> Any:
         return self.load(folder, record) if self.load else record.get(self.rows)
+
+    def caption_of(self, rows: list[dict[str, Any]]) -> str:
+        return self.caption(rows) if callable(self.caption) else self.caption
 
 
 def _matrix_rows(folder: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -52,13 +57,20 @@ def _matrix_rows(folder: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
     return table.astype(object).where(table.notna(), None).to_dict("records")
 
 
+def _robustness_rows(folder: Path, record: dict[str, Any]) -> Any:
+    """The rows over every test video, then the test groups' rows (in-domain, unseen, each manipulation), which a
+    robustness report written before groups existed does not hold."""
+    rows, groups = record.get("robustness"), record.get("robustness_groups") or []
+    return rows + groups if isinstance(rows, list) and isinstance(groups, list) else rows
+
+
 ANALYSES: Registry[Analysis] = Registry("analysis")
 ANALYSES.register("layer_sweep", Analysis(
     "layer_sweep.json", "rows", "video AUC per stored layer (val picks, test beside it)",
     sweep_report_table, lambda rows, png: plot_sweep(rows, png, svg=True), title="Layer sweep"))
 ANALYSES.register("robustness", Analysis(
-    "robustness.json", "robustness", "AUC vs perturbation severity, per perturbation kind (95% CI)",
-    robustness_table, lambda rows, png: plot_robustness(rows, png, svg=True), title="Robustness"))
+    "robustness.json", "robustness", included_caption, included_table, plot_included_robustness,
+    load=_robustness_rows, title="Robustness"))
 ANALYSES.register("matrix", Analysis(
     "matrix.json", "matrix.csv", "video AUC, trained on rows, tested on columns (diverging scale, 0.5 = chance)",
     matrix_table, plot_included_matrix, load=_matrix_rows, title="Generalisation matrix"))
@@ -133,12 +145,12 @@ def fold_in(included: list[Included], metrics: dict[str, Any], out: Path) -> lis
     for item in included:
         analysis = ANALYSES.get(item.kind)
         metrics.setdefault(item.kind, {})[str(item.folder)] = (
-            {**item.record, analysis.rows: item.rows} if analysis.load else item.record)
+            item.record if analysis.rows in item.record else {**item.record, analysis.rows: item.rows})
         try:
             table, png = analysis.table(item.rows), analysis.figure(item.rows, out / item.figure)
         except UNREADABLE_ROWS as exc:
             raise _rows_error(item, exc) from None
         folded.append(Folded(item.kind, f"{analysis.title}: {item.folder.name}",
                              dataclasses.replace(table, note=f"From {item.folder}. {table.note}".strip()),
-                             f"{analysis.caption}: {item.folder}", png))
+                             f"{analysis.caption_of(item.rows)}: {item.folder}", png))
     return folded

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from clipforensics.data.provenance import IN_DOMAIN
 from clipforensics.report.comparisons import delong_cell
 from clipforensics.report.tables import Row, Table, ci_cell, num, one_line
 
@@ -21,7 +22,7 @@ def methods_table(rows: list[dict[str, Any]], runs: Mapping[str, Mapping[str, An
     """One row per run: method, trainable parameters (method, head, method's share of the tower), then video AUC
     [95% CI] in-domain and on each unseen manipulation."""
     cells = list(dict.fromkeys((r["role"], r["manipulation"]) for r in rows))
-    cells.sort(key=lambda rm: rm[0] != "in-domain")
+    cells.sort(key=lambda rm: rm[0] != IN_DOMAIN)
     found = {(r["run"], r["manipulation"]): r for r in rows}
     lines = []
     for name, run in runs.items():

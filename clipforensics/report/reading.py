@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from clipforensics.core.errors import UserError, cli_entry
-from clipforensics.data.provenance import TunedTower
+from clipforensics.data.provenance import BACKBONE_SEEN, IN_DOMAIN, UNSEEN, TunedTower, test_kind
 
 CHANCE = 0.5
 
@@ -52,9 +52,6 @@ def _per_manipulation(run: dict[str, Any]) -> dict[str, Any]:
     tested = (run.get("source", {}).get("protocol") or {}).get("test_fakes") or []
     return {tested[0]: run["test"]} if len(tested) == 1 else {}
 
-
-BACKBONE_SEEN = "backbone-seen"
-"""The kind of a manipulation the head did not train on but its backbone was tuned on: never 'unseen'."""
 
 
 def _trained(run: dict[str, Any]) -> list[str]:
@@ -97,12 +94,6 @@ def run_towers(metrics: dict[str, Any]) -> dict[str, TunedTower]:
             if beyond_training(tower, [] if on_other_data_set(name, runs[name]) else _trained(runs[name]))}
 
 
-def _kind(manipulation: str, trained: list[str], tower: TunedTower | None) -> str:
-    if manipulation in trained:
-        return "in-domain"
-    return BACKBONE_SEEN if tower is not None and tower.saw(manipulation) else "unseen"
-
-
 def result_cells(name: str, run: dict[str, Any], level: str = "video", tower: TunedTower | None = None
                  ) -> dict[str, tuple[str, tuple[float, float | None, float | None]]]:
     """Test manipulation -> (in-domain / backbone-seen / unseen, (AUC, low, high)) of one result: the one rule
@@ -112,7 +103,7 @@ def result_cells(name: str, run: dict[str, Any], level: str = "video", tower: Tu
     if not trained or not per:
         return {}
     mine = [] if on_other_data_set(name, run) else trained
-    return {m: (_kind(m, mine, tower), _cell(metrics, level)) for m, metrics in per.items()}
+    return {m: (test_kind(m, mine, tower), _cell(metrics, level)) for m, metrics in per.items()}
 
 
 def _header(name: str, trained: list[str], tower: TunedTower | None, elsewhere: bool) -> str:
@@ -133,12 +124,12 @@ def read_run(name: str, run: dict[str, Any], level: str = "video", tower: TunedT
     kinds = {m: kind for m, (kind, _) in found.items()}
     width = max(len(f"{max(kind, 'in-domain', key=len)} {m}") for m, kind in kinds.items())
     lines = [_header(name, trained, tower, elsewhere)]
-    for kind in ("in-domain", BACKBONE_SEEN, "unseen"):
+    for kind in (IN_DOMAIN, BACKBONE_SEEN, UNSEEN):
         for m in (m for m in cells if kinds[m] == kind):
             auc, lo, hi = cells[m]
             lines.append(f"  {f'{kind} {m}':<{width}}  {_fmt(auc, lo, hi):<18}  {chance_verdict(lo, hi)}")
-    seen = [m for m in cells if kinds[m] == "in-domain"]
-    unseen = [m for m in cells if kinds[m] == "unseen"]
+    seen = [m for m in cells if kinds[m] == IN_DOMAIN]
+    unseen = [m for m in cells if kinds[m] == UNSEEN]
     if seen and unseen:
         lines.append("  " + drop_sentence(cells, seen, unseen))
     if any(kind == BACKBONE_SEEN for kind in kinds.values()):
@@ -185,8 +176,8 @@ def short_line(name: str, run: dict[str, Any], level: str = "video", tower: Tune
     say; the overall AUC and its chance verdict where there is no such split."""
     found = result_cells(name, run, level, tower)
     cells = {m: cell for m, (_, cell) in found.items()}
-    seen = [m for m, (kind, _) in found.items() if kind == "in-domain"]
-    unseen = [m for m, (kind, _) in found.items() if kind == "unseen"]
+    seen = [m for m, (kind, _) in found.items() if kind == IN_DOMAIN]
+    unseen = [m for m, (kind, _) in found.items() if kind == UNSEEN]
     if seen and unseen:
         skipped = sum(kind == BACKBONE_SEEN for kind, _ in found.values())
         note = f" ({skipped} backbone-seen left out)" if skipped else ""

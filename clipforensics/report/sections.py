@@ -62,8 +62,9 @@ def matrices(folded: list[Folded], out: Path) -> list[Section]:
 
 
 def analyses(folded: list[Folded], out: Path) -> list[Section]:
-    """Every other included analysis (layer sweep, robustness): its table and figure under its own heading."""
-    return [Section(f.title, (table_block(f.table), _figure(f.caption, f.figure, out)))
+    """Every other included analysis (layer sweep, robustness): its table (with CSV and LaTeX) and figure under its
+    own heading."""
+    return [Section(f.title, (_tables(f.table, out, f.figure.stem, f.title), _figure(f.caption, f.figure, out)))
             for f in folded if f.kind != "matrix"]
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from clipforensics.data.provenance import TunedTower
-from clipforensics.report.reading import BACKBONE_SEEN, on_other_data_set, result_cells, run_towers
+from clipforensics.data.provenance import BACKBONE_SEEN, IN_DOMAIN, UNSEEN, TunedTower
+from clipforensics.report.reading import on_other_data_set, result_cells, run_towers
 from clipforensics.report.tables import Row, Table, ci_cell, one_line
 
 Cell = tuple[float, "float | None", "float | None"]
@@ -38,7 +38,7 @@ class SummaryRow:
         return sum(c[0] for c in self.in_domain.values()) / len(self.in_domain), None, None
 
     def mean_unseen(self) -> float | None:
-        unseen = [cell[0] for kind, cell in self.others.values() if kind == "unseen"]
+        unseen = [cell[0] for kind, cell in self.others.values() if kind == UNSEEN]
         return sum(unseen) / len(unseen) if unseen else None
 
     def drop(self) -> float | None:
@@ -67,11 +67,11 @@ def _add_result(row: SummaryRow, name: str, run: dict[str, Any], level: str, tow
         block = run["test"][level]
         lo, hi = block.get("auc_ci") or (None, None)
         saw = tower is not None and any(tower.saw(m) for m in run.get("per_manipulation") or {})
-        row.others[name.rsplit("@", 1)[1] + " (data set)"] = (BACKBONE_SEEN if saw else "unseen",
+        row.others[name.rsplit("@", 1)[1] + " (data set)"] = (BACKBONE_SEEN if saw else UNSEEN,
                                                               (float(block["auc"]), lo, hi))
         return
     for manipulation, (kind, cell) in result_cells(name, run, level, tower).items():
-        if kind == "in-domain":
+        if kind == IN_DOMAIN:
             row.in_domain[manipulation] = cell
         else:
             row.others[manipulation] = (kind, cell)

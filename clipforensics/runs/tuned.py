@@ -3,7 +3,8 @@ a head on its embeddings, and the cache the changed tower re-extracted.
 
 The record names its method (`method`; records older than the methods are LoRA's), and the tower is rebuilt
 through that method's `load` and `merge` (clipforensics.lora.methods.METHODS): a new method needs nothing here.
-The fine-tuning modules are imported inside the functions: a head run never needs them (nor peft).
+The fine-tuning modules that load torch and peft are imported inside the functions: a head run never needs
+them (its settings, lora/settings.py, are light).
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipforensics.core.errors import UserError
+from clipforensics.core.settings import from_dict
 from clipforensics.data.cache import FeatureCache
 from clipforensics.runs.base import Run, RunKind, Scorer
 from clipforensics.runs.records import check_artifact
 from clipforensics.core.paths import sha256_file
 from clipforensics.lora.files import HEAD_FILE
+from clipforensics.lora.settings import LoraSettings
 
 if TYPE_CHECKING:  # torch and the model code load only when a tower is rebuilt (detect.py), not to score a run
     import torch
@@ -27,10 +30,9 @@ if TYPE_CHECKING:  # torch and the model code load only when a tower is rebuilt 
     from clipforensics.extract.models import LoadedModel
 
 
-def run_settings(run: Run) -> Any:
-    """The run's LoraSettings, as recorded (fields added since read as their defaults)."""
-    from clipforensics.core.settings import from_dict
-    from clipforensics.lora.model import LoraSettings
+def run_settings(run: Run) -> LoraSettings:
+    """The run's LoraSettings, as recorded (fields added since read as their defaults, renamed ones from their old
+    keys: records made before --amp became --train-precision)."""
     return from_dict(LoraSettings, run.record.get("settings") or {})
 
 
@@ -52,13 +54,13 @@ def merge_change(run: Run, model: nn.Module) -> nn.Module:
 
 def tower_precision(run: Run, device: torch.device) -> str:
     """The precision the run scored its frames in, as its training autocast resolves on this device (the setting
-    itself where it cannot, e.g. --amp fp16 on a CPU: the caller says what to do)."""
+    itself where it cannot, e.g. --train-precision fp16 on a CPU: the caller says what to do)."""
     from clipforensics.lora.train import training_precision
-    amp = run_settings(run).amp
+    trained_in = run_settings(run).train_precision
     try:
-        return training_precision(amp, device)
+        return training_precision(trained_in, device)
     except UserError:
-        return amp
+        return trained_in
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from clipforensics.data.cache import FeatureCache, read_cache
 from clipforensics.data.protocol import ProtocolSettings, make_splits
 from clipforensics.data.provenance import check_lora_overlap
 from clipforensics.data.scores import make_scores
-from clipforensics.evaluate.evaluation import MeasureSettings, evaluate_run
+from clipforensics.evaluate.evaluation import evaluate_run
+from clipforensics.evaluate.settings import MeasureSettings
 from clipforensics.heads.features import features, scored_rows
 from clipforensics.heads.heads import fit_head, resolve_heads
 from clipforensics.heads.folder import RUN_FILE, STAGE, SWEEP_FILES, SWEEP_RECORD, refuse_other_study

@@ -29,36 +29,26 @@ from clipforensics.core.progress import progress
 from clipforensics import __version__
 from clipforensics.core.errors import UserError
 from clipforensics.core.io import claim_output, write_csv, write_json
-from clipforensics.core.settings import option, to_dict
+from clipforensics.core.settings import to_dict
 from clipforensics.data.cache import FeatureCache, read_cache
-from clipforensics.data.crossdata import (CrossSettings, TestSet, check_disjoint, check_same_features,
-                                          dataset_name, load_test_sets, scores_with_tests)
-from clipforensics.data.protocol import ProtocolSettings, Splits, make_splits
+from clipforensics.data.crossdata import (TestSet, check_disjoint, check_same_features, dataset_name,
+                                          load_test_sets, scores_with_tests)
+from clipforensics.data.protocol import CrossSettings, ProtocolSettings, Splits, make_splits
 from clipforensics.data.provenance import backbone_note, check_lora_overlap, tuned_tower
 from clipforensics.data.splitfile import TABLE_NAME, union_split_table, write_split_table
 from clipforensics.data.scores import write_scores
-from clipforensics.evaluate.evaluation import MeasureSettings, check_measure, evaluate_run, split_datasets
+from clipforensics.evaluate.evaluation import check_measure, evaluate_run, split_datasets
+from clipforensics.evaluate.settings import MeasureSettings
 from clipforensics.measure.metrics import evaluate_split
 from clipforensics.measure.result import RunResult
 from clipforensics.measure.specs import summary_values
 from clipforensics.heads.features import features, scored_rows
 from clipforensics.heads.heads import fit_head, resolve_heads
 from clipforensics.report.matrix import POOLED, write_matrix_report
+from clipforensics.studies.settings import MatrixSettings
 
 ALL_OTHERS = "all others"
 ALL_OF = "all of "
-
-
-@dataclass
-class MatrixSettings(MeasureSettings):
-    cache: str = option(None, "feature cache written by extract_features.py (the primary data set: its "
-                              "manipulations are rows and columns)", required=True, metavar="FILE")
-    head: str = option("logreg", "head fitted for every cell")
-    out: str = option(None, "output folder", required=True, metavar="DIR")
-    train_cache: tuple[str, ...] = option(
-        (), "cache of another data set that is also a training source (a row, trained on all its manipulations "
-            "with the same protocol options) and a column (its protocol's test split); repeat or comma list",
-        metavar="FILE")
 
 
 @dataclass(frozen=True)
@@ -206,7 +196,7 @@ def cross_auc(row: MatrixRow, results: dict[str, RunResult], measure: MeasureSet
         return []
     tests = _tagged(results)
     kw = dict(threshold=next(iter(results.values())).threshold, video_agg=measure.video_agg,
-              n_boot=measure.bootstrap, seed=measure.seed)
+              n_boot=measure.bootstrap, seed=measure.bootstrap_seed)
     parts = [(reals, fakes, pd.concat([tests[reals][tests[reals]["label"] == 0],
                                        tests[fakes][tests[fakes]["label"] == 1]], ignore_index=True))
              for reals in tests for fakes in tests]
@@ -238,7 +228,7 @@ def _sources(settings: MatrixSettings, base: ProtocolSettings, cross: CrossSetti
     _check_names(primary.name, list(primary.manipulations), names)
     for trainer in trainers:
         check_same_features(cache, trainer.cache)
-        resolve_heads((settings.head,), trainer.cache.prompts)
+        resolve_heads(settings.heads, trainer.cache.prompts)
     return primary, trainers, tests
 
 
@@ -283,7 +273,7 @@ def cross_manipulation(settings: MatrixSettings, base: ProtocolSettings,
                            inputs=[("--cache", settings.cache), *(("--train-cache", p) for p in settings.train_cache),
                                    *(("--test-cache", p) for p in cross.test_cache)])
     cache = read_cache(settings.cache)
-    resolve_heads((settings.head,), cache.prompts)
+    resolve_heads(settings.heads, cache.prompts)
     primary, trainers, tests = _sources(settings, base, cross, cache)
     columns, tables = _columns(primary, trainers, tests)
     sources = {primary.name: primary, **{t.name: t for t in trainers}}

@@ -6,10 +6,10 @@ under one protocol, side by side in one report.
 Every number comes from the shared evaluator (evaluate_run on each run's scores.csv: threshold from validation rows,
 test rows measured, intervals over videos): per run, video AUC on the in-domain manipulations (those it trained on)
 and on each unseen one, each against all real test videos. Trainable parameters come from each run's lora.json
-(the method's and the head's apart, the method's share of the image tower). Against the baseline method (LoRA by
-default) each other run gets, per manipulation, the paired video bootstrap of the AUC difference and DeLong's test
-(evaluate/compare.py), on the very same test videos. Runs made from another base cache or protocol are refused,
-naming every differing field.
+(the method's and the head's apart, the method's share of the image tower). Against the run --compare-to names (a
+run's name or method; the LoRA run by default) each other run gets, per manipulation, the paired video bootstrap of
+the AUC difference and DeLong's test (evaluate/compare.py), on the very same test videos. Runs made from another
+base cache or protocol are refused, naming every differing field.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from clipforensics import __version__
 from clipforensics.core.errors import UserError
 from clipforensics.core.identity import check, claim
 from clipforensics.core.io import OutputDir, claim_output, write_csv, write_json, write_text
-from clipforensics.core.settings import option, to_dict
+from clipforensics.core.settings import to_dict
 from clipforensics.data.scores import SCORES, read_scores
 from clipforensics.evaluate.compare import paired_difference
-from clipforensics.evaluate.evaluation import MeasureSettings, check_measure, evaluate_run, split_datasets
+from clipforensics.evaluate.evaluation import check_measure, evaluate_run, split_datasets
 from clipforensics.measure.result import RunResult
 from clipforensics.report.html import write_html
 from clipforensics.report.methods import differences_table, methods_table
@@ -38,17 +38,11 @@ from clipforensics.report.tables import to_markdown
 from clipforensics.runs.base import Run
 from clipforensics.runs.kinds import open_run
 from clipforensics.runs.tuned import TowerKind, run_method
+from clipforensics.studies.settings import MethodsSettings
 
 SHARED = ("base", "protocol")
 """What every compared run's record must hold alike: the base cache (path and identity) and the protocol."""
 FILES = ("methods.json", "methods.csv", "methods.md", "report.html")
-
-
-@dataclass
-class MethodsSettings(MeasureSettings):
-    out: str = option(None, "report folder", required=True, metavar="DIR")
-    baseline: str = option("lora", "the method every other run is compared against (paired bootstrap, DeLong)")
-    overwrite: bool = option(False, "replace a method comparison of other runs in --out (the files it wrote)")
 
 
 @dataclass
@@ -122,18 +116,21 @@ def differences(run: TunedRun, baseline: TunedRun, settings: MethodsSettings) ->
     rows = []
     for manipulation, role in manipulations(run):
         pair = paired_difference(against_reals(run.result, manipulation), against_reals(baseline.result, manipulation),
-                                 settings.bootstrap, settings.seed)["video"]
+                                 settings.bootstrap, settings.bootstrap_seed)["video"]
         rows.append({"run": run.name, "method": run.method, "baseline": baseline.name, "manipulation": manipulation,
                      "role": role, "diff": pair["diff"], "diff_ci": pair.get("diff_ci"),
                      "distinguishable": pair.get("distinguishable"), "delong": pair["delong"]})
     return rows
 
 
-def pick_baseline(runs: list[TunedRun], method: str) -> TunedRun:
-    found = next((run for run in runs if run.method == method), None)
+def pick_baseline(runs: list[TunedRun], wanted: str) -> TunedRun:
+    """The run --compare-to names: a run of that name, else the (first) run of that fine-tuning method."""
+    found = next((run for run in runs if run.name == wanted), None) or next(
+        (run for run in runs if run.method == wanted), None)
     if found is None:
-        raise UserError(f"no run of --baseline {method} among {', '.join(r.name for r in runs)}; give one "
-                        f"(finetune_lora.py --method {method}) to compare against")
+        raise UserError(f"--compare-to {wanted}: no run of that name or method among "
+                        f"{', '.join(f'{r.name} ({r.method})' for r in runs)}; name one of them, or give a run "
+                        f"trained with finetune_lora.py --method {wanted}")
     return found
 
 
@@ -165,7 +162,7 @@ def compare_methods(runs: list[str], settings: MethodsSettings) -> dict[str, Any
                         "distinct names")
     check_shared(opened)
     tuned = [measure(run, settings) for run in opened]
-    baseline = pick_baseline(tuned, settings.baseline)
+    baseline = pick_baseline(tuned, settings.compare_to)
     rows = [row for run in tuned for row in cells(run)]
     diffs = [row for run in tuned if run is not baseline for row in differences(run, baseline, settings)]
     return write_report(tuned, rows, diffs, opened, settings, report, run_inputs(runs))
@@ -187,7 +184,7 @@ def write_report(tuned: list[TunedRun], rows: list[dict[str, Any]], diffs: list[
     write_json(out / "methods.json", metrics)
     write_csv(out / "methods.csv", pd.DataFrame([{k: json.dumps(v) if k.endswith("_ci") else v for k, v in r.items()}
                                                  for r in rows]))
-    tables = [methods_table(rows, runs), differences_table(diffs, settings.baseline)]
+    tables = [methods_table(rows, runs), differences_table(diffs, settings.compare_to)]
     text = "\n\n".join(to_markdown(t) for t in tables)
     write_text(out / "methods.md", text + "\n")
     write_html(out / "report.html", "clipforensics method comparison", [provenance_table(prov), *tables], [], metrics)

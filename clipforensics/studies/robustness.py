@@ -8,7 +8,8 @@ re-extracted, which keeps the base cache's copies. Their scores.csv gives the ro
 on. For each copy under /perturbed/<kind:level> of the scorer's cache, the test rows' scores are recomputed from
 the copy's embeddings (validation rows stay clean: the threshold is the one a deployed detector would carry) and the
 table goes through the same evaluator as `evaluate.py` (evaluate_run: frame and video AUC with bootstrap
-intervals over videos).
+intervals over videos): over every test video, and apart for the test groups that ask the tool's question (the
+in-domain fakes, the unseen ones pooled, each manipulation alone, every test real against each).
 """
 
 from __future__ import annotations
@@ -25,25 +26,23 @@ from clipforensics import __version__
 from clipforensics.core.errors import UserError
 from clipforensics.core.identity import claim
 from clipforensics.core.io import OutputDir, claim_output, write_csv, write_json, write_text
-from clipforensics.core.settings import option, to_dict
+from clipforensics.core.settings import to_dict
 from clipforensics.data.cache import FeatureCache, read_cache
+from clipforensics.data.provenance import TunedTower, test_kind, tuned_tower
 from clipforensics.data.scores import DATASET, read_scores
 from clipforensics.runs.base import Run
 from clipforensics.data.scores import SCORES
 from clipforensics.runs.kinds import runs_in
-from clipforensics.evaluate.evaluation import MeasureSettings, check_measure, evaluate_run
+from clipforensics.evaluate.evaluation import check_measure, evaluate_run
 from clipforensics.extract.perturb import parse_name
 from clipforensics.measure.specs import summary_row
 from clipforensics.report.html import write_html
+from clipforensics.report.latex import write_table_files
 from clipforensics.report.provenance import provenance, provenance_table
-from clipforensics.report.robustness import CLEAN, plot_robustness, robustness_table
+from clipforensics.report.robustness import (ALL_TEST, CLEAN, GROUPS_CAPTION, POOLED, POOLED_CAPTION,
+                                             groups_table, plot_groups, plot_robustness, robustness_table)
 from clipforensics.report.tables import to_markdown
-
-
-@dataclass
-class RobustnessSettings(MeasureSettings):
-    out: str = option(None, "report folder", required=True, metavar="DIR")
-    overwrite: bool = option(False, "replace a robustness report of other runs in --out (the files it wrote)")
+from clipforensics.studies.settings import RobustnessSettings
 
 
 @dataclass
@@ -139,8 +138,74 @@ def run_inputs(runs: list[str]) -> dict[str, Any]:
     return {"runs": sorted(str(Path(run).resolve()) for run in runs)}
 
 
+@dataclass(frozen=True)
+class Group:
+    """Test videos measured apart: every test real against the test fakes of `fakes`; `kind` says what those fakes
+    are to the run (all, in-domain, unseen, backbone-seen)."""
+
+    name: str
+    kind: str
+    fakes: tuple[str, ...]
+
+
+def groups_for(trained: list[str], tested: list[str], tower: TunedTower | None) -> list[Group]:
+    """Every test video, the in-domain fakes and the unseen ones pooled (where there are any), then each test
+    manipulation alone. A manipulation the scorer's backbone was tuned on (TunedTower.saw: the rule of the matrix
+    and the report) is backbone-seen, never unseen, whatever the head trained on."""
+    kind = {m: test_kind(m, trained, tower) for m in tested}
+    pooled = [Group(g, g, tuple(m for m in tested if kind[m] == g)) for g in POOLED]
+    return [Group(ALL_TEST, ALL_TEST, tuple(tested)), *(g for g in pooled if g.fakes),
+            *(Group(m, kind[m], (m,)) for m in tested)]
+
+
+def group_table(table: pd.DataFrame, group: Group) -> pd.DataFrame:
+    """The scores table of one pooled group: the validation rows as they are (they set the threshold), every test
+    real, then the group's test fakes under the group's name (one manipulation to the evaluator, which then measures
+    the pool alone rather than each of its manipulations again)."""
+    test = table["split"] == "test"
+    fake = test & (table["label"] == 1) & table["manipulation"].isin(group.fakes)
+    return pd.concat([table[~test], table[test & (table["label"] == 0)], table[fake].assign(manipulation=group.name)],
+                     ignore_index=True)
+
+
+def measure_groups(name: str, table: pd.DataFrame, groups: list[Group],
+                   settings: RobustnessSettings) -> list[tuple[Group, dict[str, Any]]]:
+    """Each group's metrics from the one evaluator: every test video and each manipulation alone as evaluate_run
+    measures them (its per-manipulation results), a pooled group of several manipulations on its own table."""
+    result = evaluate_run(name, table, settings)
+    per = result.per_manipulation or {m: result.metrics for m in groups[0].fakes}
+    measured = []
+    for group in groups:
+        if group.name == ALL_TEST:
+            metrics = result.metrics
+        elif len(group.fakes) == 1:
+            metrics = per[group.fakes[0]]
+        else:
+            metrics = evaluate_run(name, group_table(table, group), settings).metrics
+        measured.append((group, metrics))
+    return measured
+
+
+def _row(run: str, copy: str | None, group: Group, metrics: dict[str, Any]) -> dict[str, Any]:
+    """One robustness row: the columns rows had before test groups, then the group's."""
+    p = parse_name(copy) if copy else None
+    frame = metrics["frame"]
+    return {"run": run, "copy": copy or CLEAN, "kind": p.kind if p else CLEAN, "level": p.level if p else None,
+            "severity": p.severity if p else None, **summary_row(metrics), "n_test_frames": frame["n"],
+            "n_test_videos": frame["n_videos"], "test_group": group.name, "test_group_kind": group.kind,
+            "fakes": list(group.fakes)}
+
+
+def scorer_groups(scorer: FittedScorer, cache: FeatureCache, table: pd.DataFrame) -> list[Group]:
+    """The scorer's test groups: trained on its protocol's train fakes, its backbone as the cache records it."""
+    trained = list((scorer.meta.get("protocol") or {}).get("train_fakes") or ())
+    tested = sorted(map(str, table.loc[(table["split"] == "test") & (table["label"] == 1), "manipulation"].unique()))
+    return groups_for(trained, tested, tuned_tower(cache.path, cache.attrs))
+
+
 def robustness(runs: list[str], settings: RobustnessSettings) -> dict[str, Any]:
-    """AUC of every fitted head on every perturbed copy of its cache, clean first, into robustness.* and a report."""
+    """AUC of every fitted head on every perturbed copy of its cache, clean first, over every test video and per
+    test group, into robustness.* and a report."""
     if not runs:
         raise UserError("give run folders written by fit_heads.py (runs/NAME)")
     check_measure(settings)
@@ -152,39 +217,45 @@ def robustness(runs: list[str], settings: RobustnessSettings) -> dict[str, Any]:
         cache = _load_cache(head, caches)
         copies = sorted(cache.perturbed, key=lambda n: (parse_name(n).kind, parse_name(n).severity))
         table, cache_rows = _cache_rows(cache, head.scores, head.name)  # the same rows for every copy
+        groups = scorer_groups(head, cache, table)
         for copy in [None, *copies]:
-            result = evaluate_run(head.name, copy_scores(head, table, cache_rows, cache, copy), settings)
-            p = parse_name(copy) if copy else None
-            frame = result.metrics["frame"]
-            rows.append({"run": head.name, "copy": copy or CLEAN, "kind": p.kind if p else CLEAN,
-                         "level": p.level if p else None, "severity": p.severity if p else None,
-                         **summary_row(result.metrics),
-                         "n_test_frames": frame["n"], "n_test_videos": frame["n_videos"]})
+            scored = copy_scores(head, table, cache_rows, cache, copy)
+            rows += [_row(head.name, copy, group, metrics)
+                     for group, metrics in measure_groups(head.name, scored, groups, settings)]
     return write_robustness(rows, heads, caches, settings, report, run_inputs(runs))
 
 
-FILES = ("robustness.json", "robustness.csv", "robustness.md", "robustness.png", "report.html")
+FILES = ("robustness.json", "robustness.csv", "robustness.md", "robustness.png", "robustness.svg",
+         "robustness_groups.png", "robustness_groups.svg", "robustness_groups.csv", "robustness_groups.tex",
+         "report.html")
 
 
 def write_robustness(rows: list[dict[str, Any]], heads: list[FittedScorer], caches: dict[str, FeatureCache],
                      settings: RobustnessSettings, report: OutputDir, inputs: dict[str, Any]) -> dict[str, Any]:
-    """The report files, replacing only the ones an earlier run of this command wrote in the folder."""
+    """The report files, replacing only the ones an earlier run of this command wrote in the folder.
+
+    robustness.json keeps the rows over every test video under `robustness`, as before test groups, and the
+    groups' rows under `robustness_groups`; robustness.csv holds both, told apart by `group`."""
     report.clear()
     report.own(*FILES)
     out = report.path
     first = heads[0].meta
     prov = provenance([str(c.path) for c in caches.values()], first.get("protocol"), [h.scores for h in heads])
+    pooled = [r for r in rows if r["test_group"] == ALL_TEST]
+    grouped = [r for r in rows if r["test_group"] != ALL_TEST]
     metrics = {"provenance": prov, "settings": to_dict(settings), "package_version": __version__, "inputs": inputs,
-               "robustness": rows, "runs": {h.name: {"source": h.meta} for h in heads}}
+               "robustness": pooled, "robustness_groups": grouped, "runs": {h.name: {"source": h.meta} for h in heads}}
     write_json(out / "robustness.json", metrics)
-    flat = pd.DataFrame([{key: json.dumps(value) if key.endswith("_ci") else value for key, value in r.items()}
-                         for r in rows])
+    flat = pd.DataFrame([{key: json.dumps(value) if key.endswith("_ci") or isinstance(value, list) else value
+                          for key, value in r.items()} for r in pooled + grouped])
     write_csv(out / "robustness.csv", flat)
-    table = robustness_table(rows)
-    write_text(out / "robustness.md", to_markdown(table) + "\n")
-    png = plot_robustness(rows, out / "robustness.png")
-    write_html(out / "report.html", "clipforensics robustness", [provenance_table(prov), table],
-               [("AUC vs severity, per perturbation kind (95% CI)", png)], metrics)
-    print(to_markdown(table))
+    table, groups = robustness_table(pooled), groups_table(pooled + grouped)
+    write_text(out / "robustness.md", to_markdown(groups) + "\n\n" + to_markdown(table) + "\n")
+    write_table_files(groups, out, "robustness_groups", GROUPS_CAPTION)
+    figures = [(GROUPS_CAPTION, plot_groups(pooled + grouped, out / "robustness_groups.png")),
+               (POOLED_CAPTION, plot_robustness(pooled, out / "robustness.png", svg=True))]
+    write_html(out / "report.html", "clipforensics robustness", [provenance_table(prov), groups, table], figures,
+               metrics)
+    print(to_markdown(groups))
     print(f"report: {out / 'report.html'}")
     return metrics

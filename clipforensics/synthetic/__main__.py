@@ -9,6 +9,7 @@ import argparse
 from typing import Sequence
 
 from clipforensics.core.errors import cli_entry
+from clipforensics.core.registry import SuggestingParser
 from clipforensics.core.settings import add_arguments, from_namespace
 from clipforensics.data.layouts import scan
 from clipforensics.data.manifest import ManifestSettings
@@ -17,10 +18,10 @@ from clipforensics.synthetic.write import SyntheticSettings, write
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line; kept apart from `main` so docs and tests can render `--help`."""
-    parser = argparse.ArgumentParser(
+    parser = SuggestingParser(
         prog="python -m clipforensics.synthetic",
         description="Write a small synthetic FaceForensics-shaped data set (real videos plus locally "
-                    "manipulated fakes), deterministic from --seed; --style celebdf writes it in Celeb-DF v2's "
+                    "manipulated fakes), deterministic from --data-seed; --style celebdf writes it in Celeb-DF v2's "
                     "layout with its test list and a domain shift (backgrounds, lighting, resolution, JPEG).",
     )
     add_arguments(parser, SyntheticSettings)

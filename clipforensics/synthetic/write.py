@@ -68,13 +68,14 @@ class SyntheticSettings:
     out: str = option(None, "data root to create (refused if non-empty, see --overwrite)", required=True,
                       metavar="DIR")
     videos: int = option(24, "number of real videos", metavar="N")
-    frames: int = option(8, "frames per video", metavar="N")
+    frames: int = option(8, "frames per video", metavar="N", flag="--frames-per-video", formerly="--frames")
     size: int = option(128, "square image side in pixels", metavar="PX")
     manipulations: tuple[str, ...] = option(DEFAULT_MANIPULATIONS, "comma-separated list from "
                                             + ", ".join(SUPPORTED_MANIPULATIONS), metavar="NAMES")
     strength: float = option(1.0, "artifact strength multiplier; 0 makes fakes exact copies of their target "
                                   "frames, to test for leakage", metavar="X")
-    seed: int = option(0, "random seed; the same seed and flags give byte-identical files", metavar="N")
+    seed: int = option(0, "seed of the generated data; the same seed and flags give byte-identical files",
+                       metavar="N", flag="--data-seed", formerly="--seed")
     style: str = option(DEFAULT_STYLE, "folder layout: " + ", ".join(STYLES), metavar="NAME")
     overwrite: bool = option(False, "replace an existing non-empty --out")
 
@@ -83,13 +84,13 @@ class SyntheticSettings:
             raise UserError(f"--videos must be at least 2 (each fake needs a different source video), "
                             f"got {self.videos}")
         if self.frames < 1:
-            raise UserError(f"--frames must be at least 1, got {self.frames}")
+            raise UserError(f"--frames-per-video must be at least 1, got {self.frames}")
         if self.size < MIN_SIZE:
             raise UserError(f"--size must be at least {MIN_SIZE} pixels, got {self.size}")
         if not np.isfinite(self.strength) or self.strength < 0:
             raise UserError(f"--strength must be a finite number >= 0, got {self.strength}")
         if self.seed < 0:
-            raise UserError(f"--seed must be >= 0, got {self.seed}")
+            raise UserError(f"--data-seed must be >= 0, got {self.seed}")
         names = self.manipulations
         names = split_csv(names) if isinstance(names, str) else tuple(names)
         if not names:

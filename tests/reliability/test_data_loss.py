@@ -131,7 +131,7 @@ def test_lora_overwrite_into_the_cache_folder_deletes_nothing(tiny_cache, tmp_pa
 def test_the_generator_never_replaces_a_folder_it_did_not_write(tmp_path, capsys):
     from clipforensics.synthetic.__main__ import main as synthetic
 
-    args = ["--videos", "2", "--frames", "1", "--size", "48", "--manipulations", "FaceSwap"]
+    args = ["--videos", "2", "--frames-per-video", "1", "--size", "48", "--manipulations", "FaceSwap"]
     data = tmp_path / "data"
     data.mkdir()
     (data / "thesis.tex").write_text("years of work")
@@ -143,5 +143,5 @@ def test_the_generator_never_replaces_a_folder_it_did_not_write(tmp_path, capsys
     assert synthetic(["--out", str(ours), *args, "--overwrite"]) == 2
     assert "holds files the generator did not write (notes.txt)" in one_line_error(capsys)
     (ours / "notes.txt").unlink()
-    assert synthetic(["--out", str(ours), *args, "--seed", "3", "--overwrite"]) == 0
+    assert synthetic(["--out", str(ours), *args, "--data-seed", "3", "--overwrite"]) == 0
     assert (data / "thesis.tex").read_text() == "years of work"

@@ -15,6 +15,7 @@ import fit_heads
 from clipforensics.core.errors import UserError
 from clipforensics.core.io import RECORD, claim_output, install_dir, temp_sibling, write_text
 from clipforensics.evaluate import evaluation
+from clipforensics.evaluate.settings import EvaluateSettings
 from reliability.helpers import one_line_error, tree
 from reliability.test_report_replaced import predictions
 
@@ -169,7 +170,7 @@ def test_a_killed_rerun_leaves_the_old_report_whole_and_foreign_files_stay(tmp_p
 
     monkeypatch.setattr(evaluation, "write_report", killed)
     with pytest.raises(KeyboardInterrupt):
-        evaluation.evaluate([], evaluation.EvaluateSettings(out=str(out), predictions=tuple(files), bootstrap=0,
+        evaluation.evaluate([], EvaluateSettings(out=str(out), predictions=tuple(files), bootstrap=0,
                                                             video_agg="max"))
     assert tree(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["p.csv", "report"]
     monkeypatch.undo()

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import TINY
+from conftest import TINY, kill_when
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -63,7 +63,7 @@ def test_prepare_frames_workers_die_with_their_parent_and_the_rerun_cleans_up(tm
     noise_videos(tmp_path / "in", 8)
     out = tmp_path / "out"
     cmd = [sys.executable, str(ROOT / "prepare_frames.py"), "--videos-root", str(tmp_path / "in"), "--out", str(out),
-           "--jobs", "2", "--frames", "24", "--size", "64", "--detect-max-side", "320"]
+           "--workers", "2", "--frames-per-video", "24", "--size", "64", "--detect-max-side", "320"]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not list((out / "Real_youtube").glob("[0-9]*")):
@@ -89,15 +89,10 @@ def test_prepare_frames_workers_die_with_their_parent_and_the_rerun_cleans_up(tm
 def test_decode_workers_do_not_hold_the_extraction_lock_after_a_kill(synthetic_root, tmp_path):
     out = tmp_path / "c.h5"
     cmd = [sys.executable, str(ROOT / "extract_features.py"), "--data-root", str(synthetic_root), "--out", str(out),
-           *TINY, "--workers", "2", "--chunk-size", "16", "--batch-size", "8", "--limit", "96"]
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+           *TINY, "--workers", "2", "--chunk-size", "16", "--batch-size", "8", "--max-images", "96"]
     parts = tmp_path / "c.h5.parts"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and not list(parts.glob("chunk-*.npz")):
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed mid-way"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    assert kill_when(cmd, lambda: bool(list(parts.glob("chunk-*.npz"))), ENV), \
+        "the run ended before it could be killed mid-way"
     again = subprocess.run(cmd, env=ENV, capture_output=True, text=True)  # at once: workers may still be alive
     assert again.returncode == 0 and "another process" not in again.stderr, again.stderr
     assert out.is_file() and not parts.exists()

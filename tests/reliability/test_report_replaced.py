@@ -11,7 +11,8 @@ import pytest
 import evaluate
 from clipforensics.core.errors import UserError
 from clipforensics.core.io import claim_output, write_json
-from clipforensics.studies.robustness import RobustnessSettings, claim_robustness
+from clipforensics.studies.robustness import claim_robustness
+from clipforensics.studies.settings import RobustnessSettings
 from reliability.helpers import one_line_error, tree
 
 

@@ -56,14 +56,14 @@ def test_disk_full_while_saving_a_chunk_keeps_finished_chunks(synthetic_root, tm
         real_savez(file, **arrays)
 
     monkeypatch.setattr(chunks.np, "savez", savez)
-    assert extract(synthetic_root, out, "--limit", "64", "--chunk-size", "16") == 2
+    assert extract(synthetic_root, out, "--max-images", "64", "--chunk-size", "16") == 2
     line = one_line_error(capsys)
     assert "No space left on device" in line and "save chunk 2" in line and "finished work is kept" in line
     parts = tmp_path / "c.h5.parts"
     assert sorted(p.name for p in parts.glob("chunk-*")) == ["chunk-000000.npz", "chunk-000001.npz"]
     assert not [p for p in parts.iterdir() if ".tmp-" in p.name] and not out.exists()
     monkeypatch.setattr(chunks.np, "savez", real_savez)
-    assert extract(synthetic_root, out, "--limit", "64", "--chunk-size", "16") == 0
+    assert extract(synthetic_root, out, "--max-images", "64", "--chunk-size", "16") == 0
     assert "resuming: 2 of 4 chunks already done" in capsys.readouterr().err
     assert len(read_cache(out).embeddings) == 64
 
@@ -76,11 +76,11 @@ def test_disk_full_while_writing_the_cache_leaves_the_parts(synthetic_root, tmp_
 
     out = tmp_path / "c.h5"
     monkeypatch.setattr(cache_mod, "open", no_space, raising=False)
-    assert extract(synthetic_root, out, "--limit", "32", "--chunk-size", "16") == 2
+    assert extract(synthetic_root, out, "--max-images", "32", "--chunk-size", "16") == 2
     assert "cannot write the cache" in one_line_error(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.h5.parts"]
     monkeypatch.undo()
-    assert extract(synthetic_root, out, "--limit", "32", "--chunk-size", "16") == 0
+    assert extract(synthetic_root, out, "--max-images", "32", "--chunk-size", "16") == 0
 
 
 @pytest.fixture
@@ -170,7 +170,7 @@ def weights(tmp_path_factory):
     import torch
 
     from clipforensics.extract.encoders import load_model
-    from clipforensics.extract.models import ModelSettings
+    from clipforensics.extract.settings import ModelSettings
 
     folder = tmp_path_factory.mktemp("weights")
     good = folder / "good.pt"
@@ -189,7 +189,7 @@ def weights(tmp_path_factory):
                                          ("a-folder.pt", "is a folder, not a checkpoint file")])
 def test_bad_weight_files_are_one_line_errors(name, words, weights, synthetic_root, tmp_path, capsys):
     argv = ["--data-root", str(synthetic_root), "--out", str(tmp_path / "c.h5"), "--model", "tiny-vit",
-            "--pretrained", str(weights / name), "--workers", "0", "--limit", "8"]
+            "--pretrained", str(weights / name), "--workers", "0", "--max-images", "8"]
     assert extract_features.main(argv) == 2
     assert words in one_line_error(capsys)
     assert list(tmp_path.iterdir()) == []
@@ -266,7 +266,7 @@ def test_a_one_class_validation_split_is_called_validation():
     (extract_features, ["--device", "bogus"], "unknown --device 'bogus'"),
     (extract_features, ["--device", "mps"], "is not supported"),
     (extract_features, ["--batch-size", "0"], "must be positive"),
-    (extract_features, ["--limit", "-5"], "--limit must be at least 1"),
+    (extract_features, ["--max-images", "-5"], "--max-images must be at least 1"),
     (fit_heads, ["--heads", ""], "--heads names no head"),
     (fit_heads, ["--frames-per-video", "0"], "frames per video must be at least 1"),
     (evaluate, ["--bootstrap", "-5"], "--bootstrap must be 0 (no intervals) or at least 100"),
@@ -274,7 +274,7 @@ def test_a_one_class_validation_split_is_called_validation():
     (evaluate, ["matrix", "--train-fakes", "Bogus"], "--train-fakes / --test-fakes do not apply"),
     (finetune_lora, ["--warmup", "5"], "--warmup a share of the steps in [0, 1)"),
     (finetune_lora, ["--device", "cuda:7"], "--device"),
-    (prepare_frames, ["--jobs", "-5"], "--jobs must be a positive count or -1"),
+    (prepare_frames, ["--workers", "-5"], "--workers must be 0 (in the main process) or more"),
 ])
 def test_absurd_options_are_one_line_errors(module, argv, words, tiny_cache, synthetic_root, tmp_path, capsys):
     out = tmp_path / "out"

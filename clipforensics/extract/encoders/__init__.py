@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from clipforensics.core.registry import Registry
-from clipforensics.extract.models import LoadedModel, ModelSettings
+from clipforensics.extract.models import LoadedModel
+from clipforensics.extract.settings import ModelSettings
 
 DEFAULT = "open_clip"
 

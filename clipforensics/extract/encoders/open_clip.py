@@ -7,9 +7,11 @@ built (never at import), so tests and the demo use the same code path as ViT-B-3
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import open_clip
 import torch
@@ -18,8 +20,8 @@ from clipforensics.core.errors import UserError
 from clipforensics.extract.encoders import DEFAULT, ENCODERS, Encoder
 from clipforensics.extract.encoders.weights import (RANDOM, checkpoint_file, file_identity, first_line, hub_offline,
                                                     offline_wanted, random_identity, tag_identity, warn_random)
-from clipforensics.extract.models import (LoadedModel, ModelSettings, cast_model, choose_precision, resolve_device,
-                                          resolve_precision)
+from clipforensics.extract.models import LoadedModel, cast_model, choose_precision, resolve_device, resolve_precision
+from clipforensics.extract.settings import ModelSettings
 
 CONFIG_DIR = Path(__file__).parent.parent / "configs"
 
@@ -83,9 +85,26 @@ def _text_sequence_first(model: torch.nn.Module) -> None:
         block.attn.batch_first = False
 
 
+class _RandomInitNotice(logging.Filter):
+    """Drops open_clip's own "No pretrained weights loaded" line: `weights.warn_random` has said it, with the seed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded")
+
+
+@contextlib.contextmanager
+def _said_once() -> Iterator[None]:
+    root, notice = logging.getLogger(), _RandomInitNotice()
+    root.addFilter(notice)
+    try:
+        yield
+    finally:
+        root.removeFilter(notice)
+
+
 def _create(settings: ModelSettings, pretrained: str | None, is_tag: bool, offline: bool) -> tuple[Any, Any]:
     """open_clip's model and image transform, seeded; a checkpoint or tag that cannot load is one line."""
-    with torch.random.fork_rng(devices=[]), hub_offline(offline):
+    with torch.random.fork_rng(devices=[]), hub_offline(offline), _said_once():
         torch.manual_seed(settings.init_seed)
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(

@@ -23,8 +23,8 @@ from clipforensics.core.errors import UserError
 from clipforensics.extract.encoders import ENCODERS, Encoder
 from clipforensics.extract.encoders.weights import (RANDOM, checkpoint_file, file_identity, first_line, hub_offline,
                                                     offline_wanted, random_identity, tag_identity, warn_random)
-from clipforensics.extract.models import (LoadedModel, ModelSettings, cast_model, choose_precision, resolve_device,
-                                          resolve_precision)
+from clipforensics.extract.models import LoadedModel, cast_model, choose_precision, resolve_device, resolve_precision
+from clipforensics.extract.settings import ModelSettings
 
 PREFIX = "timm"
 TENSOR_STEPS = ("ToTensor", "MaybeToTensor")

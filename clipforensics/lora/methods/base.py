@@ -22,7 +22,7 @@ from clipforensics.lora.files import save_tensors
 class Method:
     """One way to adapt the image tower (peft's tuner in spirit: a config's fields, then attach / save / merge).
 
-    `takes` names the LoraSettings fields the method reads beyond the common ones (epochs, lr, head, ...); a field
+    `takes` names the LoraSettings fields the method reads beyond the common ones (epochs, lr, objective, ...); a field
     it does not take, given a value other than its default, is a one-line error naming the method.
     """
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from clipforensics.core.errors import UserError
 from clipforensics.lora.methods.base import METHODS
-from clipforensics.lora.methods.lora import ATTENTION, TARGET_SETS, Lora
+from clipforensics.lora.methods.lora import Lora
+from clipforensics.lora.targets import ATTENTION, TARGET_SETS
 
 
 class Dora(Lora):

@@ -4,8 +4,8 @@ only the image tower's LayerNorm weights and biases train, here ln_pre, ln_post 
 model, src/exp/wacv_rebuttal.py; ~0.03 % of the parameters on ViT-L/14, README).
 
 GenD's other ingredients, as options:
-- L2-normalised features with a linear head: `--head linear` here is GenD's `Head.NLinear` (a linear layer on
-  the L2-normalised feature, src/heads/head.py `LinearProbe(normalize_inputs=True)`); `--head prompt` is a
+- L2-normalised features with a linear head: `--objective linear` here is GenD's `Head.NLinear` (a linear layer
+  on the L2-normalised feature, src/heads/head.py `LinearProbe(normalize_inputs=True)`); `--objective prompt` is a
   cosine head on the same normalised feature. GenD normalises the vision model's pooled output; this tower's
   feature is open_clip's `encode_image` output, after the (frozen) projection.
 - Wang & Isola's alignment and uniformity (arXiv 2005.10242) on the L2-normalised features of each batch, as

@@ -29,29 +29,11 @@ from peft.tuners.lora.layer import MultiheadAttention as LoraMultiheadAttention
 from torch import nn
 
 from clipforensics.core.errors import UserError
-from clipforensics.core.registry import Registry
 from clipforensics.lora.methods.base import METHODS, Method, unreached
-
-BLOCK = r"visual\.transformer\.resblocks\.\d+"
-ATTENTION = BLOCK + r"\.attn"
-MLP = BLOCK + r"\.mlp\.(?:c_fc|c_proj)"
-# timm's ViTs (`--model timm:NAME`, extract/encoders/timm.py): plain nn.Linear projections, whose forward is called.
-TIMM_BLOCK = r"visual\.blocks\.\d+"
-TIMM_ATTENTION = TIMM_BLOCK + r"\.attn\.(?:qkv|proj)"
-TIMM_MLP = TIMM_BLOCK + r"\.mlp\.(?:fc1|fc2)"
-TARGET_SETS: Registry[tuple[str, ...]] = Registry("target set")
-"""Named LoRA targets: regexes over module names (fully matched), image tower only; each set names open_clip's and
-timm's modules, and a tower matches only its own."""
-TARGET_SETS.register("attn", (ATTENTION, TIMM_ATTENTION))
-TARGET_SETS.register("attn+mlp", (ATTENTION, MLP, TIMM_ATTENTION, TIMM_MLP))
-TARGET_SETS.register("mlp", (MLP, TIMM_MLP))
+from clipforensics.lora.targets import TARGET_SETS, target_regex
 
 ADAPTER_DIR = "adapter"
 ADAPTER_FILE = "adapter_model.safetensors"  # inside ADAPTER_DIR, peft's name
-
-
-def target_regex(name: str) -> str:
-    return "|".join(f"(?:{pattern})" for pattern in TARGET_SETS.get(name))
 
 
 def _pin(module: nn.Module, args: Any, kwargs: Any) -> None:

@@ -45,7 +45,7 @@ from torch.nn.utils import parametrize
 
 from clipforensics.core.errors import UserError
 from clipforensics.lora.methods.base import METHODS, Method
-from clipforensics.lora.methods.lora import TARGET_SETS
+from clipforensics.lora.targets import TARGET_SETS
 
 ORTH_WEIGHT = ("svd_orth_weight", 1.0)
 SV_WEIGHT = ("svd_sv_weight", 1.0)
