@@ -15,7 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from pathlib import Path  # noqa: E402
-from typing import Callable, Iterator  # noqa: E402
+from typing import Any, Callable, Iterator  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -48,6 +48,16 @@ def synthetic_root(tmp_path_factory) -> Path:
 def tiny_cache(synthetic_root, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cache") / "tiny.h5"
     assert extract_features.main(["--data-root", str(synthetic_root), "--out", str(out), *TINY]) == 0
+    return out
+
+
+def generated_cache(factory: pytest.TempPathFactory, name: str, **data: Any) -> Path:
+    """A generated data root (`generate(**data)`, FaceSwap and NeuralTextures at 3x strength unless given) and its
+    tiny-vit cache, for tests that need a data set of their own size."""
+    data = {"strength": 3, "manipulations": ("FaceSwap", "NeuralTextures"), "seed": 0, **data}
+    root = generate(factory.mktemp(name) / "ff", **data)
+    out = factory.mktemp(f"{name}-cache") / f"{name}.h5"
+    assert extract_features.main(["--data-root", str(root), "--out", str(out), *TINY, "--batch-size", "32"]) == 0
     return out
 
 

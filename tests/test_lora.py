@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-import extract_features
 import finetune_lora
 from clipforensics.core.registry import Registry
 from clipforensics.lora import checkpoint, stage
@@ -31,8 +30,7 @@ from clipforensics.extract.encoders import load_model
 from clipforensics.extract.settings import ModelSettings
 from clipforensics.extract.prompts import PROMPT_SETS, PromptSet
 from clipforensics.data.scores import read_scores
-from clipforensics.synthetic.write import generate
-from conftest import TINY, kill_at_first_checkpoint
+from conftest import generated_cache, kill_at_first_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 VISION = json.loads((models.CONFIG_DIR / "tiny-vit.json").read_text())["vision_cfg"]
@@ -43,11 +41,7 @@ TINY_MODEL = ModelSettings(model="tiny-vit", pretrained="none")
 @pytest.fixture(scope="module")
 def strong_cache(tmp_path_factory) -> Path:
     """64 real videos x 3 frames, FaceSwap and NeuralTextures at 3x strength: enough for a validation split."""
-    root = generate(tmp_path_factory.mktemp("strong") / "ff", videos=64, frames=3, size=64, strength=3,
-                    manipulations=("FaceSwap", "NeuralTextures"), seed=0)
-    out = tmp_path_factory.mktemp("strong-cache") / "strong.h5"
-    assert extract_features.main(["--data-root", str(root), "--out", str(out), *TINY, "--batch-size", "32"]) == 0
-    return out
+    return generated_cache(tmp_path_factory, "strong", videos=64, frames=3, size=64)
 
 
 def finetune(base: Path, out: Path, *extra: str) -> int:

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import extract_features
 import finetune_lora
 from clipforensics.data.manifest import ManifestSettings, scan
 from clipforensics.core.shards import Shard
@@ -22,8 +21,7 @@ from clipforensics.lora import data as lora_data
 from clipforensics.lora import model as lora
 from clipforensics.lora.distributed import Ranks
 from clipforensics.lora.train import TrainRun, TrainState, make_optimization, train_epoch
-from clipforensics.synthetic.write import generate
-from conftest import TINY
+from conftest import generated_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 # 37 training images in global batches of 9: every batch divides unevenly over 2 ranks (4 + 5) and the last one
@@ -34,11 +32,7 @@ ARGS = ["--epochs", "3", "--batch-size", "9", "--max-train-images", "37", "--lr"
 
 @pytest.fixture(scope="module")
 def small_cache(tmp_path_factory) -> Path:
-    root = generate(tmp_path_factory.mktemp("ddp") / "ff", videos=20, frames=2, size=48, strength=3,
-                    manipulations=("FaceSwap", "NeuralTextures"), seed=0)
-    out = tmp_path_factory.mktemp("ddp-cache") / "small.h5"
-    assert extract_features.main(["--data-root", str(root), "--out", str(out), *TINY, "--batch-size", "32"]) == 0
-    return out
+    return generated_cache(tmp_path_factory, "ddp", videos=20, frames=2, size=48)
 
 
 def test_two_processes_with_gloo_train_the_one_process_run(small_cache, tmp_path):
