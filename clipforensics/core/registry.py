@@ -26,10 +26,14 @@ def close_names(name: str, known: Collection[str], n: int = 3) -> list[str]:
     return [by_lower[m] for m in difflib.get_close_matches(name.lower(), list(by_lower), n=n, cutoff=CUTOFF)]
 
 
-def did_you_mean(name: str, known: Collection[str]) -> str:
-    """"; did you mean 'x'?" (or "'x' or 'y'") for the closest known names, or "" when none is close."""
-    close = close_names(name, known)
+def suggestion(close: Collection[str]) -> str:
+    """"; did you mean 'x'?" (or "'x' or 'y'"), or "" for no names."""
     return f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+
+
+def did_you_mean(name: str, known: Collection[str]) -> str:
+    """The suggestion of the closest known names, or "" when none is close."""
+    return suggestion(close_names(name, known))
 
 
 def unknown_name(what: str, name: str, known: Collection[str], choices: str | None = None) -> str:
@@ -66,6 +70,14 @@ class Registry(Generic[V]):
         if default is not _MISSING:
             return default
         raise UserError(unknown_name(self.what, name, self.names()))
+
+    def require(self, name: str, flag: str, also: Collection[str] = ()) -> None:
+        """Refuse a name given to option `flag` that is neither an entry nor one of `also` (values the option takes
+        beside the entries, e.g. 'none'): the check of an option argparse could not give choices to, or of settings
+        built without argparse."""
+        if name not in self._entries and name not in also:
+            known = [*also, *self._entries]
+            raise UserError(f"{flag}: {unknown_name(self.what, name, known)}")
 
     def names(self) -> list[str]:
         return list(self._entries)
@@ -127,6 +139,5 @@ class SuggestingParser(argparse.ArgumentParser):
                 continue
             if name in self.renamed:
                 self.error(f"{name} is now {self.renamed[name]}")
-            starting = [k for k in known if k.startswith(name)]  # a shortened name: the options it begins
-            hint = f"; did you mean {' or '.join(map(repr, starting[:3]))}?" if starting else did_you_mean(name, known)
-            self.error(f"unknown option {name}{hint}")
+            starting = [k for k in known if k.startswith(name)][:3]  # a shortened name: the options it begins
+            self.error(f"unknown option {name}{suggestion(starting or close_names(name, known))}")

@@ -25,7 +25,6 @@ from clipforensics.core.progress import progress, say as say_line
 from clipforensics import __version__
 from clipforensics.core.errors import UserError
 from clipforensics.core.io import OutputDir, atomic_path, claim_output, install_dir, temp_sibling
-from clipforensics.core.registry import unknown_name
 from clipforensics.core.settings import to_dict
 from clipforensics.data.scores import SCORES
 from clipforensics.detect.calibrate import CALIBRATIONS, RAW_NOTE, Calibration, fit_calibration
@@ -57,13 +56,10 @@ def check_settings(s: DetectSettings) -> None:
 
 
 def check_names(s: DetectSettings) -> None:
-    """The names argparse leaves unchecked (their registries load with the stage, not with --help), refused before
-    the run is rebuilt, in the words every registry uses."""
-    if s.video_agg not in AGGREGATORS:
-        raise UserError(f"--video-agg: {unknown_name(AGGREGATORS.what, s.video_agg, AGGREGATORS.names())}")
-    calibrations = [NO_CALIBRATION, *CALIBRATIONS]
-    if s.calibrate not in calibrations:
-        raise UserError(f"--calibrate: {unknown_name(CALIBRATIONS.what, s.calibrate, calibrations)}")
+    """Registry names refused before the run is rebuilt: --calibrate, which argparse leaves unchecked (its registry
+    loads scikit-learn, not wanted for --help), and --video-agg for settings built without argparse."""
+    AGGREGATORS.require(s.video_agg, "--video-agg")
+    CALIBRATIONS.require(s.calibrate, "--calibrate", also=(NO_CALIBRATION,))
 
 
 def occlusion_settings(s: DetectSettings, image_size: int) -> Occlusion:

@@ -15,7 +15,6 @@ from clipforensics import __version__
 from clipforensics.core.identity import claim
 from clipforensics.core.io import OutputDir, claim_output, staged_install
 from clipforensics.core.errors import UserError
-from clipforensics.core.registry import Registry, unknown_name
 from clipforensics.data.manifest import KNOWN_MANIPULATIONS
 from clipforensics.measure.metrics import (AGGREGATORS, FEW_VIDEOS, THRESHOLD_RULES, choose_threshold, evaluate_split,
                                             per_manipulation)
@@ -139,16 +138,10 @@ MIN_BOOTSTRAP = 100
 even contain the estimate)."""
 
 
-def _check_name(flag: str, registry: Registry, name: str) -> None:
-    """A name option checked against its registry after parsing (the settings module stays light for --help)."""
-    if name not in registry:
-        raise UserError(f"{flag}: {unknown_name(registry.what, name, registry.names())}")
-
-
 def check_measure(settings: MeasureSettings) -> None:
     """The options every measuring command shares (report, matrix, robustness, methods), checked the same way."""
-    _check_name("--video-agg", AGGREGATORS, settings.video_agg)
-    _check_name("--threshold-rule", THRESHOLD_RULES, settings.threshold_rule)
+    AGGREGATORS.require(settings.video_agg, "--video-agg")  # argparse checks them too; settings built without it
+    THRESHOLD_RULES.require(settings.threshold_rule, "--threshold-rule")
     if settings.bootstrap != 0 and settings.bootstrap < MIN_BOOTSTRAP:
         raise UserError(f"--bootstrap must be 0 (no intervals) or at least {MIN_BOOTSTRAP}, got {settings.bootstrap}")
 
