@@ -55,6 +55,14 @@ class Shard:
 
             dist.barrier()
 
+    def leave(self) -> None:
+        """Leave torchrun's process group, where this process joined one (every stage's last step under torchrun)."""
+        if self.torchrun:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
     def broadcast(self, value: Any) -> Any:
         """Rank 0's `value` on every rank (the value itself in a single process)."""
         if not self.torchrun:

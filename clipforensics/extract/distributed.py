@@ -28,8 +28,3 @@ def init_process_group(shard: Shard, device: str) -> str:
         torch.cuda.set_device(local)
         return f"cuda:{local}"
     return device
-
-
-def finish(shard: Shard) -> None:
-    if shard.torchrun and dist.is_initialized():
-        dist.destroy_process_group()

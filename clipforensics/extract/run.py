@@ -32,7 +32,7 @@ from clipforensics.data.layouts import scan
 from clipforensics.data.manifest import ManifestSettings, manifest_hash
 from clipforensics.extract.chunks import ChunkCollector, ChunkStore, assemble, output_lock, plan_batches
 from clipforensics.core.shards import Shard, current_shard
-from clipforensics.extract.distributed import finish, init_process_group
+from clipforensics.extract.distributed import init_process_group
 from clipforensics.extract.encoders import load_model
 from clipforensics.extract.models import LoadedModel, torch_threads
 from clipforensics.extract.settings import ExtractSettings, ModelSettings
@@ -121,7 +121,7 @@ def extract(manifest_settings: ManifestSettings, model_settings: ModelSettings,
             return _merge(job)
         return _run_single(job) if shard.single else _run_shard(job, shard)
     finally:
-        finish(shard)
+        shard.leave()
 
 
 def load_agreed(model_settings: ModelSettings, shard: Shard, device: str, precision: str) -> LoadedModel:

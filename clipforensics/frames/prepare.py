@@ -24,7 +24,7 @@ from clipforensics.frames.recipe import validate
 from clipforensics.frames.root import claim_root, copy_labels, lock, record_start, write_tables
 from clipforensics.frames.settings import FrameSettings
 from clipforensics.core.shards import Shard, current_shard
-from clipforensics.frames.shards import DONE, FAILED, RECORD, STAGE, join, leave, shard_dir, shard_identity
+from clipforensics.frames.shards import DONE, FAILED, RECORD, STAGE, join, shard_dir, shard_identity
 from clipforensics.frames.tables import PARTS
 
 
@@ -91,5 +91,5 @@ def prepare(settings: FrameSettings) -> Summary:
         shard.barrier()  # every rank has finished its shard
         return merge(settings) if shard.torchrun and shard.leader else summary
     finally:
-        leave(shard)
+        shard.leave()
 

@@ -76,7 +76,8 @@ def shard_identity(settings: FrameSettings, videos: list[VideoFile]) -> Identity
 
 def join(shard: Shard) -> None:
     """Under torchrun: join the ranks' process group before any work (gloo: the ranks need no GPU and share
-    nothing but a barrier). torch is imported here only, so prepare_frames.py never loads it otherwise."""
+    nothing but a barrier). torch is imported here and in core/shards.py's barrier and leave only, so
+    prepare_frames.py never loads it outside torchrun."""
     if not shard.torchrun:
         return
     import torch.distributed as dist
@@ -86,12 +87,3 @@ def join(shard: Shard) -> None:
             dist.init_process_group(backend="gloo", timeout=WAIT)
         except ValueError as exc:  # RANK and WORLD_SIZE set by hand, without torchrun's rendezvous
             raise UserError(f"cannot join the other ranks ({exc}); run under torchrun, or use --shard K/N") from None
-
-
-def leave(shard: Shard) -> None:
-    """Leave torchrun's process group, where this process joined one."""
-    if shard.torchrun:
-        import torch.distributed as dist
-
-        if dist.is_initialized():
-            dist.destroy_process_group()

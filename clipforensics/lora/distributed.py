@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from clipforensics.core.shards import Shard, current_shard
-from clipforensics.extract.distributed import finish, init_process_group
+from clipforensics.extract.distributed import init_process_group
 
 T = TypeVar("T")
 WAIT_TIMEOUT = timedelta(days=7)
@@ -148,4 +148,4 @@ def joined(device: str) -> Iterator[Ranks]:
         yield ranks
     finally:
         _JOINED.pop()
-        finish(shard)
+        shard.leave()
