@@ -238,3 +238,29 @@ def test_the_noise_draw_depends_on_row_kind_and_level_not_on_its_place(tmp_path)
     np.testing.assert_array_equal(np.asarray(alone), np.asarray(seventh))
     other_row = perturbed_copies(tmp_path / "f.png", parse_perturbations(["noise:0.05"]), 0, 8)[0]
     assert not np.array_equal(np.asarray(alone), np.asarray(other_row))
+
+
+def test_parts_left_by_a_kill_after_the_cache_was_installed_are_cleared_by_the_rerun(tmp_path, synthetic_root,
+                                                                                       monkeypatch, capsys):
+    """A kill between installing the cache and removing its parts leaves a complete cache beside its own parts; the
+    rerun finds nothing to do and removes those parts (and a dead run's half-removed parts), never another run's."""
+    from clipforensics.core import paths
+    from clipforensics.extract.chunks import ChunkStore
+
+    out = tmp_path / "c.h5"
+    argv = ["--data-root", str(synthetic_root), "--out", str(out), *TINY, "--chunk-size", "32", "--max-images", "64"]
+    with monkeypatch.context() as m:
+        m.setattr(ChunkStore, "remove", lambda self: None)  # the kill: the cache is in place, its parts too
+        assert extract_features.main(argv) == 0
+    parts, made = tmp_path / "c.h5.parts", out.read_bytes()
+    assert (parts / "identity.json").is_file()
+    dead = tmp_path / f".c.h5.parts.tmp-{paths._host()}-999999999"  # removed part-way by a run that died
+    dead.mkdir()
+    (dead / "chunk-000000.npz").write_bytes(b"")
+    assert extract_features.main(argv) == 0
+    assert "nothing to do" in capsys.readouterr().err
+    assert not parts.exists() and not dead.exists() and out.read_bytes() == made
+    parts.mkdir()
+    (parts / "identity.json").write_text('{"model": "another run"}')
+    assert extract_features.main(argv) == 0
+    assert (parts / "identity.json").read_text() == '{"model": "another run"}'

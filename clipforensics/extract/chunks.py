@@ -7,6 +7,7 @@ A kill -9 loses at most the chunk being saved and the one being filled; the reru
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -21,6 +22,7 @@ from clipforensics.core import identity as identity_mod
 from clipforensics.core.io import (atomic_path, exclusive_lock, read_json_object, remove_stale_temps, sidecar,
                                    user_os_error, write_json)
 from clipforensics.data import cache as cache_mod
+from clipforensics.core.paths import temp_sibling
 from clipforensics.core.shards import Shard
 
 
@@ -107,7 +109,21 @@ class ChunkStore:
         write_json(self.dir / f"shard-{shard.rank}-of-{shard.world}.done", {"rank": shard.rank, "world": shard.world})
 
     def remove(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+        """The parts gone in one step (renamed aside, then deleted): a kill part-way leaves a dead run's temporary,
+        which the next run clears, never chunks without their identity file that a later run would adopt."""
+        aside = temp_sibling(self.dir)
+        try:
+            os.replace(self.dir, aside)
+        except FileNotFoundError:  # none, or another rank removed them first
+            return
+        shutil.rmtree(aside, ignore_errors=True)
+
+    def remove_leftover(self, identity: dict[str, Any]) -> None:
+        """For a cache found complete: its own parts, left by a run killed after the cache was installed and before
+        they were removed (parts of other settings stay: they are another run's work)."""
+        remove_stale_temps(self.dir.parent)
+        if self.identity_file().exists() and not identity_mod.differences(self._recorded(), identity):
+            self.remove()
 
 
 @contextlib.contextmanager

@@ -225,6 +225,7 @@ def _already_done(job: Job) -> bool:
         paths, stats = stored
         check_unchanged(job.manifest_settings.data_root, paths, stats, what=f"the existing cache {out}",
                         fix="rerun with --overwrite to re-extract")
+    job.store.remove_leftover(job.identity)
     print(f"{out} is already complete with these settings: nothing to do", file=sys.stderr)
     return True
 
