@@ -7,7 +7,7 @@ peak of any process it forks, e.g. the HDF5 writer) above its RSS before the ste
                no disk for the parts); a `merge` of --shard K/N parts runs this very function
     read       every dataset of that cache read once, one layer at a time
     sweep      fit_heads --layer-sweep (ridge) on a 13-layer ViT-B-32-shaped cache (768-d float16 tokens)
-    fit        fit_heads (ridge) on the final embeddings
+    fit        fit_heads on the final embeddings: ridge, then logreg,svm (the default heads that train)
 
 The goals (issue 24): assembly's peak growth from 100k to 1M rows within 10 % of what it holds at once (one chunk
 and HDF5's chunk cache); the sweep's growth from its small to its large size within one layer in float32 of the
@@ -139,7 +139,7 @@ def step_sweep(a: dict) -> dict:
 def step_fit(a: dict) -> dict:
     import fit_heads
     import clipforensics.heads.fit  # noqa: F401  (imported before the step: fit_heads.py imports it after parsing)
-    return _measured(lambda: fit_heads.main(["--cache", a["out"], "--heads", "ridge", "--out", a["run"],
+    return _measured(lambda: fit_heads.main(["--cache", a["out"], "--heads", a["heads"], "--out", a["run"],
                                              "--overwrite"]))
 
 
@@ -319,12 +319,14 @@ def fit_rows(args, tmp: Path) -> list[list[object]]:
     split = fitted_rows(str(path))
     fitted, train = sum(split.values()) * 512 * 4 / MIB, split["train"] * 512 * 4 / MIB
     out = []
-    for name, code in codes(args):
-        r = run_step(code, "fit", out=path, run=tmp / f"fit-{name}")
-        out += [[f"{name}: fit_heads (ridge), final embeddings, {rows} rows ({split})", r["seconds"], r["peak_mib"],
-                 fitted, ""],
-                [f"{name}: peak / float32 rows of the splits (goal: about 2)", r["peak_mib"] / fitted, 2.0,
-                 met(r["peak_mib"] / fitted, 2.2, higher_is_better=False), f"{r['peak_mib'] / train:.2f} x train rows"]]
+    for heads in ("ridge", "logreg,svm"):
+        for name, code in codes(args):
+            r = run_step(code, "fit", out=path, run=tmp / f"fit-{name}", heads=heads)
+            out += [[f"{name}: fit_heads ({heads}), final embeddings, {rows} rows ({split})", r["seconds"],
+                     r["peak_mib"], fitted, ""],
+                    [f"{name}: peak / float32 rows of the splits (goal: about 2)", r["peak_mib"] / fitted, 2.0,
+                     met(r["peak_mib"] / fitted, 2.2, higher_is_better=False),
+                     f"{r['peak_mib'] / train:.2f} x train rows"]]
     path.unlink()
     return out
 

@@ -99,7 +99,9 @@ def test_head_json_records_the_choices(run_dir):
 
 
 # The heads' arithmetic before they were saved as pipelines, written out in numpy: the saved pipelines must
-# give these probabilities bit for bit (the LinearSVC seed is the one intended change).
+# give these probabilities bit for bit (the LinearSVC seed is the one intended change). The ridge head is solved in
+# float64 from sums streamed over the training rows (heads/ridge.py): it must agree with scikit-learn's own
+# RidgeClassifier fitted on the same standardised rows in float64, to rounding.
 def _l2(X):
     return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
 
@@ -134,7 +136,9 @@ def _old_probability(name, params, prompts, train, val, X):
         return _old_linear(LinearSVC(C=params["C"], class_weight="balanced", max_iter=5000, random_state=0), train,
                            val, True, X)
     if name == "ridge":
-        return _old_linear(RidgeClassifier(alpha=params["alpha"], class_weight="balanced"), train, val, True, X)
+        in_float64 = make_pipeline(FunctionTransformer(np.asarray, kw_args={"dtype": np.float64}),
+                                   RidgeClassifier(alpha=params["alpha"], class_weight="balanced"))
+        return _old_linear(in_float64, train, val, True, X)
     if name == "prompt-features":
         P = _l2(prompts["bank"].embeddings)
         model = make_pipeline(FunctionTransformer(lambda A: _l2(A) @ P.T), StandardScaler(),
@@ -157,6 +161,9 @@ def test_pipelines_give_the_previous_heads_probabilities_bit_for_bit(tiny_cache,
     train, val = Features(X[tr], y[tr], video[tr]), Features(X[va], y[va], video[va])
     head = make_head(name, cache.prompts).fit(train, val)
     expected = _old_probability(name, head.params, cache.prompts, train, val, X)
+    if name == "ridge":
+        np.testing.assert_allclose(head.predict_proba(X), expected, rtol=1e-9, atol=0)
+        expected = head.predict_proba(X)
     np.testing.assert_array_equal(head.predict_proba(X), expected)
     joblib.dump(head.model, tmp_path / "model.joblib")
     np.testing.assert_array_equal(load_head(tmp_path / "model.joblib").predict_proba(X), expected)

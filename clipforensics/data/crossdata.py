@@ -14,7 +14,7 @@ that name the data set rather than the crop (its layout, FF++ compression, frame
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -38,16 +38,13 @@ RECIPE_DATASET_KEYS = ("layout", "compression", "frames")
 
 @dataclass
 class TestSet:
-    """One other data set's test rows (`split` = test, `dataset` = its name) and its cache."""
+    """One other data set's test rows (`split` = test, `dataset` = its name) and its cache; the rows' features
+    are read when scored, a block at a time (heads/features.test_probabilities), never held with the run."""
 
     name: str
     cache: FeatureCache
     rows: pd.DataFrame
     official: bool
-    features: np.ndarray = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self.features = self.cache.embeddings[self.rows.index.to_numpy()].astype(np.float32)
 
     def summary(self) -> str:
         counts = self.rows.drop_duplicates("video")["label"].value_counts()

@@ -2,34 +2,22 @@
 
 The heads stage (heads/fit.py) and the studies above it (the matrix, the layer sweep) share these, so a study
 never reaches into the stage's orchestrator. Rows are read from the cache file as float32, converted block by
-block as they are read (data/stored.py): a split's rows are held once, in the type the heads fit on.
+block as they are read (data/stored.py), and only when a head uses them (heads/rows.py): a split's rows are held
+at most once, in the type the heads fit on, and the scored rows are scored a block at a time.
 """
 
 from __future__ import annotations
-
-from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from clipforensics.data.cache import FeatureCache
+from clipforensics.data.crossdata import TestSet
 from clipforensics.data.protocol import ProtocolSettings, make_splits
-from clipforensics.heads.heads import Features
+from clipforensics.heads.heads import Head
+from clipforensics.heads.rows import Features, probabilities
 
 SCORED_SPLITS = ("val", "test")
-
-
-class RowSource(Protocol):
-    """Rows read on demand: a cache's StoredRows, or block tokens joined side by side (heads/layers.py)."""
-
-    def read(self, idx: np.ndarray, dtype: Any = None) -> np.ndarray: ...
-
-
-def rows_float32(values: RowSource | np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """The rows `idx` in float32, the heads' input type: from the file without a float16 copy of them."""
-    if isinstance(values, np.ndarray):
-        return values[idx].astype(np.float32)
-    return values.read(idx, np.float32)
 
 
 def split_rows(cache: FeatureCache, protocol: ProtocolSettings) -> pd.DataFrame:
@@ -40,8 +28,8 @@ def split_rows(cache: FeatureCache, protocol: ProtocolSettings) -> pd.DataFrame:
 def features(cache: FeatureCache, rows: pd.DataFrame, split: str) -> Features:
     """The embeddings, labels and videos of one split's rows: what a head trains or selects on."""
     part = rows.loc[rows["split"] == split, ["label", "video"]]
-    return Features(rows_float32(cache.embeddings, part.index.to_numpy()), part["label"].to_numpy(int),
-                    part["video"].to_numpy())
+    return Features.stored(cache.embeddings, part.index.to_numpy(), part["label"].to_numpy(int),
+                           part["video"].to_numpy())
 
 
 def scored_split(rows: pd.DataFrame) -> pd.DataFrame:
@@ -49,7 +37,11 @@ def scored_split(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[rows["split"].isin(SCORED_SPLITS)]
 
 
-def scored_rows(cache: FeatureCache, rows: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    """The rows a head scores and their features."""
-    scored = scored_split(rows)
-    return scored, rows_float32(cache.embeddings, scored.index.to_numpy())
+def scored_probabilities(heads: list[Head], cache: FeatureCache, scored: pd.DataFrame) -> list[np.ndarray]:
+    """Each head's P(fake) of the scored rows, read from the cache once and scored a block at a time."""
+    return probabilities([head.predict_proba for head in heads], cache.embeddings, scored.index.to_numpy())
+
+
+def test_probabilities(head: Head, test: TestSet) -> np.ndarray:
+    """The head's P(fake) of another data set's test rows, read from its cache and scored a block at a time."""
+    return probabilities([head.predict_proba], test.cache.embeddings, test.rows.index.to_numpy())[0]

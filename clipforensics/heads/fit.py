@@ -15,7 +15,7 @@ from clipforensics.data.cache import FeatureCache, read_cache
 from clipforensics.data.crossdata import (CrossSettings, TestSet, check_disjoint, dataset_name, load_test_sets,
                                           scores_with_tests)
 from clipforensics.core.errors import UserError
-from clipforensics.heads.features import features, rows_float32, scored_split
+from clipforensics.heads.features import features, scored_probabilities, scored_split, test_probabilities
 from clipforensics.heads.heads import FitResult, fit_head, resolve_heads
 from clipforensics.heads.saved import save_head
 from clipforensics.heads.folder import RUN_FILE, claim_run_dir
@@ -77,7 +77,7 @@ def fit_heads(settings: FitSettings, protocol: ProtocolSettings,
 
 def scores_table(result: FitResult, cache: FeatureCache, scored: pd.DataFrame, tests: list[TestSet]) -> pd.DataFrame:
     """A fitted head's scores of the scored rows (and of every test set's rows). Their features are read here,
-    after the fit, and dropped with it: the fit's working copies and the scored rows are never held at once."""
-    X = rows_float32(cache.embeddings, scored.index.to_numpy())
-    return scores_with_tests(scored, result.head.predict_proba(X), dataset_name(cache.path), tests,
-                             lambda test: result.head.predict_proba(test.features))
+    after the fit, a block at a time: the fit's working copies and the scored rows are never held at once."""
+    proba, = scored_probabilities([result.head], cache, scored)
+    return scores_with_tests(scored, proba, dataset_name(cache.path), tests,
+                             lambda test: test_probabilities(result.head, test))

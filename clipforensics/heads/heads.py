@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -28,21 +28,14 @@ from clipforensics.core.errors import UserError
 from clipforensics.core.registry import Registry
 from clipforensics.heads.components import (distance_steps, fake_probability, fixed_linear, fixed_standardise,
                                            l2_normalise, l2_rows, logistic_steps, probability_passthrough)
+from clipforensics.heads.linear import grid_fits, ridge_fits
+from clipforensics.heads.rows import Features
 from clipforensics.measure.metrics import frame_video_auc
 from clipforensics.extract.prompts import class_means
 
 ZEROSHOT_PREFIX = "zeroshot-"
 ZEROSHOT_TEMPERATURE = 100.0  # CLIP's trained logit scale: cosine differences of ~0.01 become real odds
 PLATT = "Platt: logistic regression (C=1e6) on the validation decision values"
-
-
-@dataclass
-class Features:
-    """Embeddings of some rows with what selection needs: labels and video ids."""
-
-    X: np.ndarray
-    y: np.ndarray
-    video: np.ndarray
 
 
 def video_auc(feats: Features, proba: np.ndarray) -> float:
@@ -88,10 +81,14 @@ class GridHead(Head):
     def estimator(self, value: float) -> Pipeline:
         raise NotImplementedError
 
+    def candidates(self, train: Features) -> Iterator[tuple[float, Pipeline]]:
+        """Each grid value with its pipeline fitted on the training rows."""
+        for value in self.grid:
+            yield value, self.estimator(value).fit(train.X, train.y)
+
     def fit(self, train: Features, val: Features) -> "GridHead":
         best = None
-        for value in self.grid:
-            model = self.estimator(value).fit(train.X, train.y)
+        for value, model in self.candidates(train):
             if self.calibration:
                 model = platt_scaled(model, val)
             auc = video_auc(val, fake_probability(model, val.X))
@@ -116,26 +113,48 @@ def _linear(model: Any) -> Pipeline:
     return Pipeline([("l2", l2_rows()), ("standardise", StandardScaler()), ("classifier", model)])
 
 
-class LogRegHead(GridHead):
+class LinearHead(GridHead):
+    """A linear classifier on the l2-normalised, standardised embedding. The grid's fits are made from training
+    rows read a block at a time and standardised once for the whole grid (heads/linear.py): the rows as read are
+    never held, and each fit is the one `estimator(value).fit` would make (on a split of one block, bit for bit)."""
+
+    fit_dtype: Any = np.float32  # what the classifier fits on (liblinear copies anything else to float64)
+
+    def classifier(self, value: float) -> Any:
+        raise NotImplementedError
+
+    def estimator(self, value: float) -> Pipeline:
+        return _linear(self.classifier(value))
+
+    def candidates(self, train: Features) -> Iterator[tuple[float, Pipeline]]:
+        return grid_fits(train, self.grid, self.classifier, self.fit_dtype)
+
+
+class LogRegHead(LinearHead):
     name, grid = "logreg", (0.001, 0.01, 0.1, 1.0)
 
-    def estimator(self, value: float) -> Pipeline:
-        return _linear(LogisticRegression(C=value, class_weight="balanced", max_iter=2000))
+    def classifier(self, value: float) -> LogisticRegression:
+        return LogisticRegression(C=value, class_weight="balanced", max_iter=2000)
 
 
-class SVMHead(GridHead):
-    name, grid, calibration = "svm", (0.001, 0.01, 0.1), PLATT
+class SVMHead(LinearHead):
+    name, grid, calibration, fit_dtype = "svm", (0.001, 0.01, 0.1), PLATT, np.float64
 
-    def estimator(self, value: float) -> Pipeline:
+    def classifier(self, value: float) -> LinearSVC:
         # seeded: liblinear's dual solver (chosen when frames < dimensions) shuffles with numpy's global state
-        return _linear(LinearSVC(C=value, class_weight="balanced", max_iter=5000, random_state=0))
+        return LinearSVC(C=value, class_weight="balanced", max_iter=5000, random_state=0)
 
 
-class RidgeHead(GridHead):
+class RidgeHead(LinearHead):
     name, grid, param, calibration = "ridge", (1.0, 10.0, 100.0, 1000.0), "alpha", PLATT
 
-    def estimator(self, value: float) -> Pipeline:
-        return _linear(RidgeClassifier(alpha=value, class_weight="balanced"))
+    def classifier(self, value: float) -> RidgeClassifier:
+        return RidgeClassifier(alpha=value, class_weight="balanced")
+
+    def candidates(self, train: Features) -> Iterator[tuple[float, Pipeline]]:
+        """Solved from sums streamed over the training rows (heads/linear.py): one pass serves the whole grid, and
+        the standardised rows are never held either."""
+        return ridge_fits(train, self.grid)
 
 
 class ZeroShotHead(Head):
@@ -174,8 +193,11 @@ class PromptFeaturesHead(LogRegHead):
 
     def estimator(self, value: float) -> Pipeline:
         return Pipeline([("l2", l2_rows()), ("cosines", fixed_linear(self.prompt_matrix.T)),
-                         ("standardise", StandardScaler()),
-                         ("classifier", LogisticRegression(C=value, class_weight="balanced", max_iter=2000))])
+                         ("standardise", StandardScaler()), ("classifier", self.classifier(value))])
+
+    def candidates(self, train: Features) -> Iterator[tuple[float, Pipeline]]:
+        """Fitted as a whole pipeline: its 10 cosines a row are small beside the embedding read to make them."""
+        return GridHead.candidates(self, train)
 
 
 class RealOnlyHead(Head):

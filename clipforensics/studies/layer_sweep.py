@@ -23,7 +23,7 @@ from clipforensics.data.provenance import check_lora_overlap
 from clipforensics.data.scores import make_scores
 from clipforensics.evaluate.evaluation import evaluate_run
 from clipforensics.evaluate.settings import MeasureSettings
-from clipforensics.heads.features import features, scored_rows
+from clipforensics.heads.features import features, scored_probabilities, scored_split
 from clipforensics.heads.heads import fit_head, resolve_heads
 from clipforensics.heads.folder import RUN_FILE, STAGE, SWEEP_FILES, SWEEP_RECORD, refuse_other_study
 from clipforensics.heads.layers import PROMPT_HEADS, layer_view
@@ -80,15 +80,16 @@ def fit_layer(layer: str, view: FeatureCache, rows: pd.DataFrame, names: list[st
               measure: MeasureSettings) -> list[dict[str, Any]]:
     """One record per head fitted on this layer's features: its scores table measured by the evaluator.
 
-    The layer's rows are read from the cache here (data/stored.py), the training rows dropped before the scored
-    ones are read: one layer's rows in memory at a time, not the block-token stack."""
+    The layer's rows are read from the cache here (data/stored.py) when a head uses them, and dropped before the
+    scored rows are read and scored a block at a time: at most one layer's rows in memory, not the stack."""
     train, val = features(view, rows, "train"), features(view, rows, "val")
     results = [fit_head(name, {}, train, val) for name in names]
     del train, val
-    scored, X = scored_rows(view, rows)
+    scored = scored_split(rows)
     records = []
-    for name, result in zip(names, results):
-        scores = make_scores(scored, result.head.predict_proba(X))
+    probas = scored_probabilities([result.head for result in results], view, scored)
+    for name, result, proba in zip(names, results, probas):
+        scores = make_scores(scored, proba)
         measured = measure_scores(f"{name} on layer {layer}", scores, measure)
         records.append({"layer": layer, "head": name, "fit_seconds": result.seconds, **measured})
         print(f"layer {layer:>5} {name:>10}: val video AUC {measured['val_video_auc']:.3f}", file=sys.stderr)

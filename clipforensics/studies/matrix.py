@@ -42,7 +42,7 @@ from clipforensics.evaluate.settings import MeasureSettings
 from clipforensics.measure.metrics import evaluate_split
 from clipforensics.measure.result import RunResult
 from clipforensics.measure.specs import summary_values
-from clipforensics.heads.features import features, scored_rows
+from clipforensics.heads.features import features, scored_probabilities, scored_split, test_probabilities
 from clipforensics.heads.heads import fit_head, resolve_heads
 from clipforensics.report.matrix import POOLED, write_matrix_report
 from clipforensics.studies.settings import MatrixSettings
@@ -117,12 +117,12 @@ def score_row(source: Source, head: str, row: MatrixRow,
     rows = splits.rows
     fitted = fit_head(head, source.cache.prompts, features(source.cache, rows, "train"),
                       features(source.cache, rows, "val")).head
-    scored, X = scored_rows(source.cache, rows)
+    scored = scored_split(rows)
     others = [c for c in columns if c.name != source.name] if row.elsewhere else []
     for other in others:
         check_disjoint(rows, other)
-    scores = scores_with_tests(scored, fitted.predict_proba(X), source.name, others,
-                               lambda test: fitted.predict_proba(test.features))
+    scores = scores_with_tests(scored, scored_probabilities([fitted], source.cache, scored)[0], source.name, others,
+                               lambda test: test_probabilities(fitted, test))
     return scores, splits.table()
 
 
