@@ -38,10 +38,10 @@ def scored_split(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def scored_probabilities(heads: list[Head], cache: FeatureCache, scored: pd.DataFrame) -> list[np.ndarray]:
-    """Each head's P(fake) of the scored rows, read from the cache once and scored a block at a time."""
+    """Each head's P(fake) of the scored rows (index = row of the cache), read once and scored a block at a time."""
     return probabilities([head.predict_proba for head in heads], cache.embeddings, scored.index.to_numpy())
 
 
 def test_probabilities(head: Head, test: TestSet) -> np.ndarray:
     """The head's P(fake) of another data set's test rows, read from its cache and scored a block at a time."""
-    return probabilities([head.predict_proba], test.cache.embeddings, test.rows.index.to_numpy())[0]
+    return scored_probabilities([head], test.cache, test.rows)[0]

@@ -96,12 +96,9 @@ def ridge_fits(train: Features, grid: tuple[float, ...]) -> Iterator[tuple[float
     """Each alpha of the grid with its fitted pipeline: two passes over the training rows for all of them."""
     steps = fitted_preprocessing(train)
     weights = compute_class_weight("balanced", classes=np.array(CLASSES), y=train.y)
-    sums = None
+    sums = NormalEquations(steps[1].n_features_in_)
     for at, X in train.blocks():
-        Z = steps.transform(X)
-        if sums is None:
-            sums = NormalEquations(Z.shape[1])
         y = train.y[at]
-        sums.add(Z, np.where(y == CLASSES[1], 1.0, -1.0), weights[y])
+        sums.add(steps.transform(X), np.where(y == CLASSES[1], 1.0, -1.0), weights[y])
     for alpha in grid:
         yield alpha, Pipeline([*steps.steps, ("classifier", ridge_classifier(alpha, *sums.solve(alpha)))])

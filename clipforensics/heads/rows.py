@@ -1,9 +1,9 @@
 """The rows a head fits on or scores: held in memory, or read from the cache a block of rows at a time.
 
-A head that needs the whole matrix (logistic regression, the SVM, real-only) reads `Features.X` once, as
-float32; the ridge head streams `Features.blocks()` and never holds the training rows, and scores are computed a
-block at a time from the file (`probabilities`), so fitting on a split of a million frames holds the validation
-rows and one block, not the split (issue 24).
+A head that needs the whole matrix (real-only, prompt-features; any head on validation rows) reads `Features.X`
+once, as float32; the linear heads stream `Features.blocks()` (heads/linear.py) and never hold the training rows
+as read, and scores are computed a block at a time from the file (`probabilities`), so fitting ridge on a split
+of a million frames holds the validation rows and one block, not the split (issue 24).
 """
 
 from __future__ import annotations
@@ -35,16 +35,15 @@ class Features:
     `X` reads them on first use and holds them, and `blocks()` reads them a block at a time without holding them.
     """
 
-    def __init__(self, X: np.ndarray, y: np.ndarray, video: np.ndarray) -> None:
-        self._held: np.ndarray | None = X
+    def __init__(self, X: np.ndarray | None, y: np.ndarray, video: np.ndarray) -> None:
+        self._held, self.y, self.video = X, y, video
         self._source: RowSource | None = None
-        self._idx = np.arange(len(y))
-        self.y, self.video = y, video
+        self._idx: np.ndarray | None = None
 
     @classmethod
     def stored(cls, source: RowSource, idx: np.ndarray, y: np.ndarray, video: np.ndarray) -> "Features":
         """The rows `idx` of `source`, read only when a head asks for them."""
-        feats = cls(None, y, video)  # type: ignore[arg-type]
+        feats = cls(None, y, video)
         feats._source, feats._idx = source, np.asarray(idx)
         return feats
 
